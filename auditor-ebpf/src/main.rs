@@ -1,0 +1,229 @@
+//! Passive TC classifier: copies the TCP segments of watched ports into a ring
+//! buffer for the daemon. It never modifies, delays or drops a packet: every
+//! path returns `TC_ACT_UNSPEC`.
+#![no_std]
+#![no_main]
+
+mod headers;
+
+use auditor_common::{
+    gate_mode, record_flags, Counter, Direction, FlowKey, PayloadGate, Record, RecordHeader,
+    PAYLOAD_GATES_MAX, PORT_TABLE_LEN, PORT_WATCHED, RECORDS_PER_SEGMENT_MAX, RECORD_DATA_MAX,
+    RING_BUFFER_BYTES, SEGMENT_CAPTURE_MAX, SMALL_RECORD_DATA,
+};
+use aya_ebpf::{
+    bindings::BPF_RB_NO_WAKEUP,
+    helpers::{bpf_ktime_get_ns, bpf_skb_load_bytes},
+    macros::{classifier, map},
+    maps::{Array, LruHashMap, PerCpuArray, RingBuf},
+    programs::TcContext,
+};
+use aya_log_ebpf::debug;
+
+use crate::headers::{parse_tcp_segment, Skip, TcpSegment};
+
+/// Let the packet continue as if no program were attached (required under TCX).
+const TC_ACT_UNSPEC: i32 = -1;
+
+#[map]
+static WATCHED_PORTS: Array<u8> = Array::with_max_entries(PORT_TABLE_LEN, 0);
+
+#[map]
+static PAYLOAD_GATES: LruHashMap<FlowKey, PayloadGate> =
+    LruHashMap::with_max_entries(PAYLOAD_GATES_MAX, 0);
+
+#[map]
+static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Counter::COUNT, 0);
+
+#[map]
+static SEGMENTS: RingBuf = RingBuf::with_byte_size(RING_BUFFER_BYTES, 0);
+
+#[classifier]
+pub fn capture_ingress(ctx: TcContext) -> i32 {
+    capture(&ctx, Direction::Ingress);
+    TC_ACT_UNSPEC
+}
+
+#[classifier]
+pub fn capture_egress(ctx: TcContext) -> i32 {
+    capture(&ctx, Direction::Egress);
+    TC_ACT_UNSPEC
+}
+
+#[inline(always)]
+fn capture(ctx: &TcContext, direction: Direction) {
+    count(Counter::PacketsSeen, 1);
+    let segment = match parse_tcp_segment(ctx) {
+        Ok(Some(segment)) => segment,
+        Ok(None) => return,
+        Err(skip) => {
+            count(skip.counter(), 1);
+            debug!(ctx, "skipped a frame: {}", skip.counter() as u32);
+            return;
+        }
+    };
+    if !is_watched(segment.header.src_port) && !is_watched(segment.header.dst_port) {
+        return;
+    }
+    count(Counter::SegmentsMatched, 1);
+    let reportable_flags = auditor_common::tcp_flags::SYN
+        | auditor_common::tcp_flags::FIN
+        | auditor_common::tcp_flags::RST;
+    if segment.header.payload_len == 0 && segment.header.tcp_flags & reportable_flags == 0 {
+        return;
+    }
+    let mut header = segment.header;
+    header.direction = direction as u8;
+    header.ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    header.timestamp_ns = unsafe { bpf_ktime_get_ns() };
+    let copy_from = payload_copy_start(&header);
+    if copy_from > 0 {
+        header.record_flags |= record_flags::GATED;
+    }
+    emit_records(ctx, &segment, header, copy_from);
+}
+
+#[inline(always)]
+fn is_watched(port: u16) -> bool {
+    matches!(WATCHED_PORTS.get(port as u32), Some(&PORT_WATCHED))
+}
+
+/// Where copying of this segment's payload starts, after the flow's gate.
+#[inline(always)]
+fn payload_copy_start(header: &RecordHeader) -> u32 {
+    let key = FlowKey {
+        src_addr: header.src_addr,
+        dst_addr: header.dst_addr,
+        src_port: header.src_port,
+        dst_port: header.dst_port,
+    };
+    let Some(gate) = (unsafe { PAYLOAD_GATES.get(&key) }) else {
+        return 0;
+    };
+    if gate.mode != gate_mode::CLOSED_UNTIL {
+        return header.payload_len;
+    }
+    // Sequence arithmetic is modulo 2^32: a positive distance means the
+    // resume point lies ahead of this segment's first byte.
+    let distance = gate.resume_seq.wrapping_sub(header.seq) as i32;
+    if distance <= 0 {
+        let _ = PAYLOAD_GATES.remove(&key);
+        return 0;
+    }
+    let distance = distance as u32;
+    if distance >= header.payload_len {
+        header.payload_len
+    } else {
+        distance
+    }
+}
+
+/// Copies up to `SEGMENT_CAPTURE_MAX` payload bytes from `copy_from`, one
+/// record per `RECORD_DATA_MAX` bytes; a segment without payload to copy
+/// still yields one record for its flags and lengths.
+#[inline(always)]
+fn emit_records(ctx: &TcContext, segment: &TcpSegment, header: RecordHeader, copy_from: u32) {
+    let payload_len = header.payload_len;
+    let capture_end = if payload_len - copy_from > SEGMENT_CAPTURE_MAX as u32 {
+        copy_from + SEGMENT_CAPTURE_MAX as u32
+    } else {
+        payload_len
+    };
+    if capture_end < payload_len {
+        count(Counter::RecordsTruncated, 1);
+    }
+    let mut offset = copy_from;
+    for _ in 0..RECORDS_PER_SEGMENT_MAX {
+        let remaining = capture_end - offset;
+        let data_len = if remaining > RECORD_DATA_MAX as u32 {
+            RECORD_DATA_MAX as u32
+        } else {
+            remaining
+        };
+        let mut record_header = header;
+        record_header.data_offset = offset;
+        record_header.data_len = data_len;
+        if offset + data_len == capture_end && capture_end < payload_len {
+            record_header.record_flags |= record_flags::TRUNCATED;
+        }
+        let source = segment.payload_offset + offset;
+        let emitted = if data_len as usize <= SMALL_RECORD_DATA {
+            emit_record::<SMALL_RECORD_DATA>(ctx, &record_header, source)
+        } else {
+            emit_record::<RECORD_DATA_MAX>(ctx, &record_header, source)
+        };
+        if let Err(failure) = emitted {
+            count(failure, 1);
+            return;
+        }
+        offset += data_len;
+        if offset >= capture_end {
+            return;
+        }
+    }
+}
+
+/// Reserves one record with room for `N` bytes and fills it; on failure,
+/// the counter that explains why nothing was emitted.
+#[inline(always)]
+fn emit_record<const N: usize>(
+    ctx: &TcContext,
+    header: &RecordHeader,
+    source: u32,
+) -> Result<(), Counter> {
+    let Some(mut entry) = SEGMENTS.reserve::<Record<N>>(0) else {
+        return Err(Counter::RingBufferFull);
+    };
+    let record = entry.as_mut_ptr();
+    let data_len = header.data_len;
+    unsafe {
+        (*record).header = *header;
+        if data_len > 0 {
+            // The verifier must see the length inside [1, N] on this very
+            // register (N is a power of two), or it rejects the call.
+            let len = ((data_len - 1) & (N as u32 - 1)) + 1;
+            let loaded = bpf_skb_load_bytes(
+                ctx.skb.skb as *const _,
+                source,
+                (*record).data.as_mut_ptr() as *mut _,
+                len,
+            );
+            if loaded != 0 {
+                entry.discard(BPF_RB_NO_WAKEUP as u64);
+                return Err(Counter::SkippedMalformed);
+            }
+        }
+    }
+    entry.submit(0);
+    count(Counter::RecordsEmitted, 1);
+    count(Counter::PayloadBytesCopied, data_len as u64);
+    Ok(())
+}
+
+#[inline(always)]
+fn count(counter: Counter, amount: u64) {
+    if let Some(value) = COUNTERS.get_ptr_mut(counter as u32) {
+        unsafe { *value += amount };
+    }
+}
+
+impl Skip {
+    fn counter(self) -> Counter {
+        match self {
+            Skip::VlanDepth => Counter::SkippedVlanDepth,
+            Skip::Ipv6ExtensionChain => Counter::SkippedIpv6ExtensionChain,
+            Skip::IpFragment => Counter::SkippedIpFragment,
+            Skip::Malformed => Counter::SkippedMalformed,
+        }
+    }
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

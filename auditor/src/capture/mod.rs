@@ -1,0 +1,356 @@
+//! Live capture: loads the kernel program, attaches it to interfaces, and
+//! reads its ring buffer as typed [`Segment`]s.
+
+pub mod interfaces;
+pub mod privileges;
+
+use std::collections::BTreeMap;
+
+use auditor_common::{
+    gate_mode, Counter, FlowKey, PayloadGate, MAP_COUNTERS, MAP_PAYLOAD_GATES, MAP_SEGMENTS,
+    MAP_WATCHED_PORTS, PORT_WATCHED, PROGRAM_EGRESS, PROGRAM_INGRESS,
+};
+use aya::{
+    maps::{Array, HashMap, MapData, MapError, PerCpuArray, RingBuf},
+    programs::{ProgramError, SchedClassifier, TcAttachType},
+    Ebpf, EbpfError, EbpfLoader,
+};
+use tokio::io::unix::AsyncFd;
+
+pub use self::interfaces::Interface;
+use self::privileges::Capability;
+use crate::segment::{DecodeError, Segment};
+
+/// The kernel program, built by `auditor/build.rs`.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/auditor"));
+
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    #[error(
+        "live capture needs {}; missing: {}. Run as root, or grant them with `setcap cap_bpf,cap_perfmon,cap_net_admin+ep` on the auditor binary",
+        privileges::REQUIRED.map(|c| c.name).join(", "),
+        .0.iter().map(|c| c.name).collect::<Vec<_>>().join(", ")
+    )]
+    MissingPrivileges(Vec<Capability>),
+    #[error("this build of auditor has no eBPF object (it was built with AYA_BUILD_SKIP); rebuild it with `cargo xtask build`")]
+    MissingObject,
+    #[error(
+        "the kernel's verifier rejected program `{program}` ({io_error}). Verifier log:\n{log}"
+    )]
+    VerifierRejected {
+        program: &'static str,
+        io_error: std::io::Error,
+        log: String,
+    },
+    #[error("cannot attach to interface `{interface}` ({direction}): {source}")]
+    Attach {
+        interface: String,
+        direction: &'static str,
+        source: ProgramError,
+    },
+    #[error("cannot load the eBPF object: {0}")]
+    Load(#[from] EbpfError),
+    #[error("eBPF program `{program}`: {source}")]
+    Program {
+        program: &'static str,
+        source: ProgramError,
+    },
+    #[error("eBPF map `{map}`: {source}")]
+    Map { map: &'static str, source: MapError },
+    #[error("eBPF map `{0}` is missing from the object")]
+    MissingMap(&'static str),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CaptureOptions {
+    /// Let the kernel program log diagnostics through aya-log.
+    pub kernel_debug_log: bool,
+}
+
+/// Where the kernel program is attached on one interface.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attachment {
+    pub interface: String,
+    /// On loopback every packet crosses egress and then ingress, so only
+    /// ingress is hooked there: each segment is recorded once.
+    pub hooks: Vec<TcAttachType>,
+}
+
+/// The loaded kernel program and its maps. Dropping it detaches the program
+/// from every interface.
+pub struct Capture {
+    ebpf: Ebpf,
+    watched_ports: Array<MapData, u8>,
+    payload_gates: HashMap<MapData, FlowKey, PayloadGate>,
+    counters: PerCpuArray<MapData, u64>,
+    segments: Option<RingBuf<MapData>>,
+    attachments: Vec<Attachment>,
+}
+
+impl Capture {
+    pub fn load(options: CaptureOptions) -> Result<Capture, CaptureError> {
+        let missing = privileges::missing()?;
+        if !missing.is_empty() {
+            return Err(CaptureError::MissingPrivileges(missing));
+        }
+        if OBJECT.is_empty() {
+            return Err(CaptureError::MissingObject);
+        }
+        let log_level: u8 = if options.kernel_debug_log {
+            aya_log::Level::Debug as u8
+        } else {
+            0
+        };
+        let mut ebpf = EbpfLoader::new()
+            .override_global(aya_log::LEVEL, &log_level, false)
+            .load(OBJECT)?;
+        if options.kernel_debug_log {
+            start_kernel_log(&mut ebpf);
+        }
+        for program in [PROGRAM_INGRESS, PROGRAM_EGRESS] {
+            classifier(&mut ebpf, program)?
+                .load()
+                .map_err(|error| verifier_error(program, error))?;
+        }
+        Ok(Capture {
+            watched_ports: take_map(&mut ebpf, MAP_WATCHED_PORTS)?,
+            payload_gates: take_map(&mut ebpf, MAP_PAYLOAD_GATES)?,
+            counters: take_map(&mut ebpf, MAP_COUNTERS)?,
+            segments: Some(take_map(&mut ebpf, MAP_SEGMENTS)?),
+            attachments: Vec::new(),
+            ebpf,
+        })
+    }
+
+    /// Attaches to `interface` in the calling thread's network namespace.
+    pub fn attach(&mut self, interface: &Interface) -> Result<&Attachment, CaptureError> {
+        let hooks = if interface.loopback {
+            vec![TcAttachType::Ingress]
+        } else {
+            vec![TcAttachType::Ingress, TcAttachType::Egress]
+        };
+        for &hook in &hooks {
+            let (program, direction) = match hook {
+                TcAttachType::Egress => (PROGRAM_EGRESS, "egress"),
+                _ => (PROGRAM_INGRESS, "ingress"),
+            };
+            classifier(&mut self.ebpf, program)?
+                .attach(&interface.name, hook)
+                .map_err(|source| CaptureError::Attach {
+                    interface: interface.name.clone(),
+                    direction,
+                    source,
+                })?;
+        }
+        self.attachments.push(Attachment {
+            interface: interface.name.clone(),
+            hooks,
+        });
+        Ok(self.attachments.last().expect("just pushed"))
+    }
+
+    pub fn attachments(&self) -> &[Attachment] {
+        &self.attachments
+    }
+
+    /// Ids of the loaded kernel programs, as `bpftool prog show` lists them.
+    pub fn program_ids(&self) -> Result<Vec<u32>, CaptureError> {
+        [PROGRAM_INGRESS, PROGRAM_EGRESS]
+            .into_iter()
+            .map(|name| {
+                let program: &SchedClassifier = self
+                    .ebpf
+                    .program(name)
+                    .and_then(|p| p.try_into().ok())
+                    .ok_or(CaptureError::Program {
+                        program: name,
+                        source: ProgramError::NotLoaded,
+                    })?;
+                let info = program.info().map_err(|source| CaptureError::Program {
+                    program: name,
+                    source,
+                })?;
+                Ok(info.id())
+            })
+            .collect()
+    }
+
+    /// Starts copying segments to or from `port`; takes effect at once.
+    pub fn watch_port(&mut self, port: u16) -> Result<(), CaptureError> {
+        self.set_port(port, PORT_WATCHED)
+    }
+
+    pub fn unwatch_port(&mut self, port: u16) -> Result<(), CaptureError> {
+        self.set_port(port, 0)
+    }
+
+    fn set_port(&mut self, port: u16, value: u8) -> Result<(), CaptureError> {
+        self.watched_ports
+            .set(u32::from(port), value, 0)
+            .map_err(|source| CaptureError::Map {
+                map: MAP_WATCHED_PORTS,
+                source,
+            })
+    }
+
+    /// Stops copying the payload of one direction of a flow, for good or
+    /// until the stream reaches `resume_seq`. Flags and lengths are still
+    /// reported.
+    pub fn close_payload(
+        &mut self,
+        flow: FlowKey,
+        resume_seq: Option<u32>,
+    ) -> Result<(), CaptureError> {
+        let gate = match resume_seq {
+            Some(resume_seq) => PayloadGate {
+                mode: gate_mode::CLOSED_UNTIL,
+                resume_seq,
+            },
+            None => PayloadGate {
+                mode: gate_mode::CLOSED,
+                resume_seq: 0,
+            },
+        };
+        self.payload_gates
+            .insert(flow, gate, 0)
+            .map_err(|source| CaptureError::Map {
+                map: MAP_PAYLOAD_GATES,
+                source,
+            })
+    }
+
+    /// Copies a flow direction's payload again; no-op when it was not closed.
+    pub fn open_payload(&mut self, flow: FlowKey) -> Result<(), CaptureError> {
+        match self.payload_gates.remove(&flow) {
+            Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
+            Err(source) => Err(CaptureError::Map {
+                map: MAP_PAYLOAD_GATES,
+                source,
+            }),
+        }
+    }
+
+    /// The kernel program's counters, summed over CPUs.
+    pub fn counters(&self) -> Result<BTreeMap<Counter, u64>, CaptureError> {
+        Counter::ALL
+            .into_iter()
+            .map(|counter| {
+                let per_cpu = self.counters.get(&(counter as u32), 0).map_err(|source| {
+                    CaptureError::Map {
+                        map: MAP_COUNTERS,
+                        source,
+                    }
+                })?;
+                Ok((counter, per_cpu.iter().sum()))
+            })
+            .collect()
+    }
+
+    /// The reader of the segment ring buffer; `None` once taken.
+    pub fn take_segment_reader(&mut self) -> Result<Option<SegmentReader>, CaptureError> {
+        self.segments
+            .take()
+            // SAFETY: the ring buffer owns its descriptor, and the AsyncFd
+            // owns the ring buffer for as long as it is registered.
+            .map(|ring| {
+                Ok(SegmentReader {
+                    ring: unsafe { AsyncFd::register(ring).map_err(std::io::Error::from)? },
+                })
+            })
+            .transpose()
+    }
+}
+
+/// Reads records from the kernel's ring buffer as they arrive.
+pub struct SegmentReader {
+    ring: AsyncFd<RingBuf<MapData>>,
+}
+
+impl SegmentReader {
+    /// Waits for records, then decodes every record available into `out`.
+    pub async fn read(
+        &mut self,
+        out: &mut Vec<Result<Segment, DecodeError>>,
+    ) -> std::io::Result<()> {
+        let mut guard = self.ring.readable_mut().await?;
+        let ring = guard.get_inner_mut();
+        while let Some(record) = ring.next() {
+            out.push(Segment::decode(&record));
+        }
+        guard.clear_ready();
+        Ok(())
+    }
+
+    /// Decodes the records already waiting, without blocking.
+    pub fn drain(&mut self, out: &mut Vec<Result<Segment, DecodeError>>) {
+        let ring = self.ring.get_mut();
+        while let Some(record) = ring.next() {
+            out.push(Segment::decode(&record));
+        }
+    }
+}
+
+fn classifier<'a>(
+    ebpf: &'a mut Ebpf,
+    name: &'static str,
+) -> Result<&'a mut SchedClassifier, CaptureError> {
+    let program = ebpf.program_mut(name).ok_or(CaptureError::Program {
+        program: name,
+        source: ProgramError::NotLoaded,
+    })?;
+    program.try_into().map_err(|source| CaptureError::Program {
+        program: name,
+        source,
+    })
+}
+
+fn take_map<T: TryFrom<aya::maps::Map, Error = MapError>>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+) -> Result<T, CaptureError> {
+    let map = ebpf.take_map(name).ok_or(CaptureError::MissingMap(name))?;
+    T::try_from(map).map_err(|source| CaptureError::Map { map: name, source })
+}
+
+fn verifier_error(program: &'static str, error: ProgramError) -> CaptureError {
+    match error {
+        ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => CaptureError::VerifierRejected {
+            program,
+            io_error,
+            log: verifier_log.to_string(),
+        },
+        source => CaptureError::Program { program, source },
+    }
+}
+
+/// Forwards the kernel program's aya-log records to the `log` facade, which
+/// tracing-subscriber picks up.
+fn start_kernel_log(ebpf: &mut Ebpf) {
+    match aya_log::EbpfLogger::init(ebpf) {
+        // SAFETY: the logger owns its ring buffer's descriptor, and the
+        // AsyncFd owns the logger for as long as it is registered.
+        Ok(logger) => {
+            match unsafe { AsyncFd::register_with_interest(logger, tokio::io::Interest::READABLE) }
+            {
+                Ok(mut logger) => {
+                    tokio::spawn(async move {
+                        loop {
+                            let Ok(mut guard) = logger.readable_mut().await else {
+                                return;
+                            };
+                            guard.get_inner_mut().flush();
+                            guard.clear_ready();
+                        }
+                    });
+                }
+                Err(error) => tracing::warn!(%error, "kernel log unavailable"),
+            }
+        }
+        Err(error) => tracing::warn!(%error, "kernel log unavailable"),
+    }
+}

@@ -1,0 +1,177 @@
+//! The daemon's configuration: a TOML file, or the embedded defaults.
+
+use std::{fmt, path::Path, str::FromStr};
+
+use serde::Deserialize;
+
+/// The configuration used when no file is given.
+pub const DEFAULT: &str = include_str!("default.toml");
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Interface names; empty means every interface that is up.
+    #[serde(default)]
+    pub interfaces: Vec<String>,
+    pub ports: Vec<WatchedPort>,
+}
+
+/// A TCP port to watch, and which leg of a proxy it serves.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct WatchedPort {
+    pub port: u16,
+    #[serde(default)]
+    pub role: Option<Role>,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Frontend,
+    Backend,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{origin}: {message}")]
+    Invalid { origin: String, message: String },
+}
+
+impl Config {
+    pub fn embedded_default() -> Config {
+        Config::parse(DEFAULT, "embedded default configuration")
+            .expect("the embedded default configuration is valid")
+    }
+
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Config::parse(&text, &path.display().to_string())
+    }
+
+    /// `origin` names the text in error messages.
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            origin: origin.to_owned(),
+            message,
+        };
+        let config: Config =
+            toml::from_str(text).map_err(|e| invalid(e.to_string().trim_end().to_owned()))?;
+        config.validate().map_err(invalid)?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.ports.is_empty() {
+            return Err("`ports` is empty: nothing would be watched".into());
+        }
+        if let Some(zero) = self.ports.iter().find(|p| p.port == 0) {
+            return Err(format!("port {} is not a valid TCP port", zero.port));
+        }
+        for (i, a) in self.ports.iter().enumerate() {
+            if self.ports[..i].iter().any(|b| b.port == a.port) {
+                return Err(format!("port {} is listed twice", a.port));
+            }
+        }
+        if let Some(empty) = self.interfaces.iter().find(|name| name.is_empty()) {
+            return Err(format!("interface name {empty:?} is empty"));
+        }
+        Ok(())
+    }
+}
+
+impl FromStr for WatchedPort {
+    type Err = String;
+
+    /// `PORT` or `PORT:ROLE`, as on the command line.
+    fn from_str(text: &str) -> Result<WatchedPort, String> {
+        let (port, role) = match text.split_once(':') {
+            Some((port, role)) => (port, Some(role)),
+            None => (text, None),
+        };
+        let port = match port.parse::<u16>() {
+            Ok(port) if port > 0 => port,
+            _ => return Err(format!("`{port}` is not a TCP port (1-65535)")),
+        };
+        let role = match role {
+            None => None,
+            Some("frontend") => Some(Role::Frontend),
+            Some("backend") => Some(Role::Backend),
+            Some(other) => {
+                return Err(format!("`{other}` is not a role (frontend or backend)"));
+            }
+        };
+        Ok(WatchedPort { port, role })
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::Frontend => "frontend",
+            Role::Backend => "backend",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_watches_http_and_backend_ports_everywhere() {
+        let config = Config::embedded_default();
+        assert!(config.interfaces.is_empty());
+        let ports: Vec<u16> = config.ports.iter().map(|p| p.port).collect();
+        assert_eq!(ports, [80, 8080, 3000, 5000, 8000, 8081, 8888, 9000]);
+    }
+
+    #[test]
+    fn parses_ports_with_roles() {
+        let config = Config::parse(
+            "interfaces = [\"eth0\"]\n[[ports]]\nport = 443\n[[ports]]\nport = 8080\nrole = \"backend\"\n",
+            "test",
+        )
+        .unwrap();
+        assert_eq!(config.interfaces, ["eth0"]);
+        assert_eq!(config.ports[1].role, Some(Role::Backend));
+        assert_eq!(config.ports[0].role, None);
+    }
+
+    #[test]
+    fn rejects_invalid_files_precisely() {
+        let error = |text: &str| Config::parse(text, "x.toml").unwrap_err().to_string();
+        assert!(error("[[ports]]\nport = 70000\n").contains("x.toml"));
+        assert!(error("[[ports]]\nport = 0\n").contains("port 0"));
+        assert!(error("[[ports]]\nport = 80\n[[ports]]\nport = 80\n").contains("listed twice"));
+        assert!(error("ports = []\n").contains("nothing would be watched"));
+        assert!(error("[[ports]]\nport = 80\nrole = \"middle\"\n").contains("middle"));
+        assert!(error("colour = 1\n[[ports]]\nport = 80\n").contains("colour"));
+    }
+
+    #[test]
+    fn parses_command_line_ports() {
+        assert_eq!(
+            "8080:frontend".parse::<WatchedPort>(),
+            Ok(WatchedPort {
+                port: 8080,
+                role: Some(Role::Frontend)
+            })
+        );
+        assert_eq!("80".parse::<WatchedPort>().unwrap().role, None);
+        assert!("0".parse::<WatchedPort>().is_err());
+        assert!("http".parse::<WatchedPort>().is_err());
+        assert!("80:sideways"
+            .parse::<WatchedPort>()
+            .unwrap_err()
+            .contains("sideways"));
+    }
+}
