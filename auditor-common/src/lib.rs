@@ -61,7 +61,7 @@ pub mod record_flags {
 
 /// Which way the packet was crossing the interface's TC hook.
 #[repr(u8)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Direction {
     Ingress = 0,
     Egress = 1,

@@ -104,6 +104,7 @@ fn init_logging(level: LogLevel) {
     let filter = format!("{level},aya=info,aya_obj=info");
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .init();
 }

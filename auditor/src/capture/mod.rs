@@ -4,7 +4,10 @@
 pub mod interfaces;
 pub mod privileges;
 
-use std::collections::BTreeMap;
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, SocketAddr},
+};
 
 use auditor_common::{
     gate_mode, Counter, FlowKey, PayloadGate, MAP_COUNTERS, MAP_PAYLOAD_GATES, MAP_SEGMENTS,
@@ -260,6 +263,28 @@ impl Capture {
                 })
             })
             .transpose()
+    }
+}
+
+/// The `PAYLOAD_GATES` key of the direction `src` → `dst`.
+pub fn flow_key(src: SocketAddr, dst: SocketAddr) -> FlowKey {
+    FlowKey {
+        src_addr: address_bytes(src.ip()),
+        dst_addr: address_bytes(dst.ip()),
+        src_port: src.port(),
+        dst_port: dst.port(),
+    }
+}
+
+/// Addresses as the kernel program stores them: IPv4 in the first four bytes.
+fn address_bytes(ip: IpAddr) -> [u8; 16] {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut bytes = [0; 16];
+            bytes[..4].copy_from_slice(&v4.octets());
+            bytes
+        }
+        IpAddr::V6(v6) => v6.octets(),
     }
 }
 

@@ -1,0 +1,21 @@
+//! Lab support for the privileged integration tests: network namespaces and
+//! veth pairs that the tests create and always delete, and helpers that put
+//! the kernel program's records back together.
+//!
+//! Privileged tests are `#[ignore = "needs root"]`: `cargo xtask test`
+//! runs them when it is root, and libtest lists them by name otherwise.
+#![allow(dead_code)] // each test binary uses its own part of this module
+
+pub mod lab;
+pub mod session;
+pub mod streams;
+pub mod traffic;
+
+/// Fails with a clear message when the process cannot load eBPF programs.
+pub fn require_privileges() {
+    let missing = auditor::capture::privileges::missing().expect("read capabilities");
+    assert!(
+        missing.is_empty(),
+        "this test needs {missing:?}: run `cargo xtask test` as root"
+    );
+}

@@ -1,0 +1,55 @@
+//! Blocking TCP peers for the tests: one request, one response, then close.
+
+use std::{
+    io::{Read, Write},
+    net::{Shutdown, SocketAddr, TcpListener, TcpStream},
+    thread,
+};
+
+/// `len` bytes of a pattern that differs per `seed`, so misplaced bytes show.
+pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| b'a' + ((i / 7 + usize::from(seed) * 3 + i) % 26) as u8)
+        .collect()
+}
+
+/// Serves one connection on `listener`: reads `request_len` bytes, answers
+/// `response` in one write and closes. Returns what it read.
+pub fn serve_once(
+    listener: TcpListener,
+    request_len: usize,
+    response: Vec<u8>,
+) -> thread::JoinHandle<Vec<u8>> {
+    thread::spawn(move || {
+        let (mut stream, _) = listener.accept().expect("accept");
+        let mut request = vec![0; request_len];
+        stream.read_exact(&mut request).expect("read the request");
+        stream.write_all(&response).expect("write the response");
+        stream.shutdown(Shutdown::Both).ok();
+        request
+    })
+}
+
+/// Sends `request` in one write and reads the answer to its end. Returns the
+/// answer and the client's own address.
+pub fn request(server: SocketAddr, request: &[u8]) -> (Vec<u8>, SocketAddr) {
+    let mut stream = TcpStream::connect(server).expect("connect");
+    let local = stream.local_addr().expect("local address");
+    stream.write_all(request).expect("write the request");
+    let mut response = Vec::new();
+    stream
+        .read_to_end(&mut response)
+        .expect("read the response");
+    (response, local)
+}
+
+/// One full exchange against a fresh listener on `server`; asserts both
+/// sides got exactly what the other sent, and returns the client's address.
+pub fn exchange(server: SocketAddr, request_bytes: &[u8], response_bytes: &[u8]) -> SocketAddr {
+    let listener = TcpListener::bind(server).expect("bind");
+    let server_side = serve_once(listener, request_bytes.len(), response_bytes.to_vec());
+    let (response, client) = request(server, request_bytes);
+    assert_eq!(server_side.join().expect("server thread"), request_bytes);
+    assert_eq!(response, response_bytes);
+    client
+}

@@ -1,0 +1,130 @@
+//! Installs what building and testing need, when it is missing: the
+//! nightly's `rust-src`, bpf-linker built against the nightly's own LLVM,
+//! and the Debian packages the integration tests start.
+
+use std::process::Command;
+
+use anyhow::{bail, Context as _, Result};
+
+use crate::run;
+
+const BPF_LINKER_VERSION: &str = "0.13.0";
+
+/// Commands the integration tests run, and the Debian package of each.
+const TEST_COMMANDS: [(&str, &str); 3] = [
+    ("ip", "iproute2"),
+    ("curl", "curl"),
+    ("setpriv", "util-linux"),
+];
+
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+pub fn ensure_ebpf_toolchain() -> Result<()> {
+    let installed = output(Command::new("rustup").args([
+        "component",
+        "list",
+        "--toolchain",
+        "nightly",
+        "--installed",
+    ]))
+    .context("the nightly toolchain is needed to build the eBPF program")?;
+    if !installed.lines().any(|line| line.starts_with("rust-src")) {
+        eprintln!("xtask: installing rust-src for the nightly toolchain");
+        run(Command::new("rustup").args([
+            "component",
+            "add",
+            "rust-src",
+            "--toolchain",
+            "nightly",
+        ]))?;
+    }
+    let linker = Command::new("bpf-linker").arg("--version").output();
+    if matches!(&linker, Ok(out) if out.status.success() && String::from_utf8_lossy(&out.stdout).contains(BPF_LINKER_VERSION))
+    {
+        return Ok(());
+    }
+    install_bpf_linker()
+}
+
+/// Builds bpf-linker against the nightly's shared LLVM, so no system LLVM of
+/// the same major version is needed.
+fn install_bpf_linker() -> Result<()> {
+    let sysroot = output(Command::new("rustc").args(["+nightly", "--print", "sysroot"]))?;
+    let sysroot = sysroot.trim();
+    let verbose_version = output(Command::new("rustc").args(["+nightly", "-vV"]))?;
+    let llvm_major = verbose_version
+        .lines()
+        .find_map(|line| line.strip_prefix("LLVM version: "))
+        .and_then(|version| version.split('.').next())
+        .context("`rustc +nightly -vV` names no LLVM version")?;
+    let lib_dir = format!("{sysroot}/lib");
+    let llvm_lib = std::fs::read_dir(&lib_dir)
+        .with_context(|| format!("cannot read {lib_dir}"))?
+        .filter_map(|entry| entry.ok())
+        .map(|entry| entry.path())
+        .find(|path| {
+            path.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                n.starts_with("libLLVM") && n.contains("-rust-") && n.ends_with(".so")
+            })
+        })
+        .with_context(|| format!("no libLLVM-*-rust-*.so in {lib_dir}"))?;
+    eprintln!("xtask: building bpf-linker {BPF_LINKER_VERSION} against LLVM {llvm_major} (about a minute)");
+    run(Command::new("cargo")
+        .args([
+            "+nightly",
+            "install",
+            &format!("bpf-linker@{BPF_LINKER_VERSION}"),
+        ])
+        .args([
+            "--no-default-features",
+            "--features",
+            &format!("llvm-{llvm_major},no-llvm-linking"),
+        ])
+        .env(
+            "RUSTFLAGS",
+            format!(
+                "-C link-arg=-Wl,-rpath,{lib_dir} -C link-arg={}",
+                llvm_lib.display()
+            ),
+        ))
+}
+
+pub fn ensure_test_packages() -> Result<()> {
+    let missing: Vec<&str> = TEST_COMMANDS
+        .iter()
+        .filter(|(command, _)| which(command).is_none())
+        .map(|&(_, package)| package)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!("xtask: installing {}", missing.join(" "));
+    run(Command::new("apt-get").arg("update"))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+fn which(command: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(command))
+            .find(|path| path.is_file())
+    })
+}
+
+fn output(command: &mut Command) -> Result<String> {
+    let out = command
+        .output()
+        .with_context(|| format!("cannot start {command:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{command:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
