@@ -97,7 +97,7 @@ fn payload_copy_start(header: &RecordHeader) -> u32 {
         src_port: header.src_port,
         dst_port: header.dst_port,
     };
-    let Some(gate) = (unsafe { PAYLOAD_GATES.get(&key) }) else {
+    let Some(gate) = (unsafe { PAYLOAD_GATES.get(key) }) else {
         return 0;
     };
     if gate.mode != gate_mode::CLOSED_UNTIL {
@@ -107,7 +107,7 @@ fn payload_copy_start(header: &RecordHeader) -> u32 {
     // resume point lies ahead of this segment's first byte.
     let distance = gate.resume_seq.wrapping_sub(header.seq) as i32;
     if distance <= 0 {
-        let _ = PAYLOAD_GATES.remove(&key);
+        let _ = PAYLOAD_GATES.remove(key);
         return 0;
     }
     let distance = distance as u32;

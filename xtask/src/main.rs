@@ -78,24 +78,70 @@ fn test(root: &Path) -> Result<()> {
     }
     run(cargo(root).args(["fmt", "--all", "--check"]))?;
     run(cargo(root).args(["clippy", "--all-targets", "--", "-D", "warnings"]))?;
-    run(cargo(root)
+    run(setup::nightly("cargo")
         .current_dir(root.join("auditor-ebpf"))
-        .args([
-            "+nightly",
-            "clippy",
-            "--release",
-            "--target",
-            "bpfel-unknown-none",
-        ])
+        .args(["clippy", "--release", "--target", "bpfel-unknown-none"])
         .args(["-Z", "build-std=core", "--", "-D", "warnings"]))?;
     let mut tests = cargo(root);
-    tests.args(["test", "--", "--test-threads", "2"]);
+    tests.args(["test", "--all-targets", "--", "--test-threads", "2"]);
     if privileged {
         tests.arg("--include-ignored");
     } else {
         eprintln!("xtask: not root: the privileged integration tests are reported as ignored below, by name");
     }
-    run(&mut tests)
+    let totals = run_tests(&mut tests)?;
+    println!(
+        "xtask: {} passed, {} failed, {} skipped",
+        totals.passed, totals.failed, totals.ignored
+    );
+    if totals.failed > 0 || totals.passed == 0 {
+        bail!("the test suite did not pass");
+    }
+    Ok(())
+}
+
+#[derive(Default)]
+struct TestTotals {
+    passed: u64,
+    failed: u64,
+    ignored: u64,
+}
+
+/// Runs `cargo test`, echoing its output, and adds up libtest's result lines
+/// so the run ends with one summary for the whole workspace.
+fn run_tests(command: &mut Command) -> Result<TestTotals> {
+    use std::io::{BufRead, BufReader};
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start {command:?}"))?;
+    let mut totals = TestTotals::default();
+    for line in BufReader::new(child.stdout.take().expect("piped stdout")).lines() {
+        let line = line?;
+        println!("{line}");
+        if let Some(result) = line.strip_prefix("test result: ") {
+            for part in result.split(';') {
+                let mut words = part.split_whitespace().rev();
+                let (Some(kind), Some(count)) = (words.next(), words.next()) else {
+                    continue;
+                };
+                let Ok(count) = count.parse::<u64>() else {
+                    continue;
+                };
+                match kind {
+                    "passed" => totals.passed += count,
+                    "failed" => totals.failed += count,
+                    "ignored" => totals.ignored += count,
+                    _ => {}
+                }
+            }
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() && totals.failed == 0 {
+        bail!("{command:?} failed with {status}");
+    }
+    Ok(totals)
 }
 
 fn cargo(root: &Path) -> Command {

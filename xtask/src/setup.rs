@@ -51,14 +51,14 @@ pub fn ensure_ebpf_toolchain() -> Result<()> {
 /// Builds bpf-linker against the nightly's shared LLVM, so no system LLVM of
 /// the same major version is needed.
 fn install_bpf_linker() -> Result<()> {
-    let sysroot = output(Command::new("rustc").args(["+nightly", "--print", "sysroot"]))?;
+    let sysroot = output(nightly("rustc").args(["--print", "sysroot"]))?;
     let sysroot = sysroot.trim();
-    let verbose_version = output(Command::new("rustc").args(["+nightly", "-vV"]))?;
+    let verbose_version = output(nightly("rustc").arg("-vV"))?;
     let llvm_major = verbose_version
         .lines()
         .find_map(|line| line.strip_prefix("LLVM version: "))
         .and_then(|version| version.split('.').next())
-        .context("`rustc +nightly -vV` names no LLVM version")?;
+        .context("the nightly's `rustc -vV` names no LLVM version")?;
     let lib_dir = format!("{sysroot}/lib");
     let llvm_lib = std::fs::read_dir(&lib_dir)
         .with_context(|| format!("cannot read {lib_dir}"))?
@@ -71,12 +71,8 @@ fn install_bpf_linker() -> Result<()> {
         })
         .with_context(|| format!("no libLLVM-*-rust-*.so in {lib_dir}"))?;
     eprintln!("xtask: building bpf-linker {BPF_LINKER_VERSION} against LLVM {llvm_major} (about a minute)");
-    run(Command::new("cargo")
-        .args([
-            "+nightly",
-            "install",
-            &format!("bpf-linker@{BPF_LINKER_VERSION}"),
-        ])
+    run(nightly("cargo")
+        .args(["install", &format!("bpf-linker@{BPF_LINKER_VERSION}")])
         .args([
             "--no-default-features",
             "--features",
@@ -89,6 +85,23 @@ fn install_bpf_linker() -> Result<()> {
                 llvm_lib.display()
             ),
         ))
+}
+
+/// `tool` from the nightly toolchain, whichever toolchain runs xtask.
+pub fn nightly(tool: &str) -> Command {
+    let mut command = Command::new("rustup");
+    command.args(["run", "nightly", tool]);
+    // Set by the stable cargo that runs xtask; they would pin its tools.
+    for variable in [
+        "RUSTC",
+        "RUSTC_WRAPPER",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "RUSTUP_TOOLCHAIN",
+        "CARGO",
+    ] {
+        command.env_remove(variable);
+    }
+    command
 }
 
 pub fn ensure_test_packages() -> Result<()> {

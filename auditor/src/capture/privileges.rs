@@ -34,9 +34,10 @@ pub const REQUIRED: [Capability; 3] = [CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN];
 /// The required capabilities missing from the effective set `cap_eff`.
 pub fn missing_from(cap_eff: u64) -> Vec<Capability> {
     let has = |cap: Capability| cap_eff & (1 << cap.bit) != 0;
+    let granted_by_sys_admin = |cap: Capability| cap != CAP_NET_ADMIN && has(CAP_SYS_ADMIN);
     REQUIRED
         .into_iter()
-        .filter(|&cap| !has(cap) && !(cap != CAP_NET_ADMIN && has(CAP_SYS_ADMIN)))
+        .filter(|&cap| !(has(cap) || granted_by_sys_admin(cap)))
         .collect()
 }
 

@@ -6,6 +6,7 @@
 //! runs them when it is root, and libtest lists them by name otherwise.
 #![allow(dead_code)] // each test binary uses its own part of this module
 
+pub mod daemon;
 pub mod lab;
 pub mod session;
 pub mod streams;
