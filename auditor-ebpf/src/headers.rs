@@ -139,12 +139,7 @@ fn ipv6(
     let mut cursor = offset + Ipv6Hdr::LEN;
     for _ in 0..IPV6_EXTENSION_HEADERS_MAX {
         let extension_len = match next_header {
-            IPPROTO_TCP => {
-                header.ip_version = 6;
-                header.src_addr = ip.src_addr;
-                header.dst_addr = ip.dst_addr;
-                return Ok(Some((payload_len, cursor)));
-            }
+            IPPROTO_TCP => break,
             IPV6_HOP_BY_HOP | IPV6_ROUTING | IPV6_DEST_OPTS => {
                 let len_units: u8 = load(ctx, cursor + 1)?;
                 (len_units as u32 + 1) * 8
@@ -163,10 +158,18 @@ fn ipv6(
         payload_len -= extension_len;
         cursor += extension_len as usize;
     }
-    if next_header == IPPROTO_TCP {
-        return Err(Skip::Ipv6ExtensionChain);
+    match next_header {
+        IPPROTO_TCP => {
+            header.ip_version = 6;
+            header.src_addr = ip.src_addr;
+            header.dst_addr = ip.dst_addr;
+            Ok(Some((payload_len, cursor)))
+        }
+        IPV6_HOP_BY_HOP | IPV6_ROUTING | IPV6_DEST_OPTS | IPV6_AUTH | IPV6_FRAGMENT => {
+            Err(Skip::Ipv6ExtensionChain)
+        }
+        _ => Ok(None),
     }
-    Ok(None)
 }
 
 #[inline(always)]

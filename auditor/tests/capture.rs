@@ -51,6 +51,13 @@ fn assert_exchanges_recovered(session: &mut Session, servers: &[SocketAddr]) {
             "the FIN is reported"
         );
     }
+    let counters = session.counters();
+    let copied: usize = records.iter().map(|r| r.data.len()).sum();
+    assert_eq!(counters[&Counter::PayloadBytesCopied], copied as u64);
+    assert_eq!(counters[&Counter::RecordsEmitted], records.len() as u64);
+    assert_eq!(counters[&Counter::RingBufferFull], 0);
+    assert!(counters[&Counter::PacketsSeen] >= counters[&Counter::SegmentsMatched]);
+    assert!(counters[&Counter::SegmentsMatched] >= counters[&Counter::RecordsEmitted] / 4);
     let mut seen = std::collections::HashSet::new();
     for record in &records {
         let identity = (
@@ -410,4 +417,169 @@ fn read_http_head(stream: &mut std::net::TcpStream) -> Vec<u8> {
         head.push(byte[0]);
     }
     head
+}
+
+#[test]
+#[ignore = "needs root"]
+fn vlan_tags_and_ipv6_extension_headers_are_followed_or_counted_as_skipped() {
+    use support::frames::{
+        ethernet, ipv4, ipv6, RawSender, Tcp, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IPV4, ETH_P_IPV6,
+        IPV6_DEST_OPTS, IPV6_HOP_BY_HOP,
+    };
+    require_privileges();
+    let lab = VethLab::new();
+    let a_if = lab.a_if.clone();
+    lab.a
+        .spawn(move || {
+            // Frames sent through an AF_PACKET socket cross the egress hook
+            // exactly as built, tags and all.
+            let mut session = Session::start(&a_if, &[PORT]);
+            let sender = RawSender::new(&a_if).unwrap();
+            let (v4_src, v4_dst) = ([10, 231, 0, 1], [10, 231, 0, 2]);
+            let v6_src = "fd00:231::1"
+                .parse::<std::net::Ipv6Addr>()
+                .unwrap()
+                .octets();
+            let v6_dst = "fd00:231::2"
+                .parse::<std::net::Ipv6Addr>()
+                .unwrap()
+                .octets();
+            let tcp = |seq, payload| Tcp {
+                src_port: 40_000,
+                dst_port: PORT,
+                seq,
+                payload,
+            };
+            let followed: [(Vec<u8>, &[u8]); 4] = [
+                (
+                    ethernet(
+                        &[ETH_P_8021Q],
+                        ETH_P_IPV4,
+                        &ipv4(v4_src, v4_dst, &tcp(1, b"one tag"), false),
+                    ),
+                    b"one tag",
+                ),
+                (
+                    ethernet(
+                        &[ETH_P_8021AD, ETH_P_8021Q],
+                        ETH_P_IPV6,
+                        &ipv6(v6_src, v6_dst, &[], &tcp(2, b"two tags")),
+                    ),
+                    b"two tags",
+                ),
+                (
+                    ethernet(
+                        &[],
+                        ETH_P_IPV6,
+                        &ipv6(
+                            v6_src,
+                            v6_dst,
+                            &[IPV6_HOP_BY_HOP, IPV6_DEST_OPTS],
+                            &tcp(3, b"two extensions"),
+                        ),
+                    ),
+                    b"two extensions",
+                ),
+                (
+                    ethernet(
+                        &[],
+                        ETH_P_IPV6,
+                        &ipv6(
+                            v6_src,
+                            v6_dst,
+                            &[IPV6_DEST_OPTS; 6],
+                            &tcp(4, b"six extensions"),
+                        ),
+                    ),
+                    b"six extensions",
+                ),
+            ];
+            for (frame, _) in &followed {
+                sender.send(frame).unwrap();
+            }
+            let three_tags = ethernet(
+                &[ETH_P_8021AD, ETH_P_8021Q, ETH_P_8021Q],
+                ETH_P_IPV4,
+                &ipv4(v4_src, v4_dst, &tcp(5, b"x"), false),
+            );
+            let seven_extensions = ethernet(
+                &[],
+                ETH_P_IPV6,
+                &ipv6(v6_src, v6_dst, &[IPV6_DEST_OPTS; 7], &tcp(6, b"x")),
+            );
+            let fragment = ethernet(&[], ETH_P_IPV4, &ipv4(v4_src, v4_dst, &tcp(7, b"x"), true));
+            for frame in [&three_tags, &seven_extensions, &fragment] {
+                sender.send(frame).unwrap();
+            }
+
+            let records = session.records();
+            let payloads: Vec<&[u8]> = records.iter().map(|r| r.data.as_slice()).collect();
+            let expected: Vec<&[u8]> = followed.iter().map(|(_, payload)| *payload).collect();
+            assert_eq!(payloads, expected);
+            assert_eq!(records[1].src, "[fd00:231::1]:40000".parse().unwrap());
+            assert_eq!(records[0].seq, 1);
+            let counters = session.counters();
+            assert_eq!(counters[&Counter::SkippedVlanDepth], 1);
+            assert_eq!(counters[&Counter::SkippedIpv6ExtensionChain], 1);
+            assert_eq!(counters[&Counter::SkippedIpFragment], 1);
+            assert_eq!(counters[&Counter::SkippedMalformed], 0);
+        })
+        .join()
+        .unwrap();
+}
+
+#[test]
+#[ignore = "needs root"]
+fn ipv6_destination_options_header_is_walked() {
+    require_privileges();
+    let netns = NetNs::new();
+    netns
+        .spawn(|| {
+            let mut session = Session::start("lo", &[PORT]);
+            let server = SocketAddr::new("::1".parse().unwrap(), PORT);
+            let listener = std::net::TcpListener::bind(server).unwrap();
+            let request_bytes = pattern(1_500, 11);
+            let server_side = serve_once(listener, request_bytes.len(), b"done".to_vec());
+            let mut client = client_with_destination_options(server);
+            let client_addr = client.local_addr().unwrap();
+            std::io::Write::write_all(&mut client, &request_bytes).unwrap();
+            let mut answer = Vec::new();
+            std::io::Read::read_to_end(&mut client, &mut answer).unwrap();
+            assert_eq!(server_side.join().unwrap(), request_bytes);
+            let streams = rebuild(&session.records());
+            assert_eq!(streams[&(client_addr, server)].contiguous(), request_bytes);
+            assert_eq!(streams[&(server, client_addr)].contiguous(), b"done");
+            let counters = session.counters();
+            assert_eq!(counters[&Counter::SkippedIpv6ExtensionChain], 0);
+            assert_eq!(counters[&Counter::SkippedMalformed], 0);
+        })
+        .join()
+        .unwrap();
+}
+
+/// A TCP client whose every packet carries an IPv6 destination options
+/// extension header (eight bytes: a PadN option).
+fn client_with_destination_options(server: SocketAddr) -> std::net::TcpStream {
+    use std::os::fd::AsRawFd;
+    let socket = socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::STREAM, None).unwrap();
+    // Next header (filled in by the kernel), length 0 (8 bytes), PadN of 4.
+    let options: [u8; 8] = [0, 0, 1, 4, 0, 0, 0, 0];
+    // SAFETY: a valid socket and a buffer of the given length.
+    let result = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IPV6,
+            libc::IPV6_DSTOPTS,
+            options.as_ptr().cast(),
+            options.len() as libc::socklen_t,
+        )
+    };
+    assert_eq!(
+        result,
+        0,
+        "IPV6_DSTOPTS: {}",
+        std::io::Error::last_os_error()
+    );
+    socket.connect(&server.into()).unwrap();
+    socket.into()
 }

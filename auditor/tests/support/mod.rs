@@ -7,6 +7,7 @@
 #![allow(dead_code)] // each test binary uses its own part of this module
 
 pub mod daemon;
+pub mod frames;
 pub mod lab;
 pub mod session;
 pub mod streams;
