@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use auditor::capture::flow_key;
 use auditor_common::{Counter, SEGMENT_CAPTURE_MAX};
 use support::{
-    lab::{NetNs, VethLab},
+    lab::{in_fresh_netns, VethLab},
     require_privileges,
     session::Session,
     streams::rebuild,
@@ -76,18 +76,14 @@ fn assert_exchanges_recovered(session: &mut Session, servers: &[SocketAddr]) {
 #[ignore = "needs root"]
 fn loopback_traffic_is_recovered_once_over_ipv4_and_ipv6() {
     require_privileges();
-    let netns = NetNs::new();
-    netns
-        .spawn(|| {
-            let mut session = Session::start("lo", &[PORT]);
-            let servers = [
-                SocketAddr::new("127.0.0.1".parse().unwrap(), PORT),
-                SocketAddr::new("::1".parse().unwrap(), PORT),
-            ];
-            assert_exchanges_recovered(&mut session, &servers);
-        })
-        .join()
-        .unwrap();
+    in_fresh_netns(|| {
+        let mut session = Session::start("lo", &[PORT]);
+        let servers = [
+            SocketAddr::new("127.0.0.1".parse().unwrap(), PORT),
+            SocketAddr::new("::1".parse().unwrap(), PORT),
+        ];
+        assert_exchanges_recovered(&mut session, &servers);
+    });
 }
 
 #[test]
@@ -142,79 +138,71 @@ fn veth_traffic_is_recovered_in_both_directions_over_ipv4_and_ipv6() {
 #[ignore = "needs root"]
 fn unwatched_ports_are_not_recorded_and_port_changes_apply_at_once() {
     require_privileges();
-    let netns = NetNs::new();
-    netns
-        .spawn(|| {
-            let mut session = Session::start("lo", &[PORT]);
-            let other = SocketAddr::new("127.0.0.1".parse().unwrap(), 9090);
-            let small = pattern(100, 5);
+    in_fresh_netns(|| {
+        let mut session = Session::start("lo", &[PORT]);
+        let other = SocketAddr::new("127.0.0.1".parse().unwrap(), 9090);
+        let small = pattern(100, 5);
 
-            exchange(other, &small, &small);
-            assert!(session.records().is_empty(), "port 9090 is not watched");
+        exchange(other, &small, &small);
+        assert!(session.records().is_empty(), "port 9090 is not watched");
 
-            session.capture.watch_port(9090).unwrap();
-            let client = exchange(other, &small, &small);
-            let records = session.records();
-            assert!(records.iter().any(|r| r.src == client && r.data == small));
-            assert!(records
-                .iter()
-                .all(|r| r.src.port() == 9090 || r.dst.port() == 9090));
+        session.capture.watch_port(9090).unwrap();
+        let client = exchange(other, &small, &small);
+        let records = session.records();
+        assert!(records.iter().any(|r| r.src == client && r.data == small));
+        assert!(records
+            .iter()
+            .all(|r| r.src.port() == 9090 || r.dst.port() == 9090));
 
-            session.capture.unwatch_port(9090).unwrap();
-            exchange(other, &small, &small);
-            assert!(session.records().is_empty(), "port 9090 was unwatched");
-        })
-        .join()
-        .unwrap();
+        session.capture.unwatch_port(9090).unwrap();
+        exchange(other, &small, &small);
+        assert!(session.records().is_empty(), "port 9090 was unwatched");
+    });
 }
 
 #[test]
 #[ignore = "needs root"]
 fn a_64_kib_write_is_truncated_explicitly_and_counted() {
     require_privileges();
-    let netns = NetNs::new();
-    netns
-        .spawn(|| {
-            // Loopback's 64 KiB MTU turns one 64 KiB write into one segment.
-            let mut session = Session::start("lo", &[PORT]);
-            let body = pattern(64 * 1024, 6);
-            let server = SocketAddr::new("127.0.0.1".parse().unwrap(), PORT);
-            let client = exchange(server, &body, b"ok");
-            let records = session.records();
-            let big: Vec<_> = records
-                .iter()
-                .filter(|r| r.src == client && r.payload_len as usize > SEGMENT_CAPTURE_MAX)
-                .collect();
-            assert!(!big.is_empty(), "a segment larger than the capture cap");
-            let payload_len = big[0].payload_len;
-            let copied: usize = big
-                .iter()
-                .filter(|r| r.seq == big[0].seq)
-                .map(|r| r.data.len())
-                .sum();
-            assert_eq!(copied, SEGMENT_CAPTURE_MAX);
-            let last = big
-                .iter()
-                .filter(|r| r.seq == big[0].seq)
-                .max_by_key(|r| r.data_offset)
-                .unwrap();
-            assert_eq!(
-                last.uncopied_tail as usize,
-                payload_len as usize - SEGMENT_CAPTURE_MAX
-            );
-            assert!(big
-                .iter()
-                .filter(|r| r.seq == big[0].seq && r.data_offset != last.data_offset)
-                .all(|r| r.uncopied_tail == 0));
-            let streams = rebuild(&records);
-            assert_eq!(
-                streams[&(client, server)].contiguous(),
-                body[..SEGMENT_CAPTURE_MAX]
-            );
-            assert!(session.counters()[&Counter::RecordsTruncated] >= 1);
-        })
-        .join()
-        .unwrap();
+    in_fresh_netns(|| {
+        // Loopback's 64 KiB MTU turns one 64 KiB write into one segment.
+        let mut session = Session::start("lo", &[PORT]);
+        let body = pattern(64 * 1024, 6);
+        let server = SocketAddr::new("127.0.0.1".parse().unwrap(), PORT);
+        let client = exchange(server, &body, b"ok");
+        let records = session.records();
+        let big: Vec<_> = records
+            .iter()
+            .filter(|r| r.src == client && r.payload_len as usize > SEGMENT_CAPTURE_MAX)
+            .collect();
+        assert!(!big.is_empty(), "a segment larger than the capture cap");
+        let payload_len = big[0].payload_len;
+        let copied: usize = big
+            .iter()
+            .filter(|r| r.seq == big[0].seq)
+            .map(|r| r.data.len())
+            .sum();
+        assert_eq!(copied, SEGMENT_CAPTURE_MAX);
+        let last = big
+            .iter()
+            .filter(|r| r.seq == big[0].seq)
+            .max_by_key(|r| r.data_offset)
+            .unwrap();
+        assert_eq!(
+            last.uncopied_tail as usize,
+            payload_len as usize - SEGMENT_CAPTURE_MAX
+        );
+        assert!(big
+            .iter()
+            .filter(|r| r.seq == big[0].seq && r.data_offset != last.data_offset)
+            .all(|r| r.uncopied_tail == 0));
+        let streams = rebuild(&records);
+        assert_eq!(
+            streams[&(client, server)].contiguous(),
+            body[..SEGMENT_CAPTURE_MAX]
+        );
+        assert!(session.counters()[&Counter::RecordsTruncated] >= 1);
+    });
 }
 
 #[test]
@@ -254,59 +242,55 @@ fn a_16_kib_header_block_in_one_write_reaches_userspace_whole() {
 #[ignore = "needs root"]
 fn a_closed_payload_gate_stops_copying_but_keeps_lengths_and_flags() {
     require_privileges();
-    let netns = NetNs::new();
-    netns
-        .spawn(|| {
-            use std::io::{Read, Write};
-            let mut session = Session::start("lo", &[PORT]);
-            let server = SocketAddr::new("127.0.0.1".parse().unwrap(), PORT);
-            let listener = std::net::TcpListener::bind(server).unwrap();
-            let mut client = std::net::TcpStream::connect(server).unwrap();
-            let (mut accepted, _) = listener.accept().unwrap();
-            let client_addr = client.local_addr().unwrap();
-            let mut send = |bytes: &[u8]| {
-                client.write_all(bytes).unwrap();
-                let mut sink = vec![0; bytes.len()];
-                accepted.read_exact(&mut sink).unwrap();
-            };
-            send(b"before");
-            let syn_seq = session
-                .records()
-                .iter()
-                .find(|r| r.src == client_addr && r.flags.syn())
-                .unwrap()
-                .seq;
+    in_fresh_netns(|| {
+        use std::io::{Read, Write};
+        let mut session = Session::start("lo", &[PORT]);
+        let server = SocketAddr::new("127.0.0.1".parse().unwrap(), PORT);
+        let listener = std::net::TcpListener::bind(server).unwrap();
+        let mut client = std::net::TcpStream::connect(server).unwrap();
+        let (mut accepted, _) = listener.accept().unwrap();
+        let client_addr = client.local_addr().unwrap();
+        let mut send = |bytes: &[u8]| {
+            client.write_all(bytes).unwrap();
+            let mut sink = vec![0; bytes.len()];
+            accepted.read_exact(&mut sink).unwrap();
+        };
+        send(b"before");
+        let syn_seq = session
+            .records()
+            .iter()
+            .find(|r| r.src == client_addr && r.flags.syn())
+            .unwrap()
+            .seq;
 
-            let key = flow_key(client_addr, server);
-            session.capture.close_payload(key, None).unwrap();
-            send(b"while closed");
-            let gated = session.records();
-            assert_eq!(gated.len(), 1);
-            assert!(gated[0].data.is_empty() && gated[0].gated);
-            assert_eq!(gated[0].payload_len, 12);
+        let key = flow_key(client_addr, server);
+        session.capture.close_payload(key, None).unwrap();
+        send(b"while closed");
+        let gated = session.records();
+        assert_eq!(gated.len(), 1);
+        assert!(gated[0].data.is_empty() && gated[0].gated);
+        assert_eq!(gated[0].payload_len, 12);
 
-            session.capture.open_payload(key).unwrap();
-            send(b"open again");
-            assert_eq!(session.records()[0].data, b"open again");
+        session.capture.open_payload(key).unwrap();
+        send(b"open again");
+        assert_eq!(session.records()[0].data, b"open again");
 
-            // Closed until a sequence number inside the next write: copying
-            // resumes there, mid-segment.
-            let sent_so_far = (6 + 12 + 10) as u32;
-            let resume = syn_seq.wrapping_add(1).wrapping_add(sent_so_far + 4);
-            session.capture.close_payload(key, Some(resume)).unwrap();
-            send(b"skipresumed");
-            let partial = session.records();
-            assert_eq!(partial[0].data, b"resumed");
-            assert_eq!(partial[0].data_offset, 4);
-            send(b"after");
-            assert_eq!(
-                session.records()[0].data,
-                b"after",
-                "the gate removed itself"
-            );
-        })
-        .join()
-        .unwrap();
+        // Closed until a sequence number inside the next write: copying
+        // resumes there, mid-segment.
+        let sent_so_far = (6 + 12 + 10) as u32;
+        let resume = syn_seq.wrapping_add(1).wrapping_add(sent_so_far + 4);
+        session.capture.close_payload(key, Some(resume)).unwrap();
+        send(b"skipresumed");
+        let partial = session.records();
+        assert_eq!(partial[0].data, b"resumed");
+        assert_eq!(partial[0].data_offset, 4);
+        send(b"after");
+        assert_eq!(
+            session.records()[0].data,
+            b"after",
+            "the gate removed itself"
+        );
+    });
 }
 
 #[test]
@@ -532,29 +516,25 @@ fn vlan_tags_and_ipv6_extension_headers_are_followed_or_counted_as_skipped() {
 #[ignore = "needs root"]
 fn ipv6_destination_options_header_is_walked() {
     require_privileges();
-    let netns = NetNs::new();
-    netns
-        .spawn(|| {
-            let mut session = Session::start("lo", &[PORT]);
-            let server = SocketAddr::new("::1".parse().unwrap(), PORT);
-            let listener = std::net::TcpListener::bind(server).unwrap();
-            let request_bytes = pattern(1_500, 11);
-            let server_side = serve_once(listener, request_bytes.len(), b"done".to_vec());
-            let mut client = client_with_destination_options(server);
-            let client_addr = client.local_addr().unwrap();
-            std::io::Write::write_all(&mut client, &request_bytes).unwrap();
-            let mut answer = Vec::new();
-            std::io::Read::read_to_end(&mut client, &mut answer).unwrap();
-            assert_eq!(server_side.join().unwrap(), request_bytes);
-            let streams = rebuild(&session.records());
-            assert_eq!(streams[&(client_addr, server)].contiguous(), request_bytes);
-            assert_eq!(streams[&(server, client_addr)].contiguous(), b"done");
-            let counters = session.counters();
-            assert_eq!(counters[&Counter::SkippedIpv6ExtensionChain], 0);
-            assert_eq!(counters[&Counter::SkippedMalformed], 0);
-        })
-        .join()
-        .unwrap();
+    in_fresh_netns(|| {
+        let mut session = Session::start("lo", &[PORT]);
+        let server = SocketAddr::new("::1".parse().unwrap(), PORT);
+        let listener = std::net::TcpListener::bind(server).unwrap();
+        let request_bytes = pattern(1_500, 11);
+        let server_side = serve_once(listener, request_bytes.len(), b"done".to_vec());
+        let mut client = client_with_destination_options(server);
+        let client_addr = client.local_addr().unwrap();
+        std::io::Write::write_all(&mut client, &request_bytes).unwrap();
+        let mut answer = Vec::new();
+        std::io::Read::read_to_end(&mut client, &mut answer).unwrap();
+        assert_eq!(server_side.join().unwrap(), request_bytes);
+        let streams = rebuild(&session.records());
+        assert_eq!(streams[&(client_addr, server)].contiguous(), request_bytes);
+        assert_eq!(streams[&(server, client_addr)].contiguous(), b"done");
+        let counters = session.counters();
+        assert_eq!(counters[&Counter::SkippedIpv6ExtensionChain], 0);
+        assert_eq!(counters[&Counter::SkippedMalformed], 0);
+    });
 }
 
 /// A TCP client whose every packet carries an IPv6 destination options

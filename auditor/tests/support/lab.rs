@@ -68,6 +68,15 @@ impl NetNs {
     }
 }
 
+/// Runs `work` on a thread inside a fresh namespace, deleted afterwards;
+/// a panic in `work` fails the caller.
+pub fn in_fresh_netns<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    let netns = NetNs::new();
+    let result = netns.spawn(work).join();
+    drop(netns);
+    result.unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
 impl Drop for NetNs {
     fn drop(&mut self) {
         let _ = Command::new("ip")
