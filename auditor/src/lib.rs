@@ -7,4 +7,5 @@
 pub mod capture;
 pub mod config;
 pub mod pipeline;
+pub mod reassembly;
 pub mod segment;

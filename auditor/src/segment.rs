@@ -7,13 +7,16 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use auditor_common::{record_flags, tcp_flags, Direction, RecordHeader, RECORD_HEADER_LEN};
 
-/// The bytes of one TCP segment's payload that one record carries.
+/// The copied bytes of one TCP segment's payload (or a part of them), from a
+/// kernel record or a capture file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Segment {
-    /// CLOCK_MONOTONIC, nanoseconds, when the kernel program saw the packet.
+    /// When the packet was seen, in nanoseconds since the Unix epoch.
     pub timestamp_ns: u64,
-    pub interface: u32,
-    pub direction: Direction,
+    /// Interface index (live capture) or capture-file interface id.
+    pub interface: Option<u32>,
+    /// The TC hook that saw the packet; capture files do not say.
+    pub direction: Option<Direction>,
     pub src: SocketAddr,
     pub dst: SocketAddr,
     /// Sequence number of the segment's first payload byte (or of its SYN).
@@ -86,7 +89,9 @@ pub enum DecodeError {
 }
 
 impl Segment {
-    pub fn decode(record: &[u8]) -> Result<Segment, DecodeError> {
+    /// Decodes a kernel record; `clock_offset_ns` turns the kernel's
+    /// CLOCK_MONOTONIC timestamp into Unix time.
+    pub fn decode(record: &[u8], clock_offset_ns: u64) -> Result<Segment, DecodeError> {
         if record.len() < RECORD_HEADER_LEN {
             return Err(DecodeError::ShortRecord(record.len()));
         }
@@ -129,9 +134,9 @@ impl Segment {
             0
         };
         Ok(Segment {
-            timestamp_ns: header.timestamp_ns,
-            interface: header.ifindex,
-            direction,
+            timestamp_ns: header.timestamp_ns.wrapping_add(clock_offset_ns),
+            interface: Some(header.ifindex),
+            direction: Some(direction),
             src: SocketAddr::new(src_ip, header.src_port),
             dst: SocketAddr::new(dst_ip, header.dst_port),
             seq: header.seq,
@@ -159,6 +164,10 @@ fn ipv4(addr: &[u8; 16]) -> IpAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn decode(record: &[u8]) -> Result<Segment, DecodeError> {
+        Segment::decode(record, 1_000)
+    }
 
     fn record(header: RecordHeader, data: &[u8]) -> Vec<u8> {
         let mut bytes = vec![0u8; RECORD_HEADER_LEN];
@@ -194,10 +203,11 @@ mod tests {
 
     #[test]
     fn decodes_addresses_ports_and_data() {
-        let segment = Segment::decode(&record(header(5, 0, 5), b"hello")).unwrap();
+        let segment = decode(&record(header(5, 0, 5), b"hello")).unwrap();
         assert_eq!(segment.src, "10.0.0.1:40000".parse().unwrap());
         assert_eq!(segment.dst, "10.0.0.2:80".parse().unwrap());
-        assert_eq!(segment.direction, Direction::Egress);
+        assert_eq!(segment.direction, Some(Direction::Egress));
+        assert_eq!(segment.timestamp_ns, 42 + 1_000, "kernel time plus the clock offset");
         assert_eq!(segment.data, b"hello");
         assert_eq!(segment.data_seq(), 1000);
         assert_eq!(segment.uncopied_tail, 0);
@@ -207,7 +217,7 @@ mod tests {
     #[test]
     fn ignores_slack_after_the_data() {
         // Records are fixed-size slots: bytes after data_len are not data.
-        let segment = Segment::decode(&record(header(3, 0, 3), b"abcXXXX")).unwrap();
+        let segment = decode(&record(header(3, 0, 3), b"abcXXXX")).unwrap();
         assert_eq!(segment.data, b"abc");
     }
 
@@ -215,7 +225,7 @@ mod tests {
     fn truncated_record_reports_the_uncopied_tail() {
         let mut h = header(65_000, 12_288, 4096);
         h.record_flags = record_flags::TRUNCATED;
-        let segment = Segment::decode(&record(h, &[b'x'; 4096])).unwrap();
+        let segment = decode(&record(h, &[b'x'; 4096])).unwrap();
         assert_eq!(segment.uncopied_tail, 65_000 - 16_384);
         assert_eq!(segment.data_seq(), 1000 + 12_288);
     }
@@ -225,7 +235,7 @@ mod tests {
         let mut h = header(0, 0, 0);
         h.tcp_flags = tcp_flags::SYN;
         h.seq = u32::MAX;
-        let segment = Segment::decode(&record(h, &[])).unwrap();
+        let segment = decode(&record(h, &[])).unwrap();
         assert!(segment.flags.syn());
         assert_eq!(segment.data_seq(), 0, "sequence numbers wrap");
     }
@@ -235,25 +245,25 @@ mod tests {
         let mut h = header(0, 0, 0);
         h.ip_version = 6;
         h.src_addr = "fd00::1".parse::<Ipv6Addr>().unwrap().octets();
-        let segment = Segment::decode(&record(h, &[])).unwrap();
+        let segment = decode(&record(h, &[])).unwrap();
         assert_eq!(segment.src.ip(), "fd00::1".parse::<IpAddr>().unwrap());
     }
 
     #[test]
     fn rejects_records_that_lie_about_lengths() {
         assert_eq!(
-            Segment::decode(&[0u8; 10]),
+            decode(&[0u8; 10]),
             Err(DecodeError::ShortRecord(10))
         );
         assert_eq!(
-            Segment::decode(&record(header(100, 0, 50), &[0u8; 20])),
+            decode(&record(header(100, 0, 50), &[0u8; 20])),
             Err(DecodeError::DataBeyondRecord {
                 claimed: 50,
                 carried: 20
             })
         );
         assert_eq!(
-            Segment::decode(&record(header(10, u32::MAX, 5), &[0u8; 5])),
+            decode(&record(header(10, u32::MAX, 5), &[0u8; 5])),
             Err(DecodeError::DataBeyondPayload {
                 end: u64::from(u32::MAX) + 5,
                 payload_len: 10
@@ -262,13 +272,13 @@ mod tests {
         let mut h = header(0, 0, 0);
         h.ip_version = 5;
         assert_eq!(
-            Segment::decode(&record(h, &[])),
+            decode(&record(h, &[])),
             Err(DecodeError::IpVersion(5))
         );
         let mut h = header(0, 0, 0);
         h.direction = 9;
         assert_eq!(
-            Segment::decode(&record(h, &[])),
+            decode(&record(h, &[])),
             Err(DecodeError::Direction(9))
         );
     }
@@ -285,7 +295,7 @@ mod tests {
                     state as u8
                 })
                 .collect();
-            let _ = Segment::decode(&bytes);
+            let _ = decode(&bytes);
         }
     }
 }

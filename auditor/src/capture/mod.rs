@@ -260,6 +260,7 @@ impl Capture {
             .map(|ring| {
                 Ok(SegmentReader {
                     ring: unsafe { AsyncFd::register(ring).map_err(std::io::Error::from)? },
+                    clock_offset_ns: monotonic_to_unix_offset_ns()?,
                 })
             })
             .transpose()
@@ -291,6 +292,8 @@ fn address_bytes(ip: IpAddr) -> [u8; 16] {
 /// Reads records from the kernel's ring buffer as they arrive.
 pub struct SegmentReader {
     ring: AsyncFd<RingBuf<MapData>>,
+    /// Unix time minus CLOCK_MONOTONIC, taken when the reader was made.
+    clock_offset_ns: u64,
 }
 
 impl SegmentReader {
@@ -302,7 +305,7 @@ impl SegmentReader {
         let mut guard = self.ring.readable_mut().await?;
         let ring = guard.get_inner_mut();
         while let Some(record) = ring.next() {
-            out.push(Segment::decode(&record));
+            out.push(Segment::decode(&record, self.clock_offset_ns));
         }
         guard.clear_ready();
         Ok(())
@@ -312,9 +315,22 @@ impl SegmentReader {
     pub fn drain(&mut self, out: &mut Vec<Result<Segment, DecodeError>>) {
         let ring = self.ring.get_mut();
         while let Some(record) = ring.next() {
-            out.push(Segment::decode(&record));
+            out.push(Segment::decode(&record, self.clock_offset_ns));
         }
     }
+}
+
+/// What to add to a CLOCK_MONOTONIC time (the kernel's `bpf_ktime_get_ns`)
+/// to get Unix time.
+fn monotonic_to_unix_offset_ns() -> std::io::Result<u64> {
+    use nix::time::{clock_gettime, ClockId};
+    let nanos = |clock| -> std::io::Result<u64> {
+        let time = clock_gettime(clock).map_err(std::io::Error::from)?;
+        Ok(time.tv_sec() as u64 * 1_000_000_000 + time.tv_nsec() as u64)
+    };
+    let unix = nanos(ClockId::CLOCK_REALTIME)?;
+    let monotonic = nanos(ClockId::CLOCK_MONOTONIC)?;
+    Ok(unix.wrapping_sub(monotonic))
 }
 
 fn classifier<'a>(
