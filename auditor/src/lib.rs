@@ -1,11 +1,14 @@
 //! upgrade-auditor: watches HTTP/1.1 protocol upgrades and reports the ones
 //! that break the rules proxies rely on.
 //!
-//! Data flows one way: [`capture`] (the kernel program) → [`segment`]s →
-//! [`pipeline`].
+//! Data flows one way: [`capture`] (the kernel program) or [`replay`] (a
+//! capture file) → [`segment`]s → [`reassembly`] → [`http`] exchanges →
+//! [`pipeline`] output.
 
 pub mod capture;
 pub mod config;
+pub mod http;
 pub mod pipeline;
 pub mod reassembly;
+pub mod replay;
 pub mod segment;

@@ -1,0 +1,1 @@
+//! Capture files (pcap, pcapng) read into the same segments as live capture.
