@@ -1,5 +1,491 @@
 //! TCP reassembly: segments in, per-direction in-order byte streams out.
+//!
+//! Every connection lives in a table bounded in entries (least recently used
+//! evicted first) and in buffered bytes, per connection and in total. Every
+//! eviction, overflow and lost byte is counted.
 
+mod direction;
 mod event;
 
-pub use event::{CloseReason, ConnectionId, GapKind, StreamEvent};
+use std::net::SocketAddr;
+
+use lru::LruCache;
+
+use self::direction::{Chunk, Delivery, DirectionStream};
+pub use self::event::{CloseReason, ConnectionId, GapKind, StreamEvent};
+use crate::segment::Segment;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReassemblyLimits {
+    /// Connections tracked at once.
+    pub max_connections: usize,
+    /// Out-of-order bytes held for one connection.
+    pub max_buffered_per_connection: usize,
+    /// Out-of-order bytes held for all connections together.
+    pub max_buffered_total: usize,
+    /// A connection with no segment for this long is closed.
+    pub idle_timeout_ns: u64,
+    /// Delivered bytes remembered per direction to notice retransmissions
+    /// that carry different bytes.
+    pub recent_bytes: usize,
+}
+
+impl Default for ReassemblyLimits {
+    fn default() -> Self {
+        ReassemblyLimits {
+            max_connections: 65_536,
+            max_buffered_per_connection: 256 * 1024,
+            max_buffered_total: 64 * 1024 * 1024,
+            idle_timeout_ns: 300 * 1_000_000_000,
+            recent_bytes: 256,
+        }
+    }
+}
+
+/// Counts of what reassembly could not deliver or had to give up.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReassemblyStats {
+    pub connections_opened: u64,
+    pub connections_evicted: u64,
+    pub connections_idled: u64,
+    pub lost_gaps: u64,
+    pub lost_bytes: u64,
+    pub uncopied_bytes: u64,
+    pub conflicting_overlaps: u64,
+    pub out_of_window_segments: u64,
+    pub buffer_overflows: u64,
+}
+
+/// Both endpoints, in a fixed order, so both directions find the connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct ConnectionKey(SocketAddr, SocketAddr);
+
+impl ConnectionKey {
+    fn new(a: SocketAddr, b: SocketAddr) -> ConnectionKey {
+        if a <= b {
+            ConnectionKey(a, b)
+        } else {
+            ConnectionKey(b, a)
+        }
+    }
+}
+
+struct Connection {
+    id: ConnectionId,
+    /// The sender of the first segment seen, and its peer; `directions` is
+    /// indexed the same way.
+    endpoints: [SocketAddr; 2],
+    directions: [DirectionStream; 2],
+    last_seen_ns: u64,
+}
+
+impl Connection {
+    fn side_of(&self, src: SocketAddr) -> usize {
+        usize::from(self.endpoints[0] != src)
+    }
+
+    fn buffered(&self) -> usize {
+        self.directions.iter().map(|d| d.pending_bytes()).sum()
+    }
+}
+
+pub type Emit<'e> = dyn FnMut(&StreamEvent<'_>) + 'e;
+
+pub struct Reassembler {
+    limits: ReassemblyLimits,
+    connections: LruCache<ConnectionKey, Connection>,
+    next_id: u64,
+    buffered_total: usize,
+    stats: ReassemblyStats,
+}
+
+impl Reassembler {
+    pub fn new(limits: ReassemblyLimits) -> Reassembler {
+        Reassembler {
+            limits,
+            connections: LruCache::unbounded(),
+            next_id: 0,
+            buffered_total: 0,
+            stats: ReassemblyStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> ReassemblyStats {
+        self.stats
+    }
+
+    pub fn connections(&self) -> usize {
+        self.connections.len()
+    }
+
+    pub fn buffered_bytes(&self) -> usize {
+        self.buffered_total
+    }
+
+    /// The sequence number of the byte `src` sends at stream `offset`.
+    pub fn seq_of(&self, src: SocketAddr, dst: SocketAddr, offset: u64) -> Option<u32> {
+        let connection = self.connections.peek(&ConnectionKey::new(src, dst))?;
+        connection.directions[connection.side_of(src)].seq_of(offset)
+    }
+
+    pub fn push(&mut self, segment: &Segment, emit: &mut Emit<'_>) {
+        let key = ConnectionKey::new(segment.src, segment.dst);
+        let (syn, ack) = (segment.flags.syn(), segment.flags.ack());
+        if syn && !ack {
+            self.close_if_reused(key, segment, emit);
+        }
+        if !self.connections.contains(&key) {
+            if segment.payload_len == 0 && !syn {
+                // A lone ACK, FIN or RST of a connection we do not know.
+                return;
+            }
+            self.open(key, segment, emit);
+        }
+        let limits = self.limits;
+        let connection = self.connections.get_mut(&key).expect("opened above");
+        let before = connection.buffered();
+        connection.last_seen_ns = segment.timestamp_ns;
+        let side = connection.side_of(segment.src);
+        let peer = 1 - side;
+        let syn_len = u32::from(syn);
+        if syn {
+            connection.directions[side].start_at(segment.seq.wrapping_add(1));
+        }
+        if ack {
+            connection.directions[peer].start_at(segment.ack);
+        }
+        connection.directions[side].start_at(segment.seq.wrapping_add(syn_len));
+
+        let stream = &mut connection.directions[side];
+        let payload_start = stream
+            .offset_of(segment.seq.wrapping_add(syn_len))
+            .expect("the base was just set");
+        if stream.out_of_window(payload_start) {
+            self.stats.out_of_window_segments += 1;
+            return;
+        }
+        let mut conflicts = Vec::new();
+        if segment.gated && segment.data_offset > 0 {
+            conflicts.extend(stream.insert(
+                payload_start,
+                Chunk::Uncopied(u64::from(segment.data_offset)),
+            ));
+        }
+        let data_start = payload_start + u64::from(segment.data_offset);
+        if !segment.data.is_empty() {
+            if stream.next() == data_start && !stream.has_buffered() {
+                // In order with nothing buffered: hand the bytes over as they are.
+                emit(&StreamEvent::Data {
+                    id: connection.id,
+                    src: segment.src,
+                    offset: data_start,
+                    bytes: &segment.data,
+                    timestamp_ns: segment.timestamp_ns,
+                });
+                stream.delivered_in_place(&segment.data, limits.recent_bytes);
+            } else {
+                conflicts.extend(stream.insert(data_start, Chunk::Data(segment.data.clone())));
+            }
+        }
+        if segment.uncopied_tail > 0 {
+            let tail_start = data_start + segment.data.len() as u64;
+            conflicts.extend(stream.insert(
+                tail_start,
+                Chunk::Uncopied(u64::from(segment.uncopied_tail)),
+            ));
+        }
+        for conflict in conflicts {
+            self.stats.conflicting_overlaps += 1;
+            emit(&StreamEvent::ConflictingOverlap {
+                id: connection.id,
+                src: segment.src,
+                offset: conflict.offset,
+                len: conflict.len,
+                timestamp_ns: segment.timestamp_ns,
+            });
+        }
+        if segment.flags.fin() {
+            stream.set_fin(payload_start + u64::from(segment.payload_len));
+        }
+        deliver(
+            connection,
+            side,
+            &limits,
+            &mut self.stats,
+            segment.timestamp_ns,
+            emit,
+        );
+
+        // The peer acknowledged bytes this side never showed us while later
+        // ones wait in the buffer: they were lost from the capture.
+        if ack {
+            let peer_stream = &connection.directions[peer];
+            if let Some(acked) = peer_stream.offset_of(segment.ack) {
+                if acked > peer_stream.next() && peer_stream.has_buffered() {
+                    skip_lost(
+                        connection,
+                        peer,
+                        Some(acked),
+                        &mut self.stats,
+                        segment.timestamp_ns,
+                        emit,
+                    );
+                    deliver(
+                        connection,
+                        peer,
+                        &limits,
+                        &mut self.stats,
+                        segment.timestamp_ns,
+                        emit,
+                    );
+                }
+            }
+        }
+        while connection.buffered() > limits.max_buffered_per_connection {
+            self.stats.buffer_overflows += 1;
+            if !give_up_oldest_hole(
+                connection,
+                &limits,
+                &mut self.stats,
+                segment.timestamp_ns,
+                emit,
+            ) {
+                break;
+            }
+        }
+        self.buffered_total = self.buffered_total + connection.buffered() - before;
+
+        if segment.flags.rst() {
+            self.close(key, CloseReason::Rst, segment.timestamp_ns, emit);
+        } else if connection.directions.iter().all(|d| d.finished()) {
+            self.close(key, CloseReason::Fin, segment.timestamp_ns, emit);
+        }
+        self.enforce_total_buffer(key, segment.timestamp_ns, emit);
+    }
+
+    /// Closes connections that saw no segment for the idle timeout by `now_ns`.
+    pub fn expire(&mut self, now_ns: u64, emit: &mut Emit<'_>) {
+        while let Some((&key, connection)) = self.connections.peek_lru() {
+            if now_ns.saturating_sub(connection.last_seen_ns) < self.limits.idle_timeout_ns {
+                break;
+            }
+            self.stats.connections_idled += 1;
+            self.close(key, CloseReason::Idle, now_ns, emit);
+        }
+    }
+
+    /// Delivers what is buffered and closes every connection: the input ended.
+    pub fn finish(&mut self, emit: &mut Emit<'_>) {
+        while let Some((&key, connection)) = self.connections.peek_lru() {
+            let last_seen = connection.last_seen_ns;
+            self.close(key, CloseReason::EndOfInput, last_seen, emit);
+        }
+    }
+
+    fn open(&mut self, key: ConnectionKey, segment: &Segment, emit: &mut Emit<'_>) {
+        if self.connections.len() >= self.limits.max_connections {
+            if let Some((&lru, _)) = self.connections.peek_lru() {
+                self.stats.connections_evicted += 1;
+                self.close(lru, CloseReason::Evicted, segment.timestamp_ns, emit);
+            }
+        }
+        let (syn, ack) = (segment.flags.syn(), segment.flags.ack());
+        let syn_sender = match (syn, ack) {
+            (true, false) => Some(segment.src),
+            (true, true) => Some(segment.dst),
+            _ => None,
+        };
+        let id = ConnectionId(self.next_id);
+        self.next_id += 1;
+        self.stats.connections_opened += 1;
+        self.connections.put(
+            key,
+            Connection {
+                id,
+                endpoints: [segment.src, segment.dst],
+                directions: Default::default(),
+                last_seen_ns: segment.timestamp_ns,
+            },
+        );
+        emit(&StreamEvent::Opened {
+            id,
+            first: segment.src,
+            second: segment.dst,
+            syn_sender,
+            midstream: syn_sender.is_none(),
+            interface: segment.interface,
+            timestamp_ns: segment.timestamp_ns,
+        });
+    }
+
+    /// A SYN for a known connection with another initial sequence number
+    /// starts a new connection on the same ports.
+    fn close_if_reused(&mut self, key: ConnectionKey, segment: &Segment, emit: &mut Emit<'_>) {
+        let Some(connection) = self.connections.peek(&key) else {
+            return;
+        };
+        let base = connection.directions[connection.side_of(segment.src)].base();
+        if base.is_some_and(|base| base != segment.seq.wrapping_add(1)) {
+            self.close(key, CloseReason::Evicted, segment.timestamp_ns, emit);
+        }
+    }
+
+    fn close(
+        &mut self,
+        key: ConnectionKey,
+        reason: CloseReason,
+        timestamp_ns: u64,
+        emit: &mut Emit<'_>,
+    ) {
+        let Some(mut connection) = self.connections.pop(&key) else {
+            return;
+        };
+        self.buffered_total -= connection.buffered();
+        for side in 0..2 {
+            deliver(
+                &mut connection,
+                side,
+                &self.limits,
+                &mut self.stats,
+                timestamp_ns,
+                emit,
+            );
+            while skip_lost(
+                &mut connection,
+                side,
+                None,
+                &mut self.stats,
+                timestamp_ns,
+                emit,
+            ) {
+                deliver(
+                    &mut connection,
+                    side,
+                    &self.limits,
+                    &mut self.stats,
+                    timestamp_ns,
+                    emit,
+                );
+            }
+        }
+        emit(&StreamEvent::Closed {
+            id: connection.id,
+            reason,
+            timestamp_ns,
+        });
+    }
+
+    /// Over the total budget: first give up this connection's holes, then
+    /// evict the least recently used connections.
+    fn enforce_total_buffer(&mut self, key: ConnectionKey, timestamp_ns: u64, emit: &mut Emit<'_>) {
+        let limits = self.limits;
+        if self.buffered_total <= limits.max_buffered_total {
+            return;
+        }
+        self.stats.buffer_overflows += 1;
+        if let Some(connection) = self.connections.peek_mut(&key) {
+            let before = connection.buffered();
+            while give_up_oldest_hole(connection, &limits, &mut self.stats, timestamp_ns, emit) {}
+            self.buffered_total -= before - connection.buffered();
+        }
+        while self.buffered_total > limits.max_buffered_total {
+            let Some((&lru, _)) = self.connections.peek_lru() else {
+                break;
+            };
+            self.stats.connections_evicted += 1;
+            self.close(lru, CloseReason::Evicted, timestamp_ns, emit);
+        }
+    }
+}
+
+/// Emits every in-order piece of one direction, then its end if reached.
+fn deliver(
+    connection: &mut Connection,
+    side: usize,
+    limits: &ReassemblyLimits,
+    stats: &mut ReassemblyStats,
+    timestamp_ns: u64,
+    emit: &mut Emit<'_>,
+) {
+    let (id, src) = (connection.id, connection.endpoints[side]);
+    let stream = &mut connection.directions[side];
+    while let Some(delivery) = stream.next_delivery(limits.recent_bytes) {
+        match delivery {
+            Delivery::Data { offset, bytes } => emit(&StreamEvent::Data {
+                id,
+                src,
+                offset,
+                bytes: &bytes,
+                timestamp_ns,
+            }),
+            Delivery::Uncopied { offset, len } => {
+                stats.uncopied_bytes += len;
+                emit(&StreamEvent::Gap {
+                    id,
+                    src,
+                    offset,
+                    len,
+                    kind: GapKind::Uncopied,
+                    timestamp_ns,
+                });
+            }
+        }
+    }
+    if stream.take_finish() {
+        emit(&StreamEvent::Finished {
+            id,
+            src,
+            timestamp_ns,
+        });
+    }
+}
+
+/// Declares the hole at the head of one direction lost (up to `until`, the
+/// first buffered chunk or the FIN). False when there is no hole.
+fn skip_lost(
+    connection: &mut Connection,
+    side: usize,
+    until: Option<u64>,
+    stats: &mut ReassemblyStats,
+    timestamp_ns: u64,
+    emit: &mut Emit<'_>,
+) -> bool {
+    let Some((offset, len)) = connection.directions[side].skip_hole(until) else {
+        return false;
+    };
+    stats.lost_gaps += 1;
+    stats.lost_bytes += len;
+    emit(&StreamEvent::Gap {
+        id: connection.id,
+        src: connection.endpoints[side],
+        offset,
+        len,
+        kind: GapKind::Lost,
+        timestamp_ns,
+    });
+    true
+}
+
+/// Frees buffer space: the direction holding the most bytes gives up the
+/// hole in front of them and delivers what follows. False when nothing is
+/// buffered.
+fn give_up_oldest_hole(
+    connection: &mut Connection,
+    limits: &ReassemblyLimits,
+    stats: &mut ReassemblyStats,
+    timestamp_ns: u64,
+    emit: &mut Emit<'_>,
+) -> bool {
+    let side = usize::from(
+        connection.directions[1].pending_bytes() > connection.directions[0].pending_bytes(),
+    );
+    if !connection.directions[side].has_buffered() {
+        return false;
+    }
+    skip_lost(connection, side, None, stats, timestamp_ns, emit);
+    deliver(connection, side, limits, stats, timestamp_ns, emit);
+    true
+}
+
+#[cfg(test)]
+mod tests;

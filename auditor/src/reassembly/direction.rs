@@ -1,0 +1,301 @@
+//! One direction of a connection: sequence numbers turned into stream
+//! offsets, out-of-order bytes held until the hole before them fills.
+
+use std::collections::{BTreeMap, VecDeque};
+
+/// Segments further ahead of the next expected byte than this are out of
+/// window: no real sender is that far ahead of what its peer acknowledged.
+const WINDOW: u64 = 1 << 30;
+
+/// What the buffer holds at a stream offset.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Chunk {
+    Data(Vec<u8>),
+    /// Bytes the capture saw but deliberately did not copy.
+    Uncopied(u64),
+}
+
+impl Chunk {
+    pub fn len(&self) -> u64 {
+        match self {
+            Chunk::Data(bytes) => bytes.len() as u64,
+            Chunk::Uncopied(len) => *len,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn buffered_bytes(&self) -> usize {
+        match self {
+            Chunk::Data(bytes) => bytes.len(),
+            Chunk::Uncopied(_) => 0,
+        }
+    }
+}
+
+/// What `DirectionStream::next_delivery` hands out, in stream order.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Delivery {
+    Data { offset: u64, bytes: Vec<u8> },
+    Uncopied { offset: u64, len: u64 },
+}
+
+/// An overlap whose bytes differ from the ones seen first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conflict {
+    pub offset: u64,
+    pub len: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct DirectionStream {
+    /// Sequence number of stream offset 0, once known.
+    base: Option<u32>,
+    /// Next offset to deliver.
+    next: u64,
+    /// Out-of-order chunks by offset; they never overlap each other.
+    pending: BTreeMap<u64, Chunk>,
+    pending_bytes: usize,
+    /// The last delivered bytes, kept to notice retransmissions whose
+    /// contents differ from what was delivered.
+    recent: VecDeque<u8>,
+    /// Stream offset of the FIN, once seen.
+    fin_at: Option<u64>,
+    finished: bool,
+}
+
+impl DirectionStream {
+    pub fn base(&self) -> Option<u32> {
+        self.base
+    }
+
+    /// Sets offset 0 at `seq`, unless it is already known.
+    pub fn start_at(&mut self, seq: u32) {
+        if self.base.is_none() {
+            self.base = Some(seq);
+        }
+    }
+
+    pub fn next(&self) -> u64 {
+        self.next
+    }
+
+    pub fn pending_bytes(&self) -> usize {
+        self.pending_bytes
+    }
+
+    pub fn finished(&self) -> bool {
+        self.finished
+    }
+
+    /// The stream offset of `seq`: the one nearest the next expected byte,
+    /// so sequence numbers may wrap. `None` before the base is known.
+    pub fn offset_of(&self, seq: u32) -> Option<u64> {
+        let base = self.base?;
+        let relative = u64::from(seq.wrapping_sub(base));
+        let epoch = self.next & !0xFFFF_FFFF;
+        let candidates = [
+            epoch.checked_sub(1 << 32).map(|e| e | relative),
+            Some(epoch | relative),
+            epoch.checked_add(1 << 32).map(|e| e | relative),
+        ];
+        candidates
+            .into_iter()
+            .flatten()
+            .min_by_key(|&offset| offset.abs_diff(self.next))
+    }
+
+    /// The sequence number of stream `offset`.
+    pub fn seq_of(&self, offset: u64) -> Option<u32> {
+        Some(self.base?.wrapping_add(offset as u32))
+    }
+
+    /// Whether a chunk at `offset` is too far from the stream to be real.
+    pub fn out_of_window(&self, offset: u64) -> bool {
+        offset > self.next + WINDOW
+    }
+
+    pub fn set_fin(&mut self, offset: u64) {
+        if self.fin_at.is_none() && offset >= self.next {
+            self.fin_at = Some(offset);
+        }
+    }
+
+    /// Whether the FIN was reached by now; true once.
+    pub fn take_finish(&mut self) -> bool {
+        if !self.finished && self.fin_at == Some(self.next) {
+            self.finished = true;
+            return true;
+        }
+        false
+    }
+
+    /// Buffers `chunk` at `offset`, first seen wins: only the parts no
+    /// earlier chunk covered are kept. Returns the conflicting overlaps.
+    pub fn insert(&mut self, offset: u64, chunk: Chunk) -> Vec<Conflict> {
+        let mut conflicts = Vec::new();
+        let end = offset + chunk.len();
+        if end <= offset {
+            return conflicts;
+        }
+        // Bytes before `next` were delivered already: compare what we still
+        // remember of them, then drop them.
+        let (mut offset, chunk) = if offset < self.next {
+            let delivered = (self.next.min(end) - offset) as usize;
+            if let Chunk::Data(bytes) = &chunk {
+                if let Some(conflict) = self.compare_with_recent(offset, &bytes[..delivered]) {
+                    conflicts.push(conflict);
+                }
+            }
+            if end <= self.next {
+                return conflicts;
+            }
+            (self.next, chunk.split_off(delivered as u64))
+        } else {
+            (offset, chunk)
+        };
+        let mut remaining = Some(chunk);
+        // Walk the pending chunks that overlap [offset, end), keeping the
+        // pieces of the new chunk that fall between them.
+        let overlapping: Vec<(u64, u64)> = self
+            .pending
+            .range(..end)
+            .filter(|(&start, existing)| start + existing.len() > offset)
+            .map(|(&start, existing)| (start, start + existing.len()))
+            .collect();
+        for (start, stop) in overlapping {
+            let Some(chunk) = remaining.take() else { break };
+            if start > offset {
+                let (before, rest) = chunk.split_at(start - offset);
+                self.put(offset, before);
+                remaining = Some(rest);
+                offset = start;
+            } else {
+                remaining = Some(chunk);
+            }
+            let Some(chunk) = remaining.take() else { break };
+            let covered = stop.min(end) - offset;
+            let (overlap, rest) = chunk.split_at(covered);
+            if let (Chunk::Data(new), Some(Chunk::Data(old))) = (&overlap, self.pending.get(&start))
+            {
+                let from = (offset - start) as usize;
+                if old[from..from + new.len()] != new[..] {
+                    conflicts.push(Conflict {
+                        offset,
+                        len: covered,
+                    });
+                }
+            }
+            offset += covered;
+            remaining = (!rest.is_empty()).then_some(rest);
+        }
+        if let Some(chunk) = remaining {
+            self.put(offset, chunk);
+        }
+        conflicts
+    }
+
+    fn put(&mut self, offset: u64, chunk: Chunk) {
+        if chunk.is_empty() {
+            return;
+        }
+        self.pending_bytes += chunk.buffered_bytes();
+        self.pending.insert(offset, chunk);
+    }
+
+    fn compare_with_recent(&self, offset: u64, bytes: &[u8]) -> Option<Conflict> {
+        let remembered_from = self.next - self.recent.len() as u64;
+        let start = offset.max(remembered_from);
+        let end = offset + bytes.len() as u64;
+        if start >= end {
+            return None;
+        }
+        let differs = (start..end).any(|at| {
+            self.recent[(at - remembered_from) as usize] != bytes[(at - offset) as usize]
+        });
+        differs.then_some(Conflict {
+            offset: start,
+            len: end - start,
+        })
+    }
+
+    /// The next in-order piece, if the chunk at `next` is buffered.
+    pub fn next_delivery(&mut self, recent_limit: usize) -> Option<Delivery> {
+        let (&offset, _) = self.pending.first_key_value()?;
+        if offset != self.next {
+            return None;
+        }
+        let chunk = self.pending.remove(&offset).expect("first key exists");
+        self.pending_bytes -= chunk.buffered_bytes();
+        self.next += chunk.len();
+        Some(match chunk {
+            Chunk::Data(bytes) => {
+                self.remember(&bytes, recent_limit);
+                Delivery::Data { offset, bytes }
+            }
+            Chunk::Uncopied(len) => {
+                self.recent.clear();
+                Delivery::Uncopied { offset, len }
+            }
+        })
+    }
+
+    /// Marks `bytes`, delivered straight from a segment at `next`, as delivered.
+    pub fn delivered_in_place(&mut self, bytes: &[u8], recent_limit: usize) {
+        self.next += bytes.len() as u64;
+        self.remember(bytes, recent_limit);
+    }
+
+    fn remember(&mut self, bytes: &[u8], recent_limit: usize) {
+        let keep = bytes.len().min(recent_limit);
+        self.recent.extend(&bytes[bytes.len() - keep..]);
+        while self.recent.len() > recent_limit {
+            self.recent.pop_front();
+        }
+    }
+
+    /// Gives up the hole at the head of the stream: up to the first buffered
+    /// chunk or `until`, whichever comes first, or to the FIN when neither
+    /// is given. Returns the lost range and moves `next` past it.
+    pub fn skip_hole(&mut self, until: Option<u64>) -> Option<(u64, u64)> {
+        let first_buffered = self.pending.first_key_value().map(|(&offset, _)| offset);
+        let target = match (first_buffered, until) {
+            (Some(buffered), Some(until)) => buffered.min(until),
+            (Some(buffered), None) => buffered,
+            (None, Some(until)) => until,
+            (None, None) => self.fin_at?,
+        };
+        if target <= self.next {
+            return None;
+        }
+        let lost = (self.next, target - self.next);
+        self.next = target;
+        self.recent.clear();
+        Some(lost)
+    }
+
+    /// Whether chunks wait in the buffer behind a hole.
+    pub fn has_buffered(&self) -> bool {
+        !self.pending.is_empty()
+    }
+}
+
+impl Chunk {
+    /// The first `at` bytes and the rest.
+    fn split_at(self, at: u64) -> (Chunk, Chunk) {
+        match self {
+            Chunk::Data(mut bytes) => {
+                let rest = bytes.split_off(at as usize);
+                (Chunk::Data(bytes), Chunk::Data(rest))
+            }
+            Chunk::Uncopied(len) => (Chunk::Uncopied(at), Chunk::Uncopied(len - at)),
+        }
+    }
+
+    /// The part from `at` on.
+    fn split_off(self, at: u64) -> Chunk {
+        self.split_at(at).1
+    }
+}
