@@ -207,7 +207,11 @@ mod tests {
         assert_eq!(segment.src, "10.0.0.1:40000".parse().unwrap());
         assert_eq!(segment.dst, "10.0.0.2:80".parse().unwrap());
         assert_eq!(segment.direction, Some(Direction::Egress));
-        assert_eq!(segment.timestamp_ns, 42 + 1_000, "kernel time plus the clock offset");
+        assert_eq!(
+            segment.timestamp_ns,
+            42 + 1_000,
+            "kernel time plus the clock offset"
+        );
         assert_eq!(segment.data, b"hello");
         assert_eq!(segment.data_seq(), 1000);
         assert_eq!(segment.uncopied_tail, 0);
@@ -251,10 +255,7 @@ mod tests {
 
     #[test]
     fn rejects_records_that_lie_about_lengths() {
-        assert_eq!(
-            decode(&[0u8; 10]),
-            Err(DecodeError::ShortRecord(10))
-        );
+        assert_eq!(decode(&[0u8; 10]), Err(DecodeError::ShortRecord(10)));
         assert_eq!(
             decode(&record(header(100, 0, 50), &[0u8; 20])),
             Err(DecodeError::DataBeyondRecord {
@@ -271,16 +272,10 @@ mod tests {
         );
         let mut h = header(0, 0, 0);
         h.ip_version = 5;
-        assert_eq!(
-            decode(&record(h, &[])),
-            Err(DecodeError::IpVersion(5))
-        );
+        assert_eq!(decode(&record(h, &[])), Err(DecodeError::IpVersion(5)));
         let mut h = header(0, 0, 0);
         h.direction = 9;
-        assert_eq!(
-            decode(&record(h, &[])),
-            Err(DecodeError::Direction(9))
-        );
+        assert_eq!(decode(&record(h, &[])), Err(DecodeError::Direction(9)));
     }
 
     #[test]
