@@ -428,12 +428,7 @@ fn vlan_tags_and_ipv6_extension_headers_are_followed_or_counted_as_skipped() {
                 .parse::<std::net::Ipv6Addr>()
                 .unwrap()
                 .octets();
-            let tcp = |seq, payload| Tcp {
-                src_port: 40_000,
-                dst_port: PORT,
-                seq,
-                payload,
-            };
+            let tcp = |seq, payload| Tcp::new(40_000, PORT, seq, payload);
             let followed: [(Vec<u8>, &[u8]); 4] = [
                 (
                     ethernet(

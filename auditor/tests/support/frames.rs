@@ -16,17 +16,40 @@ pub struct Tcp<'a> {
     pub src_port: u16,
     pub dst_port: u16,
     pub seq: u32,
+    pub ack: u32,
+    /// The flags byte: FIN 0x01, SYN 0x02, RST 0x04, PSH 0x08, ACK 0x10.
+    pub flags: u8,
     pub payload: &'a [u8],
 }
 
-impl Tcp<'_> {
+impl<'a> Tcp<'a> {
+    /// A PSH|ACK segment acknowledging nothing (ack 0).
+    pub fn new(src_port: u16, dst_port: u16, seq: u32, payload: &'a [u8]) -> Tcp<'a> {
+        Tcp {
+            src_port,
+            dst_port,
+            seq,
+            ack: 0,
+            flags: 0x18,
+            payload,
+        }
+    }
+
+    pub fn with_ack(self, ack: u32) -> Tcp<'a> {
+        Tcp { ack, ..self }
+    }
+
+    pub fn with_flags(self, flags: u8) -> Tcp<'a> {
+        Tcp { flags, ..self }
+    }
+
     fn bytes(&self) -> Vec<u8> {
         let mut out = Vec::new();
         out.extend(self.src_port.to_be_bytes());
         out.extend(self.dst_port.to_be_bytes());
         out.extend(self.seq.to_be_bytes());
-        out.extend(0u32.to_be_bytes()); // ack
-        out.extend([5 << 4, 0x18]); // data offset 5 words; PSH|ACK
+        out.extend(self.ack.to_be_bytes());
+        out.extend([5 << 4, self.flags]); // data offset 5 words
         out.extend([0xff, 0xff, 0, 0, 0, 0]); // window, checksum, urgent
         out.extend_from_slice(self.payload);
         out

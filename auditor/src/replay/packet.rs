@@ -1,0 +1,362 @@
+//! One captured packet, link layer first, turned into a TCP [`Segment`] or a
+//! reason to skip it.
+
+use std::net::{IpAddr, SocketAddr};
+
+use etherparse::{
+    err::{packet::SliceError, Layer},
+    EtherType, IpNumber, LaxNetSlice, LaxSlicedPacket, LenSource, TransportSlice,
+};
+use pcap_parser::{
+    data::{get_packetdata, PacketData},
+    Linktype,
+};
+
+use crate::segment::{Segment, TcpFlags};
+
+/// Why a packet of a capture file did not become a segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SkipReason {
+    /// The capture's link type is not one this reader decodes.
+    UnsupportedLinkType,
+    /// A pcapng packet names an interface its section never described.
+    UnknownInterface,
+    /// The captured bytes end inside the link, IP or TCP header.
+    TruncatedHeaders,
+    /// A header field contradicts the packet (bad IP header length, TCP data
+    /// offset, lengths beyond the original packet…).
+    Malformed,
+    /// Not carried over IPv4 or IPv6 (ARP, deeper VLAN stacks, other
+    /// protocols).
+    NotIp,
+    /// IP, but not TCP.
+    NotTcp,
+    /// An IP fragment: fragments are not reassembled.
+    IpFragment,
+}
+
+impl SkipReason {
+    pub fn name(self) -> &'static str {
+        match self {
+            SkipReason::UnsupportedLinkType => "unsupported link type",
+            SkipReason::UnknownInterface => "unknown interface",
+            SkipReason::TruncatedHeaders => "truncated headers",
+            SkipReason::Malformed => "malformed",
+            SkipReason::NotIp => "not IP",
+            SkipReason::NotTcp => "not TCP",
+            SkipReason::IpFragment => "IP fragment",
+        }
+    }
+}
+
+impl std::fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A packet as a capture file stores it.
+pub(super) struct CapturedPacket<'a> {
+    pub link_type: Linktype,
+    /// The captured bytes, starting with the link-layer header.
+    pub data: &'a [u8],
+    /// The packet's length on the wire, before the snapshot length cut it.
+    pub orig_len: u32,
+    pub timestamp_ns: u64,
+    pub interface: u32,
+}
+
+/// Decodes the packet's headers; the segment's payload is the captured part of
+/// the TCP payload, and `uncopied_tail` what the snapshot length cut off.
+pub(super) fn tcp_segment(packet: &CapturedPacket) -> Result<Segment, SkipReason> {
+    let sliced = slice_headers(packet)?;
+    match &sliced.stop_err {
+        // Broken headers of protocols other than IP and TCP: the packet is
+        // not TCP, whatever else is wrong with it.
+        Some((
+            _,
+            Layer::Arp
+            | Layer::UdpHeader
+            | Layer::UdpPayload
+            | Layer::Icmpv4
+            | Layer::Icmpv4Timestamp
+            | Layer::Icmpv4TimestampReply
+            | Layer::Icmpv6
+            | Layer::Igmp,
+        ))
+        | None => {}
+        Some((SliceError::Len(len), _)) if len.len_source == LenSource::Slice => {
+            return Err(SkipReason::TruncatedHeaders);
+        }
+        Some(_) => return Err(SkipReason::Malformed),
+    }
+    let (src_ip, dst_ip, ip_payload, declared_ip_payload_len): (IpAddr, IpAddr, _, _) =
+        match &sliced.net {
+            Some(LaxNetSlice::Ipv4(ipv4)) => {
+                let header = ipv4.header();
+                let headers_len = header.slice().len()
+                    + ipv4.extensions().auth.map_or(0, |auth| auth.slice().len());
+                (
+                    header.source_addr().into(),
+                    header.destination_addr().into(),
+                    ipv4.payload(),
+                    usize::from(header.total_len()).checked_sub(headers_len),
+                )
+            }
+            Some(LaxNetSlice::Ipv6(ipv6)) => {
+                let header = ipv6.header();
+                (
+                    header.source_addr().into(),
+                    header.destination_addr().into(),
+                    ipv6.payload(),
+                    usize::from(header.payload_length())
+                        .checked_sub(ipv6.extensions().slice().len()),
+                )
+            }
+            Some(LaxNetSlice::Arp(_)) | None => return Err(SkipReason::NotIp),
+        };
+    if ip_payload.fragmented {
+        return Err(SkipReason::IpFragment);
+    }
+    if ip_payload.ip_number != IpNumber::TCP {
+        return Err(SkipReason::NotTcp);
+    }
+    let Some(TransportSlice::Tcp(tcp)) = &sliced.transport else {
+        return Err(SkipReason::Malformed);
+    };
+
+    // Bytes of the original packet the capture did not keep.
+    let snapshot_cut = u64::from(packet.orig_len).saturating_sub(packet.data.len() as u64);
+    let ip_payload_len = if ip_payload.incomplete {
+        // The IP header's length reaches past the captured bytes.
+        declared_ip_payload_len.ok_or(SkipReason::Malformed)? as u64
+    } else if ip_payload.len_source == LenSource::Slice {
+        // The IP header gives no usable length (IPv4 total length 0 from
+        // segmentation offload, IPv6 jumbograms): the packet's own length is
+        // the best there is.
+        ip_payload.payload.len() as u64 + snapshot_cut
+    } else {
+        ip_payload.payload.len() as u64
+    };
+    let captured = tcp.payload();
+    let tcp_payload_len = ip_payload_len
+        .checked_sub(tcp.header_slice().len() as u64)
+        .ok_or(SkipReason::Malformed)?;
+    let missing = tcp_payload_len
+        .checked_sub(captured.len() as u64)
+        .ok_or(SkipReason::Malformed)?;
+    if missing > snapshot_cut {
+        // The IP header claims bytes the original packet did not have.
+        return Err(SkipReason::Malformed);
+    }
+    let payload_len = u32::try_from(tcp_payload_len).map_err(|_| SkipReason::Malformed)?;
+    let tcp_flags_byte = tcp.header_slice()[13];
+    Ok(Segment {
+        timestamp_ns: packet.timestamp_ns,
+        interface: Some(packet.interface),
+        direction: None,
+        src: SocketAddr::new(src_ip, tcp.source_port()),
+        dst: SocketAddr::new(dst_ip, tcp.destination_port()),
+        seq: tcp.sequence_number(),
+        ack: tcp.acknowledgment_number(),
+        flags: TcpFlags(tcp_flags_byte),
+        payload_len,
+        data_offset: 0,
+        data: captured.to_vec(),
+        uncopied_tail: missing as u32,
+        gated: false,
+    })
+}
+
+/// Strips the link-layer header (pcap-parser knows the link types) and lets
+/// etherparse walk VLAN tags, IP and TCP.
+fn slice_headers<'a>(packet: &CapturedPacket<'a>) -> Result<LaxSlicedPacket<'a>, SkipReason> {
+    match get_packetdata(packet.data, packet.link_type, packet.data.len()) {
+        Some(PacketData::L2(frame)) => {
+            LaxSlicedPacket::from_ethernet(frame).map_err(|_| SkipReason::TruncatedHeaders)
+        }
+        Some(PacketData::L3(ether_type, body)) => Ok(LaxSlicedPacket::from_ether_type(
+            EtherType(ether_type),
+            body,
+        )),
+        Some(PacketData::L4(..)) => Err(SkipReason::NotIp),
+        Some(PacketData::Unsupported(_)) => Err(SkipReason::UnsupportedLinkType),
+        // pcap-parser says None both for a packet shorter than the link
+        // header and for link-layer protocols without IP (netlink).
+        None if packet.data.len() < link_header_len(packet.link_type) => {
+            Err(SkipReason::TruncatedHeaders)
+        }
+        None => Err(SkipReason::NotIp),
+    }
+}
+
+fn link_header_len(link_type: Linktype) -> usize {
+    match link_type {
+        Linktype::NULL => 4,
+        Linktype::LINUX_SLL => 16,
+        Linktype::LINUX_SLL2 => 20,
+        _ => 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CLIENT: [u8; 4] = [10, 0, 0, 1];
+    const SERVER: [u8; 4] = [10, 0, 0, 2];
+
+    /// IPv4 header (no options) with `total_len`, then a 20-byte TCP header
+    /// (PSH|ACK, seq 7, ack 9) and `payload`.
+    fn ipv4_tcp(total_len: u16, payload: &[u8]) -> Vec<u8> {
+        let mut out = vec![0x45, 0];
+        out.extend(total_len.to_be_bytes());
+        out.extend([0, 1, 0x40, 0, 64, 6, 0, 0]);
+        out.extend(CLIENT);
+        out.extend(SERVER);
+        out.extend(40_000u16.to_be_bytes());
+        out.extend(80u16.to_be_bytes());
+        out.extend(7u32.to_be_bytes());
+        out.extend(9u32.to_be_bytes());
+        out.extend([5 << 4, 0x18, 0xff, 0xff, 0, 0, 0, 0]);
+        out.extend_from_slice(payload);
+        out
+    }
+
+    fn raw(data: &[u8], orig_len: u32) -> Result<Segment, SkipReason> {
+        tcp_segment(&CapturedPacket {
+            link_type: Linktype::RAW,
+            data,
+            orig_len,
+            timestamp_ns: 5,
+            interface: 2,
+        })
+    }
+
+    #[test]
+    fn raw_ipv4_segment() {
+        let packet = ipv4_tcp(45, b"hello");
+        let segment = raw(&packet, packet.len() as u32).unwrap();
+        assert_eq!(segment.src, "10.0.0.1:40000".parse().unwrap());
+        assert_eq!(segment.dst, "10.0.0.2:80".parse().unwrap());
+        assert_eq!((segment.seq, segment.ack), (7, 9));
+        assert_eq!(segment.flags, TcpFlags(0x18));
+        assert_eq!(segment.data, b"hello");
+        assert_eq!((segment.payload_len, segment.uncopied_tail), (5, 0));
+        assert_eq!((segment.timestamp_ns, segment.interface), (5, Some(2)));
+    }
+
+    #[test]
+    fn snapshot_cut_becomes_the_uncopied_tail() {
+        let packet = ipv4_tcp(45, b"hello");
+        let segment = raw(&packet[..42], 45).unwrap();
+        assert_eq!(segment.data, b"he");
+        assert_eq!((segment.payload_len, segment.uncopied_tail), (5, 3));
+    }
+
+    #[test]
+    fn padding_after_the_ip_packet_is_not_payload() {
+        let mut packet = ipv4_tcp(45, b"hello");
+        packet.extend([0; 6]);
+        let segment = raw(&packet, packet.len() as u32).unwrap();
+        assert_eq!(segment.data, b"hello");
+        assert_eq!(segment.payload_len, 5);
+    }
+
+    #[test]
+    fn ip_length_beyond_the_original_packet_is_malformed() {
+        let packet = ipv4_tcp(100, b"hello");
+        assert_eq!(
+            raw(&packet, packet.len() as u32),
+            Err(SkipReason::Malformed)
+        );
+    }
+
+    #[test]
+    fn offload_packets_without_ip_length_use_the_packet_length() {
+        let packet = ipv4_tcp(0, b"hello");
+        let segment = raw(&packet[..42], 45).unwrap();
+        assert_eq!((segment.payload_len, segment.uncopied_tail), (5, 3));
+    }
+
+    #[test]
+    fn cut_inside_the_tcp_header_is_truncated() {
+        let packet = ipv4_tcp(45, b"hello");
+        assert_eq!(raw(&packet[..30], 45), Err(SkipReason::TruncatedHeaders));
+        assert_eq!(raw(&packet[..10], 45), Err(SkipReason::TruncatedHeaders));
+        assert_eq!(raw(&[], 45), Err(SkipReason::TruncatedHeaders));
+    }
+
+    #[test]
+    fn tcp_header_longer_than_the_ip_packet_is_malformed() {
+        // The IP packet ends 10 bytes into the TCP header, though more bytes
+        // were captured.
+        let packet = ipv4_tcp(30, b"hello");
+        assert_eq!(raw(&packet, 45), Err(SkipReason::Malformed));
+    }
+
+    #[test]
+    fn bad_header_fields_are_malformed() {
+        let mut packet = ipv4_tcp(45, b"hello");
+        packet[32] = 2 << 4; // TCP data offset of 2 words
+        assert_eq!(raw(&packet, 45), Err(SkipReason::Malformed));
+        let mut packet = ipv4_tcp(45, b"hello");
+        packet[0] = 0x43; // IHL of 3 words
+        assert_eq!(raw(&packet, 45), Err(SkipReason::Malformed));
+    }
+
+    #[test]
+    fn linux_cooked_header_of_a_loopback_device() {
+        // etherparse refuses SLL headers of ARPHRD_LOOPBACK; pcap-parser's
+        // link-layer step takes them.
+        let mut frame = vec![0, 0, 0x03, 0x04, 0, 0];
+        frame.extend([0; 8]);
+        frame.extend(0x0800u16.to_be_bytes());
+        frame.extend(ipv4_tcp(45, b"hello"));
+        let segment = tcp_segment(&CapturedPacket {
+            link_type: Linktype::LINUX_SLL,
+            data: &frame,
+            orig_len: frame.len() as u32,
+            timestamp_ns: 0,
+            interface: 0,
+        })
+        .unwrap();
+        assert_eq!(segment.data, b"hello");
+        let short = tcp_segment(&CapturedPacket {
+            link_type: Linktype::LINUX_SLL,
+            data: &frame[..12],
+            orig_len: frame.len() as u32,
+            timestamp_ns: 0,
+            interface: 0,
+        });
+        assert_eq!(short, Err(SkipReason::TruncatedHeaders));
+    }
+
+    #[test]
+    fn bsd_loopback_header() {
+        let mut frame = 2u32.to_le_bytes().to_vec();
+        frame.extend(ipv4_tcp(45, b"hello"));
+        let segment = tcp_segment(&CapturedPacket {
+            link_type: Linktype::NULL,
+            data: &frame,
+            orig_len: frame.len() as u32,
+            timestamp_ns: 0,
+            interface: 0,
+        })
+        .unwrap();
+        assert_eq!(segment.data, b"hello");
+    }
+
+    #[test]
+    fn unknown_link_type_is_skipped() {
+        let packet = ipv4_tcp(45, b"hello");
+        let result = tcp_segment(&CapturedPacket {
+            link_type: Linktype(147),
+            data: &packet,
+            orig_len: 45,
+            timestamp_ns: 0,
+            interface: 0,
+        });
+        assert_eq!(result, Err(SkipReason::UnsupportedLinkType));
+    }
+}
