@@ -7,6 +7,7 @@
 
 pub mod capture;
 pub mod config;
+pub mod daemon;
 pub mod http;
 pub mod pipeline;
 pub mod reassembly;

@@ -1,13 +1,16 @@
-use std::{path::PathBuf, process::ExitCode, time::Duration};
+use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::Context as _;
 use auditor::{
-    capture::{interfaces, Capture, CaptureError, CaptureOptions},
+    capture::{interfaces, CaptureOptions},
     config::{Config, WatchedPort},
+    daemon,
+    http::HttpLimits,
     pipeline::Pipeline,
+    replay,
+    segment::Segment,
 };
 use clap::{Parser, Subcommand, ValueEnum};
-use tokio::signal::unix::{signal, SignalKind};
 
 #[derive(Parser)]
 #[command(
@@ -27,8 +30,24 @@ struct Cli {
 enum Command {
     /// Capture live traffic with the eBPF program until SIGINT or SIGTERM.
     Run(RunArgs),
+    /// Run the same pipeline over pcap or pcapng files; no privileges needed.
+    Replay(ReplayArgs),
     /// Validate a configuration file.
     CheckConfig { file: PathBuf },
+}
+
+#[derive(clap::Args)]
+struct ReplayArgs {
+    /// Configuration file (TOML) for ports and limits; without it and without
+    /// --port, every TCP connection is followed.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Only follow connections to or from these ports (repeatable); replaces the configuration's list.
+    #[arg(long = "port", value_name = "PORT[:ROLE]")]
+    ports: Vec<WatchedPort>,
+    /// Capture files, read in the order given.
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -76,6 +95,7 @@ fn main() -> ExitCode {
             .build()
             .map_err(Failure::from)
             .and_then(|runtime| runtime.block_on(run(args, cli.log_level))),
+        Command::Replay(args) => replay(args),
         Command::CheckConfig { file } => check_config(&file),
     };
     match result {
@@ -138,70 +158,54 @@ async fn run(args: RunArgs, log_level: LogLevel) -> Result<(), Failure> {
     let available = interfaces::list().context("cannot list network interfaces")?;
     let selected =
         interfaces::select(&available, &config.interfaces).map_err(|e| Failure::Usage(e.into()))?;
-
-    let mut capture = Capture::load(CaptureOptions {
+    let options = CaptureOptions {
         kernel_debug_log: matches!(log_level, LogLevel::Debug | LogLevel::Trace),
-    })?;
-    for port in &config.ports {
-        capture.watch_port(port.port)?;
-    }
-    for interface in &selected {
-        capture.attach(interface)?;
-    }
-    let mut reader = capture
-        .take_segment_reader()?
-        .expect("a freshly loaded capture has its reader");
-    tracing::info!(
-        interfaces = ?selected.iter().map(|i| &i.name).collect::<Vec<_>>(),
-        ports = ?config.ports.iter().map(|p| p.port).collect::<Vec<_>>(),
-        program_ids = ?capture.program_ids()?,
-        "capture started"
-    );
-
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let mut stats_tick = tokio::time::interval(Duration::from_secs(60));
-    let mut pipeline = Pipeline::default();
-    let mut batch = Vec::new();
-    let stop_signal = loop {
-        tokio::select! {
-            _ = sigint.recv() => break "SIGINT",
-            _ = sigterm.recv() => break "SIGTERM",
-            read = reader.read(&mut batch) => {
-                read.map_err(CaptureError::from)?;
-                batch.drain(..).for_each(|record| pipeline.accept(record));
-            }
-            _ = stats_tick.tick() => log_counters(&capture, &pipeline, tracing::Level::DEBUG)?,
-        }
     };
-    reader.drain(&mut batch);
-    batch.drain(..).for_each(|record| pipeline.accept(record));
-    log_counters(&capture, &pipeline, tracing::Level::INFO)?;
-    let interfaces = capture.attachments().len();
-    drop(capture);
-    tracing::info!(
-        signal = stop_signal,
-        interfaces,
-        "capture stopped; detached from every interface"
-    );
+    daemon::run(&config, &selected, options, std::io::stdout().lock()).await?;
     Ok(())
 }
 
-fn log_counters(
-    capture: &Capture,
-    pipeline: &Pipeline,
-    level: tracing::Level,
-) -> Result<(), Failure> {
-    let kernel: Vec<String> = capture
-        .counters()?
-        .into_iter()
-        .map(|(counter, value)| format!("{}={value}", counter.name()))
-        .collect();
-    let stats = pipeline.stats();
-    if level == tracing::Level::INFO {
-        tracing::info!(kernel = %kernel.join(" "), segments = stats.segments, undecodable = stats.undecodable_records, "counters");
-    } else {
-        tracing::debug!(kernel = %kernel.join(" "), segments = stats.segments, undecodable = stats.undecodable_records, "counters");
+/// Runs every file through one pipeline, in the order given. A file that
+/// cannot be opened is a usage error; one that breaks off midway is reported
+/// after what it held was processed.
+fn replay(args: ReplayArgs) -> Result<(), Failure> {
+    let config = match &args.config {
+        Some(path) => Some(Config::load(path).map_err(|e| Failure::Usage(e.into()))?),
+        None => None,
+    };
+    let ports: Vec<u16> = match (&args.ports[..], &config) {
+        ([], Some(config)) => config.ports.iter().map(|p| p.port).collect(),
+        (ports, _) => ports.iter().map(|p| p.port).collect(),
+    };
+    let limits = config.map(|c| c.reassembly.limits()).unwrap_or_default();
+    let watched = |segment: &Segment| {
+        ports.is_empty()
+            || ports.contains(&segment.src.port())
+            || ports.contains(&segment.dst.port())
+    };
+    let files = args
+        .files
+        .iter()
+        .map(|path| replay::open(path).map_err(|e| Failure::Usage(e.into())))
+        .collect::<Result<Vec<_>, _>>()?;
+    let stdout = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut pipeline = Pipeline::new(limits, HttpLimits::default(), stdout);
+    let mut broken = Vec::new();
+    for file in files {
+        for segment in file {
+            match segment {
+                Ok(segment) if watched(&segment) => pipeline.accept(Ok(segment))?,
+                Ok(_) => {}
+                Err(error) => {
+                    broken.push(error.to_string());
+                    break;
+                }
+            }
+        }
+    }
+    pipeline.finish()?;
+    if !broken.is_empty() {
+        return Err(Failure::Runtime(anyhow::anyhow!(broken.join("; "))));
     }
     Ok(())
 }

@@ -1,40 +1,89 @@
-//! What happens to captured segments. For now it counts them and logs each
-//! at debug level; TCP reassembly replaces it.
+//! Segments → reassembly → HTTP exchanges → JSON lines, the same for live
+//! capture and capture files. Payload-gate requests of the HTTP layer come
+//! out as [`GateCommand`]s for the live capture to apply.
 
-use crate::segment::{DecodeError, Segment};
+use std::{
+    collections::HashMap,
+    io::{self, Write},
+    net::SocketAddr,
+};
+
+use crate::{
+    http::{GateUntil, HttpLimits, HttpOutput, HttpTracker},
+    reassembly::{ConnectionId, Reassembler, ReassemblyLimits, ReassemblyStats, StreamEvent},
+    segment::{DecodeError, Segment},
+};
+
+/// How often, in capture time, idle connections and post-switch waits are checked.
+const TICK_NS: u64 = 1_000_000_000;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PipelineStats {
     pub segments: u64,
-    pub payload_bytes: u64,
     pub undecodable_records: u64,
+    pub exchanges: u64,
 }
 
-#[derive(Debug, Default)]
-pub struct Pipeline {
+/// A change to the kernel's payload gate for the direction `src` → `dst`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GateCommand {
+    /// Stop copying payload, until `resume_seq` or for good.
+    Close {
+        src: SocketAddr,
+        dst: SocketAddr,
+        resume_seq: Option<u32>,
+    },
+    /// The connection ended: copy this direction again (its ports may be reused).
+    Open { src: SocketAddr, dst: SocketAddr },
+}
+
+pub struct Pipeline<W: Write> {
+    reassembler: Reassembler,
+    http: HttpTracker,
+    output: W,
+    http_outputs: Vec<HttpOutput>,
+    closed: Vec<ConnectionId>,
+    /// Connections with a gate closed, by id, so it is opened when they end.
+    gated: HashMap<ConnectionId, (SocketAddr, SocketAddr)>,
+    gate_commands: Vec<GateCommand>,
+    next_tick_ns: u64,
     stats: PipelineStats,
 }
 
-impl Pipeline {
-    pub fn accept(&mut self, record: Result<Segment, DecodeError>) {
+impl<W: Write> Pipeline<W> {
+    /// Exchanges are written to `output`, one JSON object per line.
+    pub fn new(reassembly: ReassemblyLimits, http: HttpLimits, output: W) -> Pipeline<W> {
+        Pipeline {
+            reassembler: Reassembler::new(reassembly),
+            http: HttpTracker::new(http),
+            output,
+            http_outputs: Vec::new(),
+            closed: Vec::new(),
+            gated: HashMap::new(),
+            gate_commands: Vec::new(),
+            next_tick_ns: 0,
+            stats: PipelineStats::default(),
+        }
+    }
+
+    pub fn accept(&mut self, record: Result<Segment, DecodeError>) -> io::Result<()> {
         let segment = match record {
             Ok(segment) => segment,
             Err(error) => {
                 self.stats.undecodable_records += 1;
                 tracing::warn!(%error, "undecodable record from the kernel program");
-                return;
+                return Ok(());
             }
         };
         self.stats.segments += 1;
-        self.stats.payload_bytes += segment.data.len() as u64;
         tracing::debug!(
-            interface = segment.interface,
+            interface = ?segment.interface,
             direction = ?segment.direction,
             src = %segment.src,
             dst = %segment.dst,
             seq = segment.seq,
-            data_offset = segment.data_offset,
             ack = segment.ack,
+            data_offset = segment.data_offset,
             flags = %segment.flags,
             payload_len = segment.payload_len,
             captured = segment.data.len(),
@@ -42,11 +91,122 @@ impl Pipeline {
             head = %printable_prefix(&segment.data, 64),
             "segment"
         );
+        let Pipeline {
+            reassembler,
+            http,
+            http_outputs,
+            closed,
+            ..
+        } = self;
+        reassembler.push(&segment, &mut |event| {
+            forward(http, http_outputs, closed, event)
+        });
+        self.drain_outputs()?;
+        if segment.timestamp_ns >= self.next_tick_ns {
+            self.tick(segment.timestamp_ns)?;
+        }
+        Ok(())
+    }
+
+    /// Closes idle connections and ends post-switch waits as of `now_ns`.
+    pub fn tick(&mut self, now_ns: u64) -> io::Result<()> {
+        self.next_tick_ns = now_ns.saturating_add(TICK_NS);
+        let Pipeline {
+            reassembler,
+            http,
+            http_outputs,
+            closed,
+            ..
+        } = self;
+        reassembler.expire(now_ns, &mut |event| {
+            forward(http, http_outputs, closed, event)
+        });
+        http.tick(now_ns, http_outputs);
+        self.drain_outputs()
+    }
+
+    /// The input ended: delivers what is buffered and closes everything.
+    pub fn finish(&mut self) -> io::Result<()> {
+        let Pipeline {
+            reassembler,
+            http,
+            http_outputs,
+            closed,
+            ..
+        } = self;
+        reassembler.finish(&mut |event| forward(http, http_outputs, closed, event));
+        self.drain_outputs()?;
+        self.output.flush()
+    }
+
+    /// Gate changes for the live capture, in the order they arose.
+    pub fn take_gate_commands(&mut self) -> std::vec::Drain<'_, GateCommand> {
+        self.gate_commands.drain(..)
     }
 
     pub fn stats(&self) -> PipelineStats {
         self.stats
     }
+
+    pub fn reassembly_stats(&self) -> ReassemblyStats {
+        self.reassembler.stats()
+    }
+
+    fn drain_outputs(&mut self) -> io::Result<()> {
+        let mut wrote = false;
+        for output in self.http_outputs.drain(..) {
+            match output {
+                HttpOutput::Exchange(exchange) => {
+                    self.stats.exchanges += 1;
+                    serde_json::to_writer(&mut self.output, &exchange)?;
+                    self.output.write_all(b"\n")?;
+                    wrote = true;
+                }
+                HttpOutput::Gate(request) => {
+                    let resume_seq = match request.until {
+                        GateUntil::Forever => None,
+                        GateUntil::Offset(offset) => {
+                            match self.reassembler.seq_of(request.src, request.dst, offset) {
+                                Some(seq) => Some(seq),
+                                None => continue,
+                            }
+                        }
+                    };
+                    self.gated
+                        .insert(request.connection, (request.src, request.dst));
+                    self.gate_commands.push(GateCommand::Close {
+                        src: request.src,
+                        dst: request.dst,
+                        resume_seq,
+                    });
+                }
+            }
+        }
+        for id in self.closed.drain(..) {
+            if let Some((a, b)) = self.gated.remove(&id) {
+                self.gate_commands
+                    .push(GateCommand::Open { src: a, dst: b });
+                self.gate_commands
+                    .push(GateCommand::Open { src: b, dst: a });
+            }
+        }
+        if wrote {
+            self.output.flush()?;
+        }
+        Ok(())
+    }
+}
+
+fn forward(
+    http: &mut HttpTracker,
+    outputs: &mut Vec<HttpOutput>,
+    closed: &mut Vec<ConnectionId>,
+    event: &StreamEvent<'_>,
+) {
+    if let StreamEvent::Closed { id, .. } = event {
+        closed.push(*id);
+    }
+    http.handle(event, outputs);
 }
 
 /// The first `max` bytes with non-printable ones escaped, for the debug log.
@@ -61,14 +221,6 @@ fn printable_prefix(data: &[u8], max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn counts_segments_bytes_and_bad_records() {
-        let mut pipeline = Pipeline::default();
-        pipeline.accept(Err(DecodeError::ShortRecord(3)));
-        assert_eq!(pipeline.stats().undecodable_records, 1);
-        assert_eq!(pipeline.stats().segments, 0);
-    }
 
     #[test]
     fn escapes_binary_in_the_log() {

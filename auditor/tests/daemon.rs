@@ -7,7 +7,7 @@ use std::{net::SocketAddr, process::Command, time::Duration};
 use aya::programs::{SchedClassifier, TcAttachType};
 use nix::sys::signal::Signal;
 use support::{
-    daemon::{logged_program_ids, Daemon, AUDITOR},
+    daemon::{logged_counter, logged_program_ids, Daemon, AUDITOR},
     lab::NetNs,
     require_privileges,
     traffic::{exchange, pattern},
@@ -220,4 +220,140 @@ fn check_config_accepts_valid_files_and_names_the_error_in_invalid_ones() {
         String::from_utf8_lossy(&missing.stderr).contains("cannot read /nonexistent/auditor.toml")
     );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Plays a WebSocket-style session on `stream` from the server side: reads
+/// the offer, answers 101, sends a first frame, then `bulk` bytes.
+fn websocket_server(mut stream: std::net::TcpStream, bulk: usize) {
+    use std::io::{Read, Write};
+    let mut head = Vec::new();
+    let mut byte = [0u8];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    stream
+        .write_all(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n\x81\x05hello",
+        )
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // Send and receive at once, as both peers blast: neither may wait for the other.
+    let mut writer = stream.try_clone().unwrap();
+    let sending = std::thread::spawn(move || {
+        writer.write_all(&vec![0x42; bulk]).unwrap();
+        writer.shutdown(std::net::Shutdown::Write).unwrap();
+    });
+    let mut sink = Vec::new();
+    stream.read_to_end(&mut sink).unwrap();
+    sending.join().unwrap();
+}
+
+#[test]
+#[ignore = "needs root"]
+fn a_websocket_session_moving_10_mb_copies_only_kilobytes() {
+    use std::io::{Read, Write};
+    require_privileges();
+    let netns = NetNs::new();
+    let (daemon, _) = start_on_loopback(&netns, &[]);
+    let bulk = 5 << 20;
+    netns
+        .spawn(move || {
+            let listener = std::net::TcpListener::bind("127.0.0.1:8080").unwrap();
+            let server = std::thread::spawn(move || websocket_server(listener.accept().unwrap().0, bulk));
+            let mut client = std::net::TcpStream::connect("127.0.0.1:8080").unwrap();
+            client
+                .write_all(
+                    b"GET /chat HTTP/1.1\r\nHost: lab\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                      Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+                )
+                .unwrap();
+            let mut answer = vec![0u8; 129 + 7];
+            client.read_exact(&mut answer).unwrap();
+            client.write_all(b"\x81\x85\x01\x02\x03\x04iggmn").unwrap();
+            std::thread::sleep(Duration::from_millis(300));
+            let mut writer = client.try_clone().unwrap();
+            let sending = std::thread::spawn(move || {
+                writer.write_all(&vec![0x43; bulk]).unwrap();
+                writer.shutdown(std::net::Shutdown::Write).unwrap();
+            });
+            let mut rest = Vec::new();
+            client.read_to_end(&mut rest).unwrap();
+            assert_eq!(rest.len(), bulk);
+            sending.join().unwrap();
+            server.join().unwrap();
+        })
+        .join()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    daemon.signal(Signal::SIGINT);
+    let (status, log, exchanges) = daemon.wait_with_output();
+    assert!(status.success(), "{log}");
+    let copied = logged_counter(&log, "payload_bytes_copied");
+    assert!(
+        copied < 8 * 1024,
+        "copied {copied} bytes of a 10 MB session\n{log}"
+    );
+    assert_eq!(exchanges.len(), 1, "{exchanges:?}");
+    let exchange: serde_json::Value = serde_json::from_str(&exchanges[0]).unwrap();
+    assert_eq!(exchange["response"]["status"], 101);
+    assert_eq!(exchange["switched"]["server_bytes"], "810568656c6c6f");
+}
+
+#[test]
+#[ignore = "needs root"]
+fn a_large_body_is_skipped_in_the_kernel_and_the_next_request_still_parsed() {
+    use std::io::{Read, Write};
+    require_privileges();
+    let netns = NetNs::new();
+    let (daemon, _) = start_on_loopback(&netns, &[]);
+    let body = 8 << 20;
+    netns
+        .spawn(move || {
+            let listener = std::net::TcpListener::bind("127.0.0.1:8080").unwrap();
+            let server = std::thread::spawn(move || {
+                let (mut stream, _) = listener.accept().unwrap();
+                let mut buffer = [0u8; 4096];
+                for _ in 0..2 {
+                    let n = stream.read(&mut buffer).unwrap();
+                    assert!(buffer[..n].ends_with(b"\r\n\r\n"));
+                    let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {body}\r\n\r\n");
+                    stream.write_all(head.as_bytes()).unwrap();
+                    std::thread::sleep(Duration::from_millis(200));
+                    stream.write_all(&vec![b'b'; body]).unwrap();
+                }
+            });
+            let mut client = std::net::TcpStream::connect("127.0.0.1:8080").unwrap();
+            for target in ["/first", "/second"] {
+                let request = format!("GET {target} HTTP/1.1\r\nHost: lab\r\n\r\n");
+                client.write_all(request.as_bytes()).unwrap();
+                let mut received = 0;
+                let mut buffer = vec![0u8; 1 << 16];
+                let head_len = format!("HTTP/1.1 200 OK\r\nContent-Length: {body}\r\n\r\n").len();
+                while received < head_len + body {
+                    received += client.read(&mut buffer).unwrap();
+                }
+            }
+            server.join().unwrap();
+        })
+        .join()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    daemon.signal(Signal::SIGINT);
+    let (status, log, exchanges) = daemon.wait_with_output();
+    assert!(status.success(), "{log}");
+    let copied = logged_counter(&log, "payload_bytes_copied");
+    assert!(
+        copied < 64 * 1024,
+        "copied {copied} bytes of two {body}-byte bodies\n{log}"
+    );
+    let targets: Vec<String> = exchanges
+        .iter()
+        .map(|line| {
+            serde_json::from_str::<serde_json::Value>(line).unwrap()["request"]["target"]
+                .to_string()
+        })
+        .collect();
+    assert_eq!(targets, ["\"/first\"", "\"/second\""]);
 }

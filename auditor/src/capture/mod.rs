@@ -228,6 +228,12 @@ impl Capture {
     pub fn open_payload(&mut self, flow: FlowKey) -> Result<(), CaptureError> {
         match self.payload_gates.remove(&flow) {
             Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
+            // The kernel removes a gate itself once the stream passes its resume point.
+            Err(MapError::SyscallError(error))
+                if error.io_error.kind() == std::io::ErrorKind::NotFound =>
+            {
+                Ok(())
+            }
             Err(source) => Err(CaptureError::Map {
                 map: MAP_PAYLOAD_GATES,
                 source,

@@ -4,6 +4,8 @@ use std::{fmt, path::Path, str::FromStr};
 
 use serde::Deserialize;
 
+use crate::reassembly::ReassemblyLimits;
+
 /// The configuration used when no file is given.
 pub const DEFAULT: &str = include_str!("default.toml");
 
@@ -14,6 +16,61 @@ pub struct Config {
     #[serde(default)]
     pub interfaces: Vec<String>,
     pub ports: Vec<WatchedPort>,
+    #[serde(default)]
+    pub reassembly: ReassemblySettings,
+}
+
+/// The `[reassembly]` table: bounds on what TCP reassembly holds.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReassemblySettings {
+    pub max_connections: usize,
+    pub max_buffered_per_connection: usize,
+    pub max_buffered_total: usize,
+    pub idle_timeout_secs: u64,
+}
+
+impl Default for ReassemblySettings {
+    fn default() -> Self {
+        let limits = ReassemblyLimits::default();
+        ReassemblySettings {
+            max_connections: limits.max_connections,
+            max_buffered_per_connection: limits.max_buffered_per_connection,
+            max_buffered_total: limits.max_buffered_total,
+            idle_timeout_secs: limits.idle_timeout_ns / 1_000_000_000,
+        }
+    }
+}
+
+impl ReassemblySettings {
+    pub fn limits(&self) -> ReassemblyLimits {
+        ReassemblyLimits {
+            max_connections: self.max_connections,
+            max_buffered_per_connection: self.max_buffered_per_connection,
+            max_buffered_total: self.max_buffered_total,
+            idle_timeout_ns: self.idle_timeout_secs.saturating_mul(1_000_000_000),
+            ..ReassemblyLimits::default()
+        }
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let positive = [
+            ("max_connections", self.max_connections as u64),
+            (
+                "max_buffered_per_connection",
+                self.max_buffered_per_connection as u64,
+            ),
+            ("max_buffered_total", self.max_buffered_total as u64),
+            ("idle_timeout_secs", self.idle_timeout_secs),
+        ];
+        if let Some((name, _)) = positive.iter().find(|(_, value)| *value == 0) {
+            return Err(format!("reassembly.{name} must be greater than 0"));
+        }
+        if self.max_buffered_per_connection > self.max_buffered_total {
+            return Err("reassembly.max_buffered_per_connection is larger than reassembly.max_buffered_total".into());
+        }
+        Ok(())
+    }
 }
 
 /// A TCP port to watch, and which leg of a proxy it serves.
@@ -84,7 +141,7 @@ impl Config {
         if let Some(empty) = self.interfaces.iter().find(|name| name.is_empty()) {
             return Err(format!("interface name {empty:?} is empty"));
         }
-        Ok(())
+        self.reassembly.validate()
     }
 }
 
@@ -155,6 +212,36 @@ mod tests {
         assert!(error("ports = []\n").contains("nothing would be watched"));
         assert!(error("[[ports]]\nport = 80\nrole = \"middle\"\n").contains("middle"));
         assert!(error("colour = 1\n[[ports]]\nport = 80\n").contains("colour"));
+    }
+
+    #[test]
+    fn reassembly_bounds_have_defaults_and_can_be_set() {
+        assert_eq!(
+            Config::embedded_default().reassembly.limits(),
+            ReassemblyLimits::default()
+        );
+        let config = Config::parse(
+            "[[ports]]\nport = 80\n[reassembly]\nmax_connections = 10\nidle_timeout_secs = 2\n",
+            "test",
+        )
+        .unwrap();
+        let limits = config.reassembly.limits();
+        assert_eq!(limits.max_connections, 10);
+        assert_eq!(limits.idle_timeout_ns, 2_000_000_000);
+        assert_eq!(
+            limits.max_buffered_total,
+            ReassemblyLimits::default().max_buffered_total
+        );
+        let error = |text: &str| Config::parse(text, "x.toml").unwrap_err().to_string();
+        assert!(
+            error("[[ports]]\nport = 80\n[reassembly]\nmax_connections = 0\n")
+                .contains("reassembly.max_connections")
+        );
+        assert!(
+            error("[[ports]]\nport = 80\n[reassembly]\nmax_buffered_total = 10\n")
+                .contains("larger than")
+        );
+        assert!(error("[[ports]]\nport = 80\n[reassembly]\nwindow = 1\n").contains("window"));
     }
 
     #[test]

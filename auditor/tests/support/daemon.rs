@@ -19,6 +19,7 @@ pub struct Daemon {
     child: Child,
     lines: Receiver<String>,
     log: Vec<String>,
+    stdout: Option<thread::JoinHandle<Vec<String>>>,
 }
 
 impl Daemon {
@@ -28,10 +29,17 @@ impl Daemon {
         let mut child = netns
             .command(AUDITOR)
             .args(args)
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("start auditor");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let stdout = thread::spawn(move || {
+            BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+                .collect()
+        });
         let stderr = child.stderr.take().expect("piped stderr");
         let (sender, lines) = mpsc::channel();
         thread::spawn(move || {
@@ -45,6 +53,7 @@ impl Daemon {
             child,
             lines,
             log: Vec::new(),
+            stdout: Some(stdout),
         }
     }
 
@@ -75,14 +84,27 @@ impl Daemon {
     }
 
     /// Waits for the daemon to exit; returns its status and whole log.
-    pub fn wait(mut self) -> (ExitStatus, String) {
+    pub fn wait(self) -> (ExitStatus, String) {
+        let (status, log, _) = self.wait_with_output();
+        (status, log)
+    }
+
+    /// Waits for the daemon to exit; returns its status, whole log and the
+    /// lines it wrote on stdout.
+    pub fn wait_with_output(mut self) -> (ExitStatus, String, Vec<String>) {
         let status = self.child.wait().expect("wait for the daemon");
         self.log.extend(self.lines.try_iter());
         // The reader thread may still hold the last lines for a moment.
         while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(500)) {
             self.log.push(line);
         }
-        (status, self.log.join("\n"))
+        let stdout = self
+            .stdout
+            .take()
+            .expect("stdout not taken yet")
+            .join()
+            .expect("stdout reader");
+        (status, self.log.join("\n"), stdout)
     }
 }
 
@@ -103,4 +125,18 @@ pub fn logged_program_ids(line: &str) -> Vec<u32> {
     list.split(',')
         .map(|id| id.trim().parse().expect("a program id"))
         .collect()
+}
+
+/// A kernel counter's value from the daemon's final "counters" log line.
+pub fn logged_counter(log: &str, name: &str) -> u64 {
+    let line = log
+        .lines()
+        .rev()
+        .find(|line| line.contains(" counters "))
+        .expect("a counters line in the log");
+    let needle = format!("{name}=");
+    line.split_whitespace()
+        .find_map(|field| field.strip_prefix(&needle))
+        .and_then(|value| value.trim_matches('"').parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {line}"))
 }

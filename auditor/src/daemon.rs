@@ -1,0 +1,132 @@
+//! `auditor run`: live capture through the kernel program into the
+//! pipeline, until SIGINT or SIGTERM.
+
+use std::{
+    io::Write,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::{
+    capture::{flow_key, interfaces::Interface, Capture, CaptureError, CaptureOptions},
+    config::Config,
+    http::HttpLimits,
+    pipeline::{GateCommand, Pipeline},
+};
+
+/// How often idle connections are expired and counters logged at debug level.
+const HOUSEKEEPING: Duration = Duration::from_secs(1);
+const COUNTERS_EVERY: u32 = 60;
+
+/// Loads and attaches the program on `interfaces`, then feeds the pipeline,
+/// writing exchanges to `output`, until a stop signal.
+pub async fn run<W: Write>(
+    config: &Config,
+    interfaces: &[Interface],
+    options: CaptureOptions,
+    output: W,
+) -> Result<(), CaptureError> {
+    let mut capture = Capture::load(options)?;
+    for port in &config.ports {
+        capture.watch_port(port.port)?;
+    }
+    for interface in interfaces {
+        capture.attach(interface)?;
+    }
+    let mut reader = capture
+        .take_segment_reader()?
+        .expect("a freshly loaded capture has its reader");
+    tracing::info!(
+        interfaces = ?interfaces.iter().map(|i| &i.name).collect::<Vec<_>>(),
+        ports = ?config.ports.iter().map(|p| p.port).collect::<Vec<_>>(),
+        program_ids = ?capture.program_ids()?,
+        "capture started"
+    );
+
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
+    let mut ticks = 0u32;
+    let mut pipeline = Pipeline::new(config.reassembly.limits(), HttpLimits::default(), output);
+    let mut batch = Vec::new();
+    let stop_signal = loop {
+        tokio::select! {
+            _ = sigint.recv() => break "SIGINT",
+            _ = sigterm.recv() => break "SIGTERM",
+            read = reader.read(&mut batch) => {
+                read?;
+                for record in batch.drain(..) {
+                    pipeline.accept(record)?;
+                }
+                apply_gates(&mut capture, &mut pipeline)?;
+            }
+            _ = housekeeping.tick() => {
+                pipeline.tick(unix_now_ns())?;
+                apply_gates(&mut capture, &mut pipeline)?;
+                ticks += 1;
+                if ticks.is_multiple_of(COUNTERS_EVERY) {
+                    log_counters(&capture, &pipeline, tracing::Level::DEBUG)?;
+                }
+            }
+        }
+    };
+    reader.drain(&mut batch);
+    for record in batch.drain(..) {
+        pipeline.accept(record)?;
+    }
+    pipeline.finish()?;
+    log_counters(&capture, &pipeline, tracing::Level::INFO)?;
+    let interfaces = capture.attachments().len();
+    drop(capture);
+    tracing::info!(
+        signal = stop_signal,
+        interfaces,
+        "capture stopped; detached from every interface"
+    );
+    Ok(())
+}
+
+fn apply_gates<W: Write>(
+    capture: &mut Capture,
+    pipeline: &mut Pipeline<W>,
+) -> Result<(), CaptureError> {
+    for command in pipeline.take_gate_commands() {
+        match command {
+            GateCommand::Close {
+                src,
+                dst,
+                resume_seq,
+            } => capture.close_payload(flow_key(src, dst), resume_seq)?,
+            GateCommand::Open { src, dst } => capture.open_payload(flow_key(src, dst))?,
+        }
+    }
+    Ok(())
+}
+
+fn unix_now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+fn log_counters<W: Write>(
+    capture: &Capture,
+    pipeline: &Pipeline<W>,
+    level: tracing::Level,
+) -> Result<(), CaptureError> {
+    let kernel: Vec<String> = capture
+        .counters()?
+        .into_iter()
+        .map(|(counter, value)| format!("{}={value}", counter.name()))
+        .collect();
+    let stats = pipeline.stats();
+    let reassembly = pipeline.reassembly_stats();
+    let kernel = kernel.join(" ");
+    if level == tracing::Level::INFO {
+        tracing::info!(%kernel, segments = stats.segments, exchanges = stats.exchanges, undecodable = stats.undecodable_records, ?reassembly, "counters");
+    } else {
+        tracing::debug!(%kernel, segments = stats.segments, exchanges = stats.exchanges, undecodable = stats.undecodable_records, ?reassembly, "counters");
+    }
+    Ok(())
+}

@@ -1,0 +1,376 @@
+//! What the HTTP layer reports: one request with its responses, and how much
+//! of it was really seen.
+//!
+//! The in-memory values are the bytes as sent. Serialization redacts the
+//! secrets users must never find in their logs: credential and cookie field
+//! values and request query strings.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+
+use serde::ser::SerializeStruct;
+use serde::{Serialize, Serializer};
+
+/// One request and its answer on one connection, in the order the
+/// connection carried them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Exchange {
+    pub connection: u64,
+    pub client: SocketAddr,
+    pub server: SocketAddr,
+    pub interface: Option<u32>,
+    /// None: a response whose request was not seen (mid-stream, or lost),
+    /// or a request head that could not be read (see `quality`).
+    pub request: Option<RequestHead>,
+    /// Interim responses (1xx other than 101), in order.
+    pub interim: Vec<ResponseHead>,
+    /// The final response (101 counts as final); None when none came.
+    pub response: Option<ResponseHead>,
+    /// After a 101: the first bytes of the new protocol in each direction.
+    pub switched: Option<Switched>,
+    /// Capture time of the data that completed the request head.
+    pub request_ns: Option<u64>,
+    /// Capture time of the data that completed the final response head.
+    pub response_ns: Option<u64>,
+    pub quality: Quality,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RequestHead {
+    pub method: String,
+    #[serde(serialize_with = "serialize_target")]
+    pub target: String,
+    pub version: HttpVersion,
+    pub headers: Vec<Header>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ResponseHead {
+    pub version: HttpVersion,
+    pub status: u16,
+    pub reason: String,
+    pub headers: Vec<Header>,
+}
+
+/// One field line, in the order and with the repeats it was sent with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Header {
+    pub name: String,
+    pub value: Vec<u8>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum HttpVersion {
+    #[serde(rename = "HTTP/1.0")]
+    Http10,
+    #[serde(rename = "HTTP/1.1")]
+    Http11,
+}
+
+/// The first bytes each side sent after a 101, at most
+/// `HttpLimits::switch_bytes` each.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Switched {
+    #[serde(serialize_with = "serialize_hex")]
+    pub client_bytes: Vec<u8>,
+    #[serde(serialize_with = "serialize_hex")]
+    pub server_bytes: Vec<u8>,
+}
+
+/// How much of an exchange was seen. Rules read an exchange only when
+/// `complete` is true.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Quality {
+    /// Request head and final response head (and, after a 101, the first
+    /// bytes of the new protocol) were read from contiguous bytes, and no
+    /// other flag is set.
+    pub complete: bool,
+    /// Bytes of this exchange were lost, or bytes were lost earlier on the
+    /// connection so its pairing is not certain.
+    pub gap: bool,
+    /// Bytes of this exchange were left uncopied by the capture (or dropped
+    /// by a limit of this layer), here or earlier on the connection.
+    pub truncated: bool,
+    /// The connection was already open when capture started.
+    pub midstream: bool,
+    /// A head was over `max_head_bytes` or `max_headers`, or more interim
+    /// responses came than are kept.
+    pub oversized: bool,
+    /// Bytes of this exchange were seen twice with different contents.
+    pub conflicting_overlap: bool,
+    /// A head or body framing of this exchange did not parse as HTTP/1.x, or
+    /// bytes earlier on the connection did not, so its pairing is not certain.
+    pub malformed: bool,
+}
+
+impl Quality {
+    /// Whether any flag says something was not seen as sent.
+    pub fn impaired(&self) -> bool {
+        self.gap
+            || self.truncated
+            || self.midstream
+            || self.oversized
+            || self.conflicting_overlap
+            || self.malformed
+    }
+
+    /// Sets every flag that `other` has.
+    pub fn absorb(&mut self, other: Quality) {
+        self.gap |= other.gap;
+        self.truncated |= other.truncated;
+        self.midstream |= other.midstream;
+        self.oversized |= other.oversized;
+        self.conflicting_overlap |= other.conflicting_overlap;
+        self.malformed |= other.malformed;
+    }
+}
+
+impl Exchange {
+    /// The response switched protocols.
+    pub fn is_switch(&self) -> bool {
+        self.response.as_ref().is_some_and(|r| r.status == 101)
+    }
+}
+
+impl RequestHead {
+    /// The values of every field line named `name` (case-insensitive), in order.
+    pub fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        header_values(&self.headers, name)
+    }
+
+    /// The elements of the list formed by every field line named `name`,
+    /// trimmed of spaces and tabs; empty elements are kept.
+    pub fn header_elements<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        header_elements(&self.headers, name)
+    }
+
+    /// Whether the list `name` has the element `element` (case-insensitive).
+    pub fn has_element(&self, name: &str, element: &str) -> bool {
+        has_element(&self.headers, name, element)
+    }
+
+    /// An upgrade offer: `Upgrade` present and `upgrade` listed in `Connection`.
+    pub fn is_upgrade_offer(&self) -> bool {
+        self.header_values("upgrade").next().is_some() && self.has_element("connection", "upgrade")
+    }
+}
+
+impl ResponseHead {
+    /// The values of every field line named `name` (case-insensitive), in order.
+    pub fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        header_values(&self.headers, name)
+    }
+
+    /// The elements of the list formed by every field line named `name`,
+    /// trimmed of spaces and tabs; empty elements are kept.
+    pub fn header_elements<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        header_elements(&self.headers, name)
+    }
+
+    /// Whether the list `name` has the element `element` (case-insensitive).
+    pub fn has_element(&self, name: &str, element: &str) -> bool {
+        has_element(&self.headers, name, element)
+    }
+}
+
+fn header_values<'a>(headers: &'a [Header], name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+    headers
+        .iter()
+        .filter(move |h| h.name.eq_ignore_ascii_case(name))
+        .map(|h| h.value.as_slice())
+}
+
+fn header_elements<'a>(
+    headers: &'a [Header],
+    name: &'a str,
+) -> impl Iterator<Item = &'a [u8]> + 'a {
+    header_values(headers, name).flat_map(|value| value.split(|&b| b == b',').map(trim_whitespace))
+}
+
+fn has_element(headers: &[Header], name: &str, element: &str) -> bool {
+    header_elements(headers, name).any(|e| e.eq_ignore_ascii_case(element.as_bytes()))
+}
+
+pub(crate) fn trim_whitespace(bytes: &[u8]) -> &[u8] {
+    let is_space = |b: &u8| *b == b' ' || *b == b'\t';
+    let start = bytes
+        .iter()
+        .position(|b| !is_space(b))
+        .unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|b| !is_space(b))
+        .map_or(start, |i| i + 1);
+    &bytes[start..end]
+}
+
+const REDACTED: &str = "[redacted]";
+const REDACTED_FIELDS: [&str; 4] = [
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+];
+
+impl Serialize for Header {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut fields = serializer.serialize_struct("Header", 2)?;
+        fields.serialize_field("name", &self.name)?;
+        if REDACTED_FIELDS
+            .iter()
+            .any(|f| self.name.eq_ignore_ascii_case(f))
+        {
+            fields.serialize_field("value", REDACTED)?;
+        } else {
+            fields.serialize_field("value", &String::from_utf8_lossy(&self.value))?;
+        }
+        fields.end()
+    }
+}
+
+fn serialize_target<S: Serializer>(target: &str, serializer: S) -> Result<S::Ok, S::Error> {
+    match target.split_once('?') {
+        Some((path, _query)) => serializer.serialize_str(&format!("{path}?{REDACTED}")),
+        None => serializer.serialize_str(target),
+    }
+}
+
+fn serialize_hex<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+    let mut hex = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(hex, "{b:02x}");
+    }
+    serializer.serialize_str(&hex)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(name: &str, value: &str) -> Header {
+        Header {
+            name: name.into(),
+            value: value.as_bytes().to_vec(),
+        }
+    }
+
+    fn sample() -> Exchange {
+        Exchange {
+            connection: 7,
+            client: "10.0.0.1:40000".parse().unwrap(),
+            server: "10.0.0.2:80".parse().unwrap(),
+            interface: Some(3),
+            request: Some(RequestHead {
+                method: "GET".into(),
+                target: "/chat?token=s3cret&x=1".into(),
+                version: HttpVersion::Http11,
+                headers: vec![
+                    header("Host", "example"),
+                    header("Authorization", "Bearer s3cret"),
+                    header("cookie", "sid=s3cret"),
+                    header("Proxy-Authorization", "Basic s3cret"),
+                    header("Connection", "keep-alive"),
+                    header("Connection", " Upgrade "),
+                    header("Upgrade", "websocket"),
+                ],
+            }),
+            interim: vec![],
+            response: Some(ResponseHead {
+                version: HttpVersion::Http11,
+                status: 101,
+                reason: "Switching Protocols".into(),
+                headers: vec![
+                    header("Set-Cookie", "sid=s3cret"),
+                    header("X-Bin", "a\u{fffd}b"),
+                ],
+            }),
+            switched: Some(Switched {
+                client_bytes: vec![0x81, 0x0a],
+                server_bytes: vec![],
+            }),
+            request_ns: Some(1),
+            response_ns: Some(2),
+            quality: Quality {
+                complete: true,
+                ..Quality::default()
+            },
+        }
+    }
+
+    #[test]
+    fn json_redacts_secrets_and_query_but_memory_keeps_them() {
+        let exchange = sample();
+        let json = serde_json::to_string(&exchange).unwrap();
+        assert!(!json.contains("s3cret"), "{json}");
+        let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let request = &value["request"];
+        assert_eq!(request["target"], "/chat?[redacted]");
+        assert_eq!(request["version"], "HTTP/1.1");
+        assert_eq!(request["headers"][0]["value"], "example");
+        for i in 1..4 {
+            assert_eq!(request["headers"][i]["value"], "[redacted]");
+        }
+        assert_eq!(value["response"]["headers"][0]["value"], "[redacted]");
+        assert_eq!(value["switched"]["client_bytes"], "810a");
+        assert_eq!(value["switched"]["server_bytes"], "");
+        assert_eq!(value["client"], "10.0.0.1:40000");
+        assert_eq!(value["quality"]["complete"], true);
+        let in_memory = exchange.request.as_ref().unwrap();
+        assert_eq!(in_memory.target, "/chat?token=s3cret&x=1");
+        assert_eq!(
+            in_memory.header_values("authorization").next(),
+            Some(&b"Bearer s3cret"[..])
+        );
+    }
+
+    #[test]
+    fn absorbing_sets_every_flag_but_complete() {
+        let all = Quality {
+            complete: true,
+            gap: true,
+            truncated: true,
+            midstream: true,
+            oversized: true,
+            conflicting_overlap: true,
+            malformed: true,
+        };
+        let mut quality = Quality::default();
+        quality.absorb(all);
+        assert_eq!(
+            quality,
+            Quality {
+                complete: false,
+                ..all
+            }
+        );
+        assert!(quality.impaired());
+    }
+
+    #[test]
+    fn target_without_query_is_kept() {
+        let mut exchange = sample();
+        exchange.request.as_mut().unwrap().target = "/plain".into();
+        let value = serde_json::to_value(&exchange).unwrap();
+        assert_eq!(value["request"]["target"], "/plain");
+    }
+
+    #[test]
+    fn header_values_and_lists_span_field_lines() {
+        let exchange = sample();
+        let request = exchange.request.as_ref().unwrap();
+        let connection: Vec<&[u8]> = request.header_elements("CONNECTION").collect();
+        assert_eq!(connection, vec![&b"keep-alive"[..], &b"Upgrade"[..]]);
+        assert!(request.has_element("connection", "upgrade"));
+        assert!(!request.has_element("connection", "close"));
+        assert!(request.is_upgrade_offer());
+        assert!(exchange.is_switch());
+    }
+
+    #[test]
+    fn list_elements_keep_empty_ones_and_do_not_match_substrings() {
+        let headers = vec![header("Connection", "notupgrade, ,\tclose")];
+        let elements: Vec<&[u8]> = header_elements(&headers, "connection").collect();
+        assert_eq!(elements, vec![&b"notupgrade"[..], &b""[..], &b"close"[..]]);
+        assert!(!has_element(&headers, "connection", "upgrade"));
+    }
+}
