@@ -10,7 +10,7 @@ use std::{
 
 use crate::{
     http::{GateUntil, HttpLimits, HttpOutput, HttpTracker},
-    reassembly::{ConnectionId, Reassembler, ReassemblyLimits, ReassemblyStats, StreamEvent},
+    reassembly::{ConnectionId, Emit, Reassembler, ReassemblyLimits, ReassemblyStats, StreamEvent},
     segment::{DecodeError, Segment},
 };
 
@@ -91,16 +91,7 @@ impl<W: Write> Pipeline<W> {
             head = %printable_prefix(&segment.data, 64),
             "segment"
         );
-        let Pipeline {
-            reassembler,
-            http,
-            http_outputs,
-            closed,
-            ..
-        } = self;
-        reassembler.push(&segment, &mut |event| {
-            forward(http, http_outputs, closed, event)
-        });
+        self.reassemble(|reassembler, emit| reassembler.push(&segment, emit));
         self.drain_outputs()?;
         if segment.timestamp_ns >= self.next_tick_ns {
             self.tick(segment.timestamp_ns)?;
@@ -111,30 +102,14 @@ impl<W: Write> Pipeline<W> {
     /// Closes idle connections and ends post-switch waits as of `now_ns`.
     pub fn tick(&mut self, now_ns: u64) -> io::Result<()> {
         self.next_tick_ns = now_ns.saturating_add(TICK_NS);
-        let Pipeline {
-            reassembler,
-            http,
-            http_outputs,
-            closed,
-            ..
-        } = self;
-        reassembler.expire(now_ns, &mut |event| {
-            forward(http, http_outputs, closed, event)
-        });
-        http.tick(now_ns, http_outputs);
+        self.reassemble(|reassembler, emit| reassembler.expire(now_ns, emit));
+        self.http.tick(now_ns, &mut self.http_outputs);
         self.drain_outputs()
     }
 
     /// The input ended: delivers what is buffered and closes everything.
     pub fn finish(&mut self) -> io::Result<()> {
-        let Pipeline {
-            reassembler,
-            http,
-            http_outputs,
-            closed,
-            ..
-        } = self;
-        reassembler.finish(&mut |event| forward(http, http_outputs, closed, event));
+        self.reassemble(|reassembler, emit| reassembler.finish(emit));
         self.drain_outputs()?;
         self.output.flush()
     }
@@ -150,6 +125,23 @@ impl<W: Write> Pipeline<W> {
 
     pub fn reassembly_stats(&self) -> ReassemblyStats {
         self.reassembler.stats()
+    }
+
+    /// Runs one reassembly step with its stream events going to the HTTP layer.
+    fn reassemble(&mut self, step: impl FnOnce(&mut Reassembler, &mut Emit<'_>)) {
+        let Pipeline {
+            reassembler,
+            http,
+            http_outputs,
+            closed,
+            ..
+        } = self;
+        step(reassembler, &mut |event: &StreamEvent<'_>| {
+            if let StreamEvent::Closed { id, .. } = event {
+                closed.push(*id);
+            }
+            http.handle(event, http_outputs);
+        });
     }
 
     fn drain_outputs(&mut self) -> io::Result<()> {
@@ -195,18 +187,6 @@ impl<W: Write> Pipeline<W> {
         }
         Ok(())
     }
-}
-
-fn forward(
-    http: &mut HttpTracker,
-    outputs: &mut Vec<HttpOutput>,
-    closed: &mut Vec<ConnectionId>,
-    event: &StreamEvent<'_>,
-) {
-    if let StreamEvent::Closed { id, .. } = event {
-        closed.push(*id);
-    }
-    http.handle(event, outputs);
 }
 
 /// The first `max` bytes with non-printable ones escaped, for the debug log.

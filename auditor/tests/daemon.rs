@@ -222,6 +222,17 @@ fn check_config_accepts_valid_files_and_names_the_error_in_invalid_ones() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Stops the daemon once the traffic has been read; returns its log, the
+/// exchanges it printed, and how many payload bytes the kernel copied.
+fn stop_and_count_copied(daemon: Daemon) -> (String, Vec<String>, u64) {
+    std::thread::sleep(Duration::from_millis(300));
+    daemon.signal(Signal::SIGINT);
+    let (status, log, exchanges) = daemon.wait_with_output();
+    assert!(status.success(), "{log}");
+    let copied = logged_counter(&log, "payload_bytes_copied");
+    (log, exchanges, copied)
+}
+
 /// Plays a WebSocket-style session on `stream` from the server side: reads
 /// the offer, answers 101, sends a first frame, then `bulk` bytes.
 fn websocket_server(mut stream: std::net::TcpStream, bulk: usize) {
@@ -286,11 +297,7 @@ fn a_websocket_session_moving_10_mb_copies_only_kilobytes() {
         })
         .join()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    daemon.signal(Signal::SIGINT);
-    let (status, log, exchanges) = daemon.wait_with_output();
-    assert!(status.success(), "{log}");
-    let copied = logged_counter(&log, "payload_bytes_copied");
+    let (log, exchanges, copied) = stop_and_count_copied(daemon);
     assert!(
         copied < 8 * 1024,
         "copied {copied} bytes of a 10 MB session\n{log}"
@@ -339,11 +346,7 @@ fn a_large_body_is_skipped_in_the_kernel_and_the_next_request_still_parsed() {
         })
         .join()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    daemon.signal(Signal::SIGINT);
-    let (status, log, exchanges) = daemon.wait_with_output();
-    assert!(status.success(), "{log}");
-    let copied = logged_counter(&log, "payload_bytes_copied");
+    let (log, exchanges, copied) = stop_and_count_copied(daemon);
     assert!(
         copied < 64 * 1024,
         "copied {copied} bytes of two {body}-byte bodies\n{log}"
