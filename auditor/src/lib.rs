@@ -12,4 +12,5 @@ pub mod http;
 pub mod pipeline;
 pub mod reassembly;
 pub mod replay;
+pub mod rules;
 pub mod segment;

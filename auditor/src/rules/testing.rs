@@ -1,0 +1,92 @@
+//! Exchanges for rule tests, made the way the pipeline makes them: the
+//! client's and server's bytes through the real HTTP tracker.
+
+use std::net::SocketAddr;
+
+use super::{evaluate, Context, Finding, Offer, Rule, Violation};
+use crate::{
+    http::{Exchange, HttpLimits, HttpOutput, HttpTracker},
+    reassembly::{CloseReason, ConnectionId, StreamEvent},
+};
+
+pub fn client() -> SocketAddr {
+    "192.0.2.1:40000".parse().unwrap()
+}
+
+pub fn server() -> SocketAddr {
+    "192.0.2.2:8080".parse().unwrap()
+}
+
+/// The exchanges the tracker reports for a connection whose client sent
+/// `client_bytes` and whose server then answered `server_bytes`.
+pub fn exchanges(client_bytes: &[u8], server_bytes: &[u8]) -> Vec<Exchange> {
+    let id = ConnectionId(1);
+    let mut tracker = HttpTracker::new(HttpLimits::default());
+    let mut out = Vec::new();
+    let events = [
+        StreamEvent::Opened {
+            id,
+            first: client(),
+            second: server(),
+            syn_sender: Some(client()),
+            midstream: false,
+            interface: Some(1),
+            timestamp_ns: 1,
+        },
+        StreamEvent::Data {
+            id,
+            src: client(),
+            offset: 0,
+            bytes: client_bytes,
+            timestamp_ns: 2,
+        },
+        StreamEvent::Data {
+            id,
+            src: server(),
+            offset: 0,
+            bytes: server_bytes,
+            timestamp_ns: 3,
+        },
+        StreamEvent::Closed {
+            id,
+            reason: CloseReason::Fin,
+            timestamp_ns: 4,
+        },
+    ];
+    for event in &events {
+        tracker.handle(event, &mut out);
+    }
+    out.into_iter()
+        .filter_map(|output| match output {
+            HttpOutput::Exchange(exchange) => Some(exchange),
+            HttpOutput::Gate(_) => None,
+        })
+        .collect()
+}
+
+/// The one exchange of a request and its response.
+pub fn exchange(request: &[u8], response: &[u8]) -> Exchange {
+    let mut all = exchanges(request, response);
+    assert_eq!(all.len(), 1, "one exchange expected");
+    all.remove(0)
+}
+
+/// What `rule` says of the exchange of `request` and `response`.
+pub fn check(rule: &Rule, request: &[u8], response: &[u8]) -> Option<Violation> {
+    check_with(rule, request, response, &Context::default())
+}
+
+pub fn check_with(
+    rule: &Rule,
+    request: &[u8],
+    response: &[u8],
+    context: &Context,
+) -> Option<Violation> {
+    let exchange = exchange(request, response);
+    (rule.check)(&exchange, &Offer::of(&exchange), context)
+}
+
+/// Every finding of the whole catalogue on one exchange.
+pub fn findings(request: &[u8], response: &[u8]) -> Vec<Finding> {
+    evaluate(&exchange(request, response), &Context::default())
+}
