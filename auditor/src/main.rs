@@ -7,7 +7,7 @@ use auditor::{
     daemon,
     http::HttpLimits,
     pipeline::Pipeline,
-    replay,
+    replay, rules,
     segment::Segment,
 };
 use clap::{Parser, Subcommand, ValueEnum};
@@ -32,8 +32,25 @@ enum Command {
     Run(RunArgs),
     /// Run the same pipeline over pcap or pcapng files; no privileges needed.
     Replay(ReplayArgs),
+    /// List the rule catalogue.
+    Rules {
+        #[arg(long, value_enum, default_value_t = RulesFormat::Table)]
+        format: RulesFormat,
+    },
+    /// Explain one rule: what it checks, the spec text, the fix, which proxies break.
+    Explain {
+        #[arg(value_name = "RULE_ID")]
+        rule: String,
+    },
     /// Validate a configuration file.
     CheckConfig { file: PathBuf },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum RulesFormat {
+    Table,
+    Json,
+    Markdown,
 }
 
 #[derive(clap::Args)]
@@ -96,6 +113,27 @@ fn main() -> ExitCode {
             .map_err(Failure::from)
             .and_then(|runtime| runtime.block_on(run(args, cli.log_level))),
         Command::Replay(args) => replay(args),
+        Command::Rules { format } => {
+            let rules = rules::catalogue();
+            print!(
+                "{}",
+                match format {
+                    RulesFormat::Table => rules::render::table(rules),
+                    RulesFormat::Json => rules::render::json(rules) + "\n",
+                    RulesFormat::Markdown => rules::render::markdown(rules),
+                }
+            );
+            Ok(())
+        }
+        Command::Explain { rule } => match rules::find(&rule) {
+            Some(rule) => {
+                print!("{}", rules::render::explain(rule));
+                Ok(())
+            }
+            None => Err(Failure::Usage(anyhow::anyhow!(
+                "no rule `{rule}`; `auditor rules` lists them"
+            ))),
+        },
         Command::CheckConfig { file } => check_config(&file),
     };
     match result {

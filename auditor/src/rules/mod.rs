@@ -4,6 +4,7 @@
 
 mod generic;
 mod h2c;
+pub mod render;
 mod view;
 mod websocket;
 
