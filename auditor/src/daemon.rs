@@ -6,6 +6,7 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
+use auditor_common::Counter;
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::{
@@ -13,19 +14,32 @@ use crate::{
     config::Config,
     http::HttpLimits,
     pipeline::{GateCommand, Pipeline},
+    reporter::{KernelLoss, ReportSettings, Reporter},
 };
 
-/// How often idle connections are expired and counters logged at debug level.
+/// How often idle connections are expired; every `COUNTERS_EVERY` ticks a
+/// `loss` event is written if anything was lost, and counters are logged at
+/// debug level.
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
 const COUNTERS_EVERY: u32 = 60;
 
+/// What `auditor run` prints on stdout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// `alert`, `handshake` and `loss` events.
+    Events,
+    /// Every HTTP exchange followed, for debugging the capture.
+    Exchanges,
+}
+
 /// Loads and attaches the program on `interfaces`, then feeds the pipeline,
-/// writing exchanges to `output`, until a stop signal.
+/// writing `output` lines to `writer`, until a stop signal.
 pub async fn run<W: Write>(
     config: &Config,
     interfaces: &[Interface],
     options: CaptureOptions,
-    output: W,
+    output: Output,
+    writer: W,
 ) -> Result<(), CaptureError> {
     let mut capture = Capture::load(options)?;
     for port in &config.ports {
@@ -48,7 +62,18 @@ pub async fn run<W: Write>(
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
     let mut ticks = 0u32;
-    let mut pipeline = Pipeline::new(config.reassembly.limits(), HttpLimits::default(), output);
+    let interface_names = interfaces
+        .iter()
+        .map(|i| (i.index, i.name.clone()))
+        .collect();
+    let reporter = (output == Output::Events)
+        .then(|| Reporter::new(ReportSettings::new(config, interface_names)));
+    let mut pipeline = Pipeline::new(
+        config.reassembly.limits(),
+        HttpLimits::default(),
+        reporter,
+        writer,
+    );
     let mut batch = Vec::new();
     let stop_signal = loop {
         tokio::select! {
@@ -66,6 +91,7 @@ pub async fn run<W: Write>(
                 apply_gates(&mut capture, &mut pipeline)?;
                 ticks += 1;
                 if ticks.is_multiple_of(COUNTERS_EVERY) {
+                    pipeline.report_loss(unix_now_ns(), kernel_loss(&capture)?)?;
                     log_counters(&capture, &pipeline, tracing::Level::DEBUG)?;
                 }
             }
@@ -76,6 +102,7 @@ pub async fn run<W: Write>(
         pipeline.accept(record)?;
     }
     pipeline.finish()?;
+    pipeline.report_loss(unix_now_ns(), kernel_loss(&capture)?)?;
     log_counters(&capture, &pipeline, tracing::Level::INFO)?;
     let interfaces = capture.attachments().len();
     drop(capture);
@@ -102,6 +129,15 @@ fn apply_gates<W: Write>(
         }
     }
     Ok(())
+}
+
+fn kernel_loss(capture: &Capture) -> Result<KernelLoss, CaptureError> {
+    let counters = capture.counters()?;
+    Ok(KernelLoss {
+        ring_buffer_full: counters[&Counter::RingBufferFull],
+        records_truncated: counters[&Counter::RecordsTruncated],
+        undecodable_records: 0,
+    })
 }
 
 fn unix_now_ns() -> u64 {

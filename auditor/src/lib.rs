@@ -8,9 +8,11 @@
 pub mod capture;
 pub mod config;
 pub mod daemon;
+pub mod events;
 pub mod http;
 pub mod pipeline;
 pub mod reassembly;
 pub mod replay;
+pub mod reporter;
 pub mod rules;
 pub mod segment;

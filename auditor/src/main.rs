@@ -1,4 +1,4 @@
-use std::{path::PathBuf, process::ExitCode};
+use std::{collections::HashMap, path::PathBuf, process::ExitCode};
 
 use anyhow::Context as _;
 use auditor::{
@@ -7,7 +7,9 @@ use auditor::{
     daemon,
     http::HttpLimits,
     pipeline::Pipeline,
-    replay, rules,
+    replay,
+    reporter::{KernelLoss, ReportSettings, Reporter},
+    rules::{self, Severity},
     segment::Segment,
 };
 use clap::{Parser, Subcommand, ValueEnum};
@@ -62,6 +64,12 @@ struct ReplayArgs {
     /// Only follow connections to or from these ports (repeatable); replaces the configuration's list.
     #[arg(long = "port", value_name = "PORT[:ROLE]")]
     ports: Vec<WatchedPort>,
+    /// Exit with 1 when an alert at or above this severity was raised.
+    #[arg(long, value_name = "SEVERITY")]
+    fail_on: Option<Severity>,
+    /// Print every HTTP exchange followed instead of events (for debugging the capture).
+    #[arg(long)]
+    exchanges: bool,
     /// Capture files, read in the order given.
     #[arg(required = true, value_name = "FILE")]
     files: Vec<PathBuf>,
@@ -78,6 +86,9 @@ struct RunArgs {
     /// Port to watch, optionally with its proxy role (repeatable); replaces the configuration's list.
     #[arg(long = "port", value_name = "PORT[:ROLE]")]
     ports: Vec<WatchedPort>,
+    /// Print every HTTP exchange followed instead of events (for debugging the capture).
+    #[arg(long)]
+    exchanges: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -91,6 +102,8 @@ enum LogLevel {
 
 /// Exit codes, as documented in the README.
 enum Failure {
+    /// `--fail-on` was reached: exit 1.
+    Threshold(Severity),
     /// Bad command line, configuration or interface name: exit 2.
     Usage(anyhow::Error),
     /// The capture could not start or broke down: exit 3.
@@ -138,6 +151,10 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Threshold(worst)) => {
+            eprintln!("auditor: an alert of severity {worst} was raised");
+            ExitCode::from(1)
+        }
         Err(Failure::Usage(error)) => {
             eprintln!("auditor: {error:#}");
             ExitCode::from(2)
@@ -199,7 +216,19 @@ async fn run(args: RunArgs, log_level: LogLevel) -> Result<(), Failure> {
     let options = CaptureOptions {
         kernel_debug_log: matches!(log_level, LogLevel::Debug | LogLevel::Trace),
     };
-    daemon::run(&config, &selected, options, std::io::stdout().lock()).await?;
+    let output = if args.exchanges {
+        daemon::Output::Exchanges
+    } else {
+        daemon::Output::Events
+    };
+    daemon::run(
+        &config,
+        &selected,
+        options,
+        output,
+        std::io::stdout().lock(),
+    )
+    .await?;
     Ok(())
 }
 
@@ -207,15 +236,25 @@ async fn run(args: RunArgs, log_level: LogLevel) -> Result<(), Failure> {
 /// cannot be opened is a usage error; one that breaks off midway is reported
 /// after what it held was processed.
 fn replay(args: ReplayArgs) -> Result<(), Failure> {
-    let config = match &args.config {
+    let mut config = match &args.config {
         Some(path) => Some(Config::load(path).map_err(|e| Failure::Usage(e.into()))?),
         None => None,
     };
-    let ports: Vec<u16> = match (&args.ports[..], &config) {
-        ([], Some(config)) => config.ports.iter().map(|p| p.port).collect(),
-        (ports, _) => ports.iter().map(|p| p.port).collect(),
-    };
-    let limits = config.map(|c| c.reassembly.limits()).unwrap_or_default();
+    if let Some(config) = config.as_mut().filter(|_| !args.ports.is_empty()) {
+        config.ports = args.ports.clone();
+    }
+    let ports: Vec<u16> = config
+        .as_ref()
+        .map_or(&args.ports, |config| &config.ports)
+        .iter()
+        .map(|p| p.port)
+        .collect();
+    let config = config.unwrap_or_else(|| Config {
+        ports: args.ports.clone(),
+        ..Config::embedded_default()
+    });
+    let reporter =
+        (!args.exchanges).then(|| Reporter::new(ReportSettings::new(&config, HashMap::new())));
     let watched = |segment: &Segment| {
         ports.is_empty()
             || ports.contains(&segment.src.port())
@@ -227,12 +266,21 @@ fn replay(args: ReplayArgs) -> Result<(), Failure> {
         .map(|path| replay::open(path).map_err(|e| Failure::Usage(e.into())))
         .collect::<Result<Vec<_>, _>>()?;
     let stdout = std::io::BufWriter::new(std::io::stdout().lock());
-    let mut pipeline = Pipeline::new(limits, HttpLimits::default(), stdout);
+    let mut pipeline = Pipeline::new(
+        config.reassembly.limits(),
+        HttpLimits::default(),
+        reporter,
+        stdout,
+    );
     let mut broken = Vec::new();
+    let mut last_seen_ns = 0;
     for file in files {
         for segment in file {
             match segment {
-                Ok(segment) if watched(&segment) => pipeline.accept(Ok(segment))?,
+                Ok(segment) if watched(&segment) => {
+                    last_seen_ns = segment.timestamp_ns;
+                    pipeline.accept(Ok(segment))?
+                }
                 Ok(_) => {}
                 Err(error) => {
                     broken.push(error.to_string());
@@ -242,8 +290,12 @@ fn replay(args: ReplayArgs) -> Result<(), Failure> {
         }
     }
     pipeline.finish()?;
+    pipeline.report_loss(last_seen_ns, KernelLoss::default())?;
     if !broken.is_empty() {
         return Err(Failure::Runtime(anyhow::anyhow!(broken.join("; "))));
     }
-    Ok(())
+    match (args.fail_on, pipeline.worst_severity()) {
+        (Some(threshold), Some(worst)) if worst >= threshold => Err(Failure::Threshold(worst)),
+        _ => Ok(()),
+    }
 }

@@ -1,6 +1,6 @@
-//! Segments → reassembly → HTTP exchanges → JSON lines, the same for live
-//! capture and capture files. Payload-gate requests of the HTTP layer come
-//! out as [`GateCommand`]s for the live capture to apply.
+//! Segments → reassembly → HTTP exchanges → rules and events → JSON lines,
+//! the same for live capture and capture files. Payload-gate requests of the
+//! HTTP layer come out as [`GateCommand`]s for the live capture to apply.
 
 use std::{
     collections::HashMap,
@@ -9,8 +9,11 @@ use std::{
 };
 
 use crate::{
+    events::Event,
     http::{GateUntil, HttpLimits, HttpOutput, HttpTracker},
     reassembly::{ConnectionId, Emit, Reassembler, ReassemblyLimits, ReassemblyStats, StreamEvent},
+    reporter::{KernelLoss, Reporter},
+    rules::Severity,
     segment::{DecodeError, Segment},
 };
 
@@ -40,8 +43,11 @@ pub enum GateCommand {
 pub struct Pipeline<W: Write> {
     reassembler: Reassembler,
     http: HttpTracker,
+    /// Events out; without a reporter, the exchanges themselves.
+    reporter: Option<Reporter>,
     output: W,
     http_outputs: Vec<HttpOutput>,
+    events: Vec<Event>,
     closed: Vec<ConnectionId>,
     /// Connections with a gate closed, by id, so it is opened when they end.
     gated: HashMap<ConnectionId, (SocketAddr, SocketAddr)>,
@@ -51,13 +57,21 @@ pub struct Pipeline<W: Write> {
 }
 
 impl<W: Write> Pipeline<W> {
-    /// Exchanges are written to `output`, one JSON object per line.
-    pub fn new(reassembly: ReassemblyLimits, http: HttpLimits, output: W) -> Pipeline<W> {
+    /// Events (or, without a reporter, exchanges) are written to `output`,
+    /// one JSON object per line.
+    pub fn new(
+        reassembly: ReassemblyLimits,
+        http: HttpLimits,
+        reporter: Option<Reporter>,
+        output: W,
+    ) -> Pipeline<W> {
         Pipeline {
             reassembler: Reassembler::new(reassembly),
             http: HttpTracker::new(http),
+            reporter,
             output,
             http_outputs: Vec::new(),
+            events: Vec::new(),
             closed: Vec::new(),
             gated: HashMap::new(),
             gate_commands: Vec::new(),
@@ -104,14 +118,42 @@ impl<W: Write> Pipeline<W> {
         self.next_tick_ns = now_ns.saturating_add(TICK_NS);
         self.reassemble(|reassembler, emit| reassembler.expire(now_ns, emit));
         self.http.tick(now_ns, &mut self.http_outputs);
+        if let Some(reporter) = &mut self.reporter {
+            reporter.expire(now_ns, &mut self.events);
+        }
         self.drain_outputs()
     }
 
     /// The input ended: delivers what is buffered and closes everything.
     pub fn finish(&mut self) -> io::Result<()> {
         self.reassemble(|reassembler, emit| reassembler.finish(emit));
+        if let Some(reporter) = &mut self.reporter {
+            reporter.finish(&mut self.events);
+        }
         self.drain_outputs()?;
         self.output.flush()
+    }
+
+    /// Writes a `loss` event if anything was lost since the previous one.
+    pub fn report_loss(&mut self, now_ns: u64, kernel: KernelLoss) -> io::Result<()> {
+        let kernel = KernelLoss {
+            undecodable_records: self.stats.undecodable_records,
+            ..kernel
+        };
+        let reassembly = self.reassembler.stats();
+        if let Some(event) = self
+            .reporter
+            .as_mut()
+            .and_then(|r| r.loss(now_ns, &reassembly, kernel))
+        {
+            self.events.push(event);
+        }
+        self.drain_outputs()
+    }
+
+    /// The highest severity of any alert raised so far.
+    pub fn worst_severity(&self) -> Option<Severity> {
+        self.reporter.as_ref().and_then(Reporter::worst_severity)
     }
 
     /// Gate changes for the live capture, in the order they arose.
@@ -150,9 +192,14 @@ impl<W: Write> Pipeline<W> {
             match output {
                 HttpOutput::Exchange(exchange) => {
                     self.stats.exchanges += 1;
-                    serde_json::to_writer(&mut self.output, &exchange)?;
-                    self.output.write_all(b"\n")?;
-                    wrote = true;
+                    match &mut self.reporter {
+                        Some(reporter) => reporter.report(&exchange, &mut self.events),
+                        None => {
+                            serde_json::to_writer(&mut self.output, &exchange)?;
+                            self.output.write_all(b"\n")?;
+                            wrote = true;
+                        }
+                    }
                 }
                 HttpOutput::Gate(request) => {
                     let resume_seq = match request.until {
@@ -181,6 +228,11 @@ impl<W: Write> Pipeline<W> {
                 self.gate_commands
                     .push(GateCommand::Open { src: b, dst: a });
             }
+        }
+        for event in self.events.drain(..) {
+            serde_json::to_writer(&mut self.output, &event)?;
+            self.output.write_all(b"\n")?;
+            wrote = true;
         }
         if wrote {
             self.output.flush()?;

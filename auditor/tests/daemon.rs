@@ -302,10 +302,22 @@ fn a_websocket_session_moving_10_mb_copies_only_kilobytes() {
         copied < 8 * 1024,
         "copied {copied} bytes of a 10 MB session\n{log}"
     );
-    assert_eq!(exchanges.len(), 1, "{exchanges:?}");
-    let exchange: serde_json::Value = serde_json::from_str(&exchanges[0]).unwrap();
-    assert_eq!(exchange["response"]["status"], 101);
-    assert_eq!(exchange["switched"]["server_bytes"], "810568656c6c6f");
+    let events: Vec<serde_json::Value> = exchanges
+        .iter()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let handshake = events
+        .iter()
+        .find(|e| e["event_type"] == "handshake")
+        .unwrap_or_else(|| panic!("a handshake event: {exchanges:?}"));
+    assert_eq!(handshake["handshake"]["outcome"], "switched");
+    assert_eq!(handshake["handshake"]["protocol"], "websocket");
+    assert_eq!(handshake["http"]["response"]["status"], 101);
+    assert_eq!(
+        handshake["handshake"]["rules"],
+        serde_json::json!([]),
+        "a compliant handshake"
+    );
 }
 
 #[test]
@@ -314,7 +326,7 @@ fn a_large_body_is_skipped_in_the_kernel_and_the_next_request_still_parsed() {
     use std::io::{Read, Write};
     require_privileges();
     let netns = NetNs::new();
-    let (daemon, _) = start_on_loopback(&netns, &[]);
+    let (daemon, _) = start_on_loopback(&netns, &["--exchanges"]);
     let body = 8 << 20;
     netns
         .spawn(move || {

@@ -19,9 +19,10 @@ struct Replay {
     stderr: String,
 }
 
+/// `auditor replay --exchanges ARGS FILES`: every exchange followed.
 fn replay(args: &[&str], files: &[&Path]) -> Replay {
     let output = Command::new(AUDITOR)
-        .arg("replay")
+        .args(["replay", "--exchanges"])
         .args(args)
         .args(files)
         .output()

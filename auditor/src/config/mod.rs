@@ -4,7 +4,10 @@ use std::{fmt, path::Path, str::FromStr};
 
 use serde::Deserialize;
 
-use crate::reassembly::ReassemblyLimits;
+use crate::{
+    events::{RateLimitSettings, RedactionAllowlist},
+    reassembly::ReassemblyLimits,
+};
 
 /// The configuration used when no file is given.
 pub const DEFAULT: &str = include_str!("default.toml");
@@ -18,6 +21,12 @@ pub struct Config {
     pub ports: Vec<WatchedPort>,
     #[serde(default)]
     pub reassembly: ReassemblySettings,
+    /// How often the same rule may alert for the same server endpoint.
+    #[serde(default)]
+    pub rate_limit: RateLimitSettings,
+    /// Secret values and query strings allowed into events (none by default).
+    #[serde(default)]
+    pub redaction: RedactionAllowlist,
 }
 
 /// The `[reassembly]` table: bounds on what TCP reassembly holds.
@@ -101,6 +110,14 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// The configured role of each port that has one.
+    pub fn roles(&self) -> std::collections::HashMap<u16, Role> {
+        self.ports
+            .iter()
+            .filter_map(|p| Some((p.port, p.role?)))
+            .collect()
+    }
+
     pub fn embedded_default() -> Config {
         Config::parse(DEFAULT, "embedded default configuration")
             .expect("the embedded default configuration is valid")
@@ -141,7 +158,8 @@ impl Config {
         if let Some(empty) = self.interfaces.iter().find(|name| name.is_empty()) {
             return Err(format!("interface name {empty:?} is empty"));
         }
-        self.reassembly.validate()
+        self.reassembly.validate()?;
+        self.rate_limit.validate()
     }
 }
 
@@ -242,6 +260,29 @@ mod tests {
                 .contains("larger than")
         );
         assert!(error("[[ports]]\nport = 80\n[reassembly]\nwindow = 1\n").contains("window"));
+    }
+
+    #[test]
+    fn rate_limit_and_redaction_can_be_set() {
+        let config = Config::parse(
+            "[[ports]]\nport = 80\n[rate_limit]\nmax_alerts = 3\n[redaction]\nheaders = [\"Cookie\"]\n",
+            "test",
+        )
+        .unwrap();
+        assert_eq!(config.rate_limit.max_alerts, 3);
+        assert_eq!(
+            config.rate_limit.interval_secs,
+            RateLimitSettings::default().interval_secs
+        );
+        assert_eq!(config.redaction.headers, ["Cookie"]);
+        assert!(!config.redaction.query_strings);
+        let error = Config::parse(
+            "[[ports]]\nport = 80\n[rate_limit]\ninterval_secs = 0\n",
+            "x.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("rate_limit.interval_secs"), "{error}");
     }
 
     #[test]

@@ -5,13 +5,15 @@
 //! start after the boundaries were lost, ...). Requests join a queue when
 //! their head is read; each final response takes the oldest (RFC 9112 §9.2)
 //! and the exchange is reported then, except after a 101, which waits for
-//! the first bytes of the new protocol.
+//! the first bytes of the new protocol, and after another answer to a
+//! request carrying `Upgrade`, which waits for the next message start of
+//! each side (is HTTP/1.1 going on, or was a tunnel opened without a 101?).
 
 use std::collections::VecDeque;
 use std::mem;
 use std::net::SocketAddr;
 
-use super::exchange::{Exchange, Quality, RequestHead, ResponseHead, Switched};
+use super::exchange::{EarlyData, Exchange, NotHttp, Quality, RequestHead, ResponseHead, Switched};
 use super::framing::{
     request_framing, response_framing, BodyHole, BodyProgress, BodyReader, Framing,
 };
@@ -22,6 +24,9 @@ use crate::reassembly::{ConnectionId, GapKind};
 
 /// Interim responses kept per exchange; more set `oversized`.
 const MAX_INTERIM: usize = 8;
+
+/// Bytes kept of a message start that is not HTTP/1.1 after a declined upgrade.
+const NOT_HTTP_KEPT: usize = 16;
 
 /// What every step needs: the limits, and where outputs go.
 pub(crate) struct Cx<'a> {
@@ -50,6 +55,8 @@ pub(crate) struct Connection {
     /// client that does not start with a request line is not HTTP.
     at_intact_start: bool,
     phase: Phase,
+    /// A declined upgrade waiting for the next message start of each side.
+    declined: Option<Box<Declined>>,
     /// The switch deadline the tracker indexed this connection under.
     pub(crate) indexed_deadline: Option<u64>,
 }
@@ -67,6 +74,26 @@ struct Switch {
     deadline_ns: u64,
     /// Indexed like `Connection::sides`.
     first_bytes: [FirstBytes; 2],
+}
+
+/// A non-101 final answer to a request carrying `Upgrade`: its exchange is
+/// reported once each side's next message start shows whether HTTP/1.1 goes
+/// on (see `Exchange::not_http_after_decline`).
+struct Declined {
+    exchange: Pending,
+    deadline_ns: u64,
+    /// Indexed like `Connection::sides`: the side's next message start was
+    /// read, or can no longer be told.
+    decided: [bool; 2],
+}
+
+/// What a side's next message start after a declined upgrade showed.
+enum NextStart<'a> {
+    Http,
+    /// These bytes, the first of which do not start an HTTP/1.1 message.
+    NotHttp(&'a [u8]),
+    /// Boundaries were lost, or the side finished.
+    Unknowable,
 }
 
 #[derive(Default)]
@@ -87,6 +114,9 @@ struct Pending {
     response: Option<ResponseHead>,
     response_ns: Option<u64>,
     quality: Quality,
+    early_data: Option<EarlyData>,
+    pipelined_behind: bool,
+    not_http_after_decline: Option<NotHttp>,
 }
 
 impl Pending {
@@ -95,6 +125,12 @@ impl Pending {
         self.request
             .as_ref()
             .is_some_and(|r| r.method == "CONNECT" || r.header_values("upgrade").next().is_some())
+    }
+
+    fn carries_upgrade(&self) -> bool {
+        self.request
+            .as_ref()
+            .is_some_and(|r| r.header_values("upgrade").next().is_some())
     }
 }
 
@@ -212,15 +248,17 @@ impl Connection {
             later_responses: Quality::default(),
             at_intact_start: !midstream,
             phase: Phase::Http,
+            declined: None,
             indexed_deadline: None,
         }
     }
 
-    /// When the post-switch wait ends, while one runs.
+    /// When the post-switch wait (or the wait after a declined upgrade)
+    /// ends, while one runs.
     pub(crate) fn switch_deadline(&self) -> Option<u64> {
         match &self.phase {
             Phase::Switching(switch) => Some(switch.deadline_ns),
-            _ => None,
+            _ => self.declined.as_ref().map(|declined| declined.deadline_ns),
         }
     }
 
@@ -317,7 +355,7 @@ impl Connection {
             },
             Reader::Resync(mut scanner) => {
                 scanner.break_continuity();
-                self.taint(i, flags);
+                self.taint(i, flags, cx);
                 Reader::Resync(scanner)
             }
             Reader::Held(mut held) => {
@@ -367,6 +405,7 @@ impl Connection {
     pub(crate) fn on_finished(&mut self, src: SocketAddr, cx: &mut Cx<'_>) {
         let Some(i) = self.side_of(src) else { return };
         self.sides[i].finished = true;
+        self.next_start(i, NextStart::Unknowable, cx);
         if let Reader::Body { body, .. } = &self.sides[i].reader {
             if body.is_until_close() {
                 self.sides[i].reader = self.after_message(i);
@@ -387,8 +426,16 @@ impl Connection {
         }
     }
 
-    /// Ends the post-switch wait if it is over at `now_ns`.
+    /// Ends the post-switch wait (or the wait after a declined upgrade) if
+    /// it is over at `now_ns`.
     pub(crate) fn expire_switch_wait(&mut self, now_ns: u64, cx: &mut Cx<'_>) {
+        if self
+            .declined
+            .as_ref()
+            .is_some_and(|declined| declined.deadline_ns <= now_ns)
+        {
+            self.report_declined(cx);
+        }
         if self
             .switch_deadline()
             .is_some_and(|deadline| deadline <= now_ns)
@@ -505,15 +552,21 @@ impl Connection {
                 Step::took(Reader::Head(head), used)
             }
             (HeadStep::NotAMessage, _) => {
+                let mut shown = head.bytes().to_vec();
+                shown.extend_from_slice(&input[used..]);
+                shown.truncate(NOT_HTTP_KEPT);
+                self.next_start(i, NextStart::NotHttp(&shown), cx);
                 let start = at
                     .saturating_add(used as u64)
                     .saturating_sub(head.bytes().len() as u64);
                 self.not_a_message(i, head.into_bytes(), start, used, input.len(), cx)
             }
             (HeadStep::Complete, Some(Role::Client)) => {
+                self.next_start(i, NextStart::Http, cx);
                 Step::took(self.request_head(i, head.bytes(), ts, cx), used)
             }
             (HeadStep::Complete, Some(Role::Server)) => {
+                self.next_start(i, NextStart::Http, cx);
                 Step::took(self.response_head(i, head.bytes(), ts, cx), used)
             }
             (HeadStep::Complete, None) => Step::took(Reader::Resync(Scanner::new(None)), used),
@@ -582,6 +635,9 @@ impl Connection {
         let seq = pending.seq;
         pending.quality.malformed |= framing == Framing::Invalid;
         self.sides[i].last_request = Some(seq);
+        for earlier in &mut self.awaiting {
+            earlier.pipelined_behind = true;
+        }
         self.push_awaiting(pending, cx.limits.max_pipelined);
         match BodyReader::new(framing, cx.limits.max_head_bytes) {
             Some(body) => Reader::Body {
@@ -589,7 +645,7 @@ impl Connection {
                 exchange: Some(seq),
             },
             None if framing == Framing::Invalid => {
-                self.taint(i, MALFORMED);
+                self.taint(i, MALFORMED, cx);
                 Reader::Resync(Scanner::new(Some(Role::Client)))
             }
             None => Reader::Head(HeadReader::default()),
@@ -632,11 +688,20 @@ impl Connection {
         let may_switch = pending.may_switch();
         pending.response = Some(response);
         pending.response_ns = Some(ts);
+        // Held bytes follow every request awaiting: they are the early data
+        // of the last that may switch, unless an earlier one switches now.
+        if may_switch && (status == 101 || !self.awaiting.iter().any(Pending::may_switch)) {
+            pending.early_data = self.early_data(1 - i, status == 101);
+        }
         if status == 101 {
             self.begin_switch(i, pending, ts, cx);
             return Reader::Switched;
         }
-        self.report(pending, None, cx);
+        if pending.carries_upgrade() && !tunnel {
+            self.await_next_starts(i, pending, ts, cx);
+        } else {
+            self.report(pending, None, cx);
+        }
         if tunnel {
             self.gate_forever(0, cx);
             self.gate_forever(1, cx);
@@ -652,7 +717,7 @@ impl Connection {
                 exchange: None,
             },
             None if framing == Framing::Invalid => {
-                self.taint(i, MALFORMED);
+                self.taint(i, MALFORMED, cx);
                 Reader::Resync(Scanner::new(Some(Role::Server)))
             }
             None => Reader::Head(HeadReader::default()),
@@ -715,7 +780,7 @@ impl Connection {
             self.first_bytes_done(i, true, cx);
             return Reader::Switched;
         }
-        self.taint(i, flags);
+        self.taint(i, flags, cx);
         Reader::Resync(Scanner::new(self.role(i)))
     }
 
@@ -751,12 +816,13 @@ impl Connection {
             }
             None => {}
         }
-        self.taint(i, later);
+        self.taint(i, later, cx);
     }
 
     /// Side `i` lost message boundaries: `flags` marks the exchanges of its
     /// later messages (of both sides while the roles are unknown).
-    fn taint(&mut self, i: usize, flags: Quality) {
+    fn taint(&mut self, i: usize, flags: Quality, cx: &mut Cx<'_>) {
+        self.next_start(i, NextStart::Unknowable, cx);
         let role = self.role(i);
         if role != Some(Role::Server) {
             self.later_requests.absorb(flags);
@@ -786,6 +852,9 @@ impl Connection {
             response: None,
             response_ns: None,
             quality,
+            early_data: None,
+            pipelined_behind: false,
+            not_http_after_decline: None,
         }
     }
 
@@ -838,7 +907,7 @@ impl Connection {
         self.feed(client, &held.bytes, held.start, ts, cx);
         if let Some(kind) = held.cut {
             // Where the kept bytes end, the position in the stream is lost.
-            self.taint(client, loss_flags(kind));
+            self.taint(client, loss_flags(kind), cx);
             if !matches!(self.phase, Phase::Over) {
                 self.sides[client].reader = Reader::Resync(Scanner::new(Some(Role::Client)));
             }
@@ -972,6 +1041,7 @@ impl Connection {
 
     /// Reports every request still waiting; no HTTP follows on this connection.
     fn report_unanswered(&mut self, cx: &mut Cx<'_>) {
+        self.report_declined(cx);
         self.phase = Phase::Over;
         for side in &mut self.sides {
             side.reader = Reader::Ignored;
@@ -1001,7 +1071,89 @@ impl Connection {
         }));
     }
 
-    fn report(&self, pending: Pending, switched: Option<Switched>, cx: &mut Cx<'_>) {
+    /// Client bytes that came before the answer to a request that may
+    /// switch and did not start a request; with `switch`, an unfinished
+    /// request head the switch takes as the new protocol counts too.
+    fn early_data(&self, client: usize, switch: bool) -> Option<EarlyData> {
+        let side = &self.sides[client];
+        match &side.reader {
+            Reader::Held(held) => Some(EarlyData {
+                bytes: side.next_offset.saturating_sub(held.start),
+                looks_like_request: false,
+            }),
+            Reader::Head(head) if switch && !head.bytes().is_empty() => Some(EarlyData {
+                bytes: head.bytes().len() as u64,
+                looks_like_request: true,
+            }),
+            _ => None,
+        }
+    }
+
+    /// `exchange` declined an upgrade (`server`: the server's side): it
+    /// waits for the next message start of each side, unless neither is to
+    /// be read.
+    fn await_next_starts(&mut self, server: usize, exchange: Pending, ts: u64, cx: &mut Cx<'_>) {
+        let client = 1 - server;
+        let mut decided = [false; 2];
+        // The client's next message start is not to judge after a request
+        // already read behind the declined one, after early data (sent
+        // before the answer), or once its boundaries are lost.
+        decided[client] = !self.awaiting.is_empty()
+            || self.sides[client].finished
+            || !matches!(
+                self.sides[client].reader,
+                Reader::Head(_) | Reader::Body { .. }
+            );
+        decided[server] = self.sides[server].finished;
+        if decided.iter().all(|d| *d) {
+            self.report(exchange, None, cx);
+            return;
+        }
+        self.report_declined(cx);
+        self.declined = Some(Box::new(Declined {
+            exchange,
+            deadline_ns: ts.saturating_add(cx.limits.switch_wait_ns),
+            decided,
+        }));
+    }
+
+    /// Side `i` showed its next message start (or that it cannot be told).
+    fn next_start(&mut self, i: usize, next: NextStart<'_>, cx: &mut Cx<'_>) {
+        let sent_by_client = self.client == Some(i);
+        let Some(declined) = self.declined.as_mut() else {
+            return;
+        };
+        if declined.decided[i] {
+            return;
+        }
+        declined.decided[i] = true;
+        if let NextStart::NotHttp(bytes) = next {
+            declined.exchange.not_http_after_decline = Some(NotHttp {
+                sent_by_client,
+                first_bytes: bytes.to_vec(),
+            });
+        }
+        let settled = declined.exchange.not_http_after_decline.is_some()
+            || declined.decided.iter().all(|d| *d);
+        if settled {
+            self.report_declined(cx);
+        }
+    }
+
+    fn report_declined(&mut self, cx: &mut Cx<'_>) {
+        if let Some(declined) = self.declined.take() {
+            self.emit(declined.exchange, None, cx);
+        }
+    }
+
+    /// Reports an exchange, after the declined upgrade still waiting, which
+    /// came first.
+    fn report(&mut self, pending: Pending, switched: Option<Switched>, cx: &mut Cx<'_>) {
+        self.report_declined(cx);
+        self.emit(pending, switched, cx);
+    }
+
+    fn emit(&self, pending: Pending, switched: Option<Switched>, cx: &mut Cx<'_>) {
         let Some(client) = self.client else { return };
         let mut quality = pending.quality;
         quality.midstream |= self.midstream;
@@ -1016,6 +1168,9 @@ impl Connection {
             interim: pending.interim,
             response: pending.response,
             switched,
+            early_data: pending.early_data,
+            pipelined_behind: pending.pipelined_behind,
+            not_http_after_decline: pending.not_http_after_decline,
             request_ns: pending.request_ns,
             response_ns: pending.response_ns,
             quality,

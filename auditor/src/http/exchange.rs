@@ -28,6 +28,16 @@ pub struct Exchange {
     pub response: Option<ResponseHead>,
     /// After a 101: the first bytes of the new protocol in each direction.
     pub switched: Option<Switched>,
+    /// Client bytes that came after this request (one that may switch
+    /// protocols: `Upgrade` or CONNECT) and before its final response, and
+    /// did not start another request.
+    pub early_data: Option<EarlyData>,
+    /// Another request head was read after this request's and before its
+    /// final response.
+    pub pipelined_behind: bool,
+    /// After a non-101 final response to a request carrying `Upgrade`: a
+    /// side whose next message start was not HTTP/1.1 (see [`NotHttp`]).
+    pub not_http_after_decline: Option<NotHttp>,
     /// Capture time of the data that completed the request head.
     pub request_ns: Option<u64>,
     /// Capture time of the data that completed the final response head.
@@ -75,6 +85,35 @@ pub struct Switched {
     pub client_bytes: Vec<u8>,
     #[serde(serialize_with = "serialize_hex")]
     pub server_bytes: Vec<u8>,
+}
+
+/// Client bytes sent before the answer to a request that may switch
+/// protocols, in capture order: optimistic data of the new protocol, or
+/// bytes hidden from a proxy that believes the switch will happen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct EarlyData {
+    /// From the first of them to the answer, lost bytes included.
+    pub bytes: u64,
+    /// They were the start of a request head still unfinished when a 101
+    /// came; otherwise their first bytes were not a request line.
+    pub looks_like_request: bool,
+}
+
+/// Bytes that were not an HTTP/1.1 message start where one was due after a
+/// non-101 answer to a request carrying `Upgrade`: a tunnel opened without a
+/// 101. The exchange waits for the next message start of both sides, and is
+/// reported when both were HTTP/1.1 or one was not, when neither can tell any
+/// more (a loss of message boundaries, a side finished, the connection
+/// closed), when another exchange is reported, or after `switch_wait_ns`.
+/// Client bytes sent optimistically before the answer are early data, not
+/// this: the client's side is then not judged.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct NotHttp {
+    /// The client sent them; else the server.
+    pub sent_by_client: bool,
+    /// The bytes that showed it, at most 16.
+    #[serde(serialize_with = "serialize_hex")]
+    pub first_bytes: Vec<u8>,
 }
 
 /// How much of an exchange was seen. Rules read an exchange only when
@@ -288,6 +327,9 @@ mod tests {
                 client_bytes: vec![0x81, 0x0a],
                 server_bytes: vec![],
             }),
+            early_data: None,
+            pipelined_behind: false,
+            not_http_after_decline: None,
             request_ns: Some(1),
             response_ns: Some(2),
             quality: Quality {

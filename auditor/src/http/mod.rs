@@ -17,8 +17,9 @@
 //! - Responses pair with requests in order; 1xx other than 101 are interim.
 //!   An exchange is reported when its final response head is read, after a
 //!   101 once the first bytes of both sides are in (or a side finished, the
-//!   connection closed or `switch_wait_ns` passed), and at close for
-//!   requests never answered.
+//!   connection closed or `switch_wait_ns` passed), after a declined upgrade
+//!   once both sides are seen to go on as HTTP/1.1 (or not: a tunnel without
+//!   101), and at close for requests never answered.
 //! - After a request carrying `Upgrade` (or a CONNECT), client bytes that are
 //!   not a request line are held: after a 101 (or a 2xx to CONNECT) they are
 //!   the new protocol, after another answer they are read as HTTP again.

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 
 use proptest::prelude::*;
 
+use super::exchange::{EarlyData, NotHttp};
 use super::*;
 use crate::reassembly::{CloseReason, GapKind};
 
@@ -689,6 +690,155 @@ fn a_request_pipelined_behind_an_accepted_offer_is_never_answered() {
 }
 
 #[test]
+fn early_data_is_what_the_client_sent_before_the_answer() {
+    // Before a 101: the held bytes, lost ones included.
+    let mut d = Drive::new();
+    d.client(OFFER)
+        .client(b"\x81\x85abcd")
+        .gap(From::Client, 3, GapKind::Lost)
+        .server(SWITCH)
+        .close();
+    let exchanges = d.exchanges();
+    assert_eq!(
+        exchanges[0].early_data,
+        Some(EarlyData {
+            bytes: 9,
+            looks_like_request: false
+        })
+    );
+    // Before a decline: the held bytes are read as HTTP again afterwards.
+    let mut d = Drive::new();
+    d.client(OFFER)
+        .client(b"\x81\x85junk")
+        .server(b"HTTP/1.1 426 Upgrade Required\r\nUpgrade: websocket\r\nContent-Length: 0\r\n\r\n")
+        .close();
+    let exchanges = d.exchanges();
+    assert_eq!(exchanges[0].early_data.map(|e| e.bytes), Some(6));
+    assert_eq!(exchanges[0].not_http_after_decline, None);
+    // An unfinished request head that a 101 turns into the new protocol.
+    let mut d = Drive::new();
+    d.client(OFFER).client(b"GET /x HT").server(SWITCH).close();
+    assert_eq!(
+        d.exchanges()[0].early_data,
+        Some(EarlyData {
+            bytes: 9,
+            looks_like_request: true
+        })
+    );
+    // Bytes sent once the 101 arrived are not early.
+    let mut d = Drive::new();
+    d.client(OFFER).server(SWITCH).client(b"\x81\x80").close();
+    assert_eq!(d.exchanges()[0].early_data, None);
+}
+
+#[test]
+fn requests_read_before_an_answer_are_pipelined_behind_it() {
+    let mut d = Drive::new();
+    d.client(OFFER)
+        .client(b"GET /behind HTTP/1.1\r\n\r\n")
+        .server(SWITCH)
+        .close();
+    let exchanges = d.exchanges();
+    assert!(exchanges[0].pipelined_behind);
+    assert!(!exchanges[1].pipelined_behind);
+    assert_eq!(exchanges[0].early_data, None);
+
+    let mut d = Drive::new();
+    d.client(b"GET /a HTTP/1.1\r\n\r\n")
+        .server(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        .client(b"GET /b HTTP/1.1\r\n\r\n")
+        .close();
+    assert!(d.exchanges().iter().all(|e| !e.pipelined_behind));
+}
+
+const DECLINE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+
+#[test]
+fn a_declined_upgrade_waits_for_the_next_message_start_of_each_side() {
+    // The server goes on with a WebSocket frame instead of HTTP/1.1.
+    let mut d = Drive::new();
+    d.client(OFFER).server(DECLINE);
+    assert!(
+        d.exchanges().is_empty(),
+        "waits for the next message starts"
+    );
+    d.server(b"\x81\x05hello");
+    let exchanges = d.exchanges();
+    assert_eq!(summary(&exchanges), pairs(&[("GET /chat", 200)]));
+    assert_eq!(
+        exchanges[0].not_http_after_decline,
+        Some(NotHttp {
+            sent_by_client: false,
+            first_bytes: b"\x81\x05hello".to_vec()
+        })
+    );
+    assert!(exchanges[0].quality.complete);
+
+    // The client does, once the answer came.
+    let mut d = Drive::new();
+    d.client(OFFER)
+        .server(DECLINE)
+        .client(b"\x81\x85\x01\x02\x03\x04hello-from-client")
+        .close();
+    let exchanges = d.exchanges();
+    assert_eq!(
+        exchanges[0].not_http_after_decline,
+        Some(NotHttp {
+            sent_by_client: true,
+            first_bytes: b"\x81\x85\x01\x02\x03\x04hello-from".to_vec()
+        })
+    );
+
+    // Both go on with HTTP/1.1: reported before the next exchange.
+    let mut d = Drive::new();
+    d.client(OFFER)
+        .server(DECLINE)
+        .client(b"GET /next HTTP/1.1\r\n\r\n");
+    assert!(d.exchanges().is_empty());
+    d.server(b"HTTP/1.1 204 No Content\r\n\r\n");
+    let exchanges = d.exchanges();
+    assert_eq!(
+        summary(&exchanges),
+        pairs(&[("GET /chat", 200), ("GET /next", 204)])
+    );
+    assert!(exchanges.iter().all(|e| e.not_http_after_decline.is_none()));
+}
+
+#[test]
+fn a_declined_upgrade_is_reported_when_its_sides_can_no_longer_tell() {
+    // The wait ends.
+    let mut d = Drive::new();
+    d.client(OFFER).server(DECLINE);
+    let deadline = d.now + HttpLimits::default().switch_wait_ns;
+    d.tracker.tick(deadline - 1, &mut d.out);
+    assert!(d.exchanges().is_empty());
+    d.tracker.tick(deadline, &mut d.out);
+    assert_eq!(d.exchanges().len(), 1);
+    // Not HTTP after it is none of the declined exchange's business then.
+    d.server(b"\x81\x00").close();
+    assert_eq!(d.exchanges()[0].not_http_after_decline, None);
+
+    // Both sides finished.
+    let mut d = Drive::new();
+    d.client(OFFER)
+        .server(DECLINE)
+        .finish(From::Server)
+        .finish(From::Client);
+    assert_eq!(d.exchanges().len(), 1);
+
+    // Bytes were lost where the server's next message starts.
+    let mut d = Drive::new();
+    d.client(OFFER)
+        .server(DECLINE)
+        .gap(From::Server, 10, GapKind::Lost)
+        .server(b"\x81\x00")
+        .close();
+    let exchanges = d.exchanges();
+    assert_eq!(exchanges[0].not_http_after_decline, None);
+    assert!(exchanges[0].quality.complete);
+}
+
+#[test]
 fn too_many_pipelined_requests_are_dropped_and_flagged() {
     let limits = HttpLimits {
         max_pipelined: 2,
@@ -817,7 +967,8 @@ fn conversation() -> Conversation {
 
 /// Feeds the conversation split at `client_cuts` / `server_cuts`, sending
 /// client pieces first whenever causality asks for them; returns the
-/// exchanges without capture times (which depend on the cuts).
+/// exchanges without capture times, early data and pipelining (which depend
+/// on the cuts: how far the client got before each answer).
 fn run_split(
     c: &Conversation,
     syn: bool,
@@ -862,6 +1013,8 @@ fn run_split(
         .map(|e| Exchange {
             request_ns: None,
             response_ns: None,
+            early_data: None,
+            pipelined_behind: false,
             ..e.clone()
         })
         .collect()

@@ -90,3 +90,138 @@ pub fn check_with(
 pub fn findings(request: &[u8], response: &[u8]) -> Vec<Finding> {
     evaluate(&exchange(request, response), &Context::default())
 }
+
+/// The one exchange of a connection whose client sent `request`, whose
+/// server answered `response`, and whose client then sent `client_after`
+/// (after a 101: its first bytes of the new protocol, sent once the 101
+/// arrived rather than optimistically).
+pub fn exchange_after_answer(request: &[u8], response: &[u8], client_after: &[u8]) -> Exchange {
+    let id = ConnectionId(1);
+    let mut tracker = HttpTracker::new(HttpLimits::default());
+    let mut out = Vec::new();
+    let events = [
+        StreamEvent::Opened {
+            id,
+            first: client(),
+            second: server(),
+            syn_sender: Some(client()),
+            midstream: false,
+            interface: Some(1),
+            timestamp_ns: 1,
+        },
+        StreamEvent::Data {
+            id,
+            src: client(),
+            offset: 0,
+            bytes: request,
+            timestamp_ns: 2,
+        },
+        StreamEvent::Data {
+            id,
+            src: server(),
+            offset: 0,
+            bytes: response,
+            timestamp_ns: 3,
+        },
+        StreamEvent::Data {
+            id,
+            src: client(),
+            offset: request.len() as u64,
+            bytes: client_after,
+            timestamp_ns: 4,
+        },
+        StreamEvent::Closed {
+            id,
+            reason: CloseReason::Fin,
+            timestamp_ns: 5,
+        },
+    ];
+    for event in &events {
+        tracker.handle(event, &mut out);
+    }
+    let mut all: Vec<Exchange> = out
+        .into_iter()
+        .filter_map(|output| match output {
+            HttpOutput::Exchange(exchange) => Some(exchange),
+            HttpOutput::Gate(_) => None,
+        })
+        .collect();
+    assert_eq!(all.len(), 1, "one exchange expected");
+    all.remove(0)
+}
+
+/// What `rule` says of [`exchange_after_answer`].
+pub fn check_after_answer(
+    rule: &Rule,
+    request: &[u8],
+    response: &[u8],
+    client_after: &[u8],
+) -> Option<Violation> {
+    let exchange = exchange_after_answer(request, response, client_after);
+    (rule.check)(&exchange, &Offer::of(&exchange), &Context::default())
+}
+
+/// Every finding of the whole catalogue on [`exchange_after_answer`].
+pub fn findings_after_answer(request: &[u8], response: &[u8], client_after: &[u8]) -> Vec<Finding> {
+    evaluate(
+        &exchange_after_answer(request, response, client_after),
+        &Context::default(),
+    )
+}
+
+/// Who sends a piece of a [`conversation`].
+#[derive(Clone, Copy, Debug)]
+pub enum Peer {
+    Client,
+    Server,
+}
+
+/// The exchanges the tracker reports for a connection that carried
+/// `pieces`, in this order, and then closed.
+pub fn conversation(pieces: &[(Peer, &[u8])]) -> Vec<Exchange> {
+    let id = ConnectionId(1);
+    let mut tracker = HttpTracker::new(HttpLimits::default());
+    let mut out = Vec::new();
+    tracker.handle(
+        &StreamEvent::Opened {
+            id,
+            first: client(),
+            second: server(),
+            syn_sender: Some(client()),
+            midstream: false,
+            interface: Some(1),
+            timestamp_ns: 1,
+        },
+        &mut out,
+    );
+    let mut offsets = [0u64; 2];
+    for (at, (peer, bytes)) in pieces.iter().enumerate() {
+        let (src, offset) = match peer {
+            Peer::Client => (client(), &mut offsets[0]),
+            Peer::Server => (server(), &mut offsets[1]),
+        };
+        let event = StreamEvent::Data {
+            id,
+            src,
+            offset: *offset,
+            bytes,
+            timestamp_ns: 2 + at as u64,
+        };
+        *offset += bytes.len() as u64;
+        tracker.handle(&event, &mut out);
+    }
+    tracker.handle(
+        &StreamEvent::Closed {
+            id,
+            reason: CloseReason::Fin,
+            timestamp_ns: 2 + pieces.len() as u64,
+        },
+        &mut out,
+    );
+    out.into_iter()
+        .filter_map(|output| match output {
+            HttpOutput::Exchange(exchange) => Some(exchange),
+            HttpOutput::Gate(_) => None,
+        })
+        .collect()
+}

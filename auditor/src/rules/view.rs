@@ -49,3 +49,96 @@ impl Offer {
 pub fn protocol_name(element: &str) -> &str {
     element.split('/').next().unwrap_or(element).trim()
 }
+
+/// The 101 of an exchange that switched protocols.
+pub fn switch_response(exchange: &Exchange) -> Option<&crate::http::ResponseHead> {
+    exchange.response.as_ref().filter(|r| r.status == 101)
+}
+
+/// Whether the response's `Upgrade` names `name` (protocol name only, case-insensitive).
+pub fn upgrades_to(response: &crate::http::ResponseHead, name: &str) -> bool {
+    response
+        .header_elements("upgrade")
+        .any(|element| protocol_name(&String::from_utf8_lossy(element)).eq_ignore_ascii_case(name))
+}
+
+/// Field values as sent, joined into one list for a message: `a, b`.
+pub fn joined_values<'a>(values: impl Iterator<Item = &'a [u8]>) -> String {
+    values
+        .map(String::from_utf8_lossy)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Each value in backticks, for a message: `` `a`, `b` ``.
+pub fn backticked_values(values: &[&[u8]]) -> String {
+    values
+        .iter()
+        .map(|value| format!("`{}`", String::from_utf8_lossy(value)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `name` and `version` of an `Upgrade` element `name[/version]`.
+pub fn protocol_parts(element: &str) -> (&str, Option<&str>) {
+    match element.split_once('/') {
+        Some((name, version)) => (name, Some(version)),
+        None => (element, None),
+    }
+}
+
+/// How a protocol a response switches to matches the offer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum OfferMatch {
+    NotOffered,
+    /// Only when the case of the name is ignored.
+    IgnoringCase,
+    Exact,
+}
+
+/// The best match of `chosen` among the offered protocols: names compare
+/// case-insensitively, and a version, where `chosen` gives one, must equal
+/// the offered one.
+pub fn offer_match(offer: &Offer, chosen: &str) -> OfferMatch {
+    let (name, version) = protocol_parts(chosen);
+    offer
+        .protocols
+        .iter()
+        .map(|offered| {
+            let (offered_name, offered_version) = protocol_parts(offered);
+            if !offered_name.eq_ignore_ascii_case(name)
+                || version.is_some_and(|v| offered_version != Some(v))
+            {
+                OfferMatch::NotOffered
+            } else if offered_name == name {
+                OfferMatch::Exact
+            } else {
+                OfferMatch::IgnoringCase
+            }
+        })
+        .max()
+        .unwrap_or(OfferMatch::NotOffered)
+}
+
+/// The non-empty `Upgrade` elements of a response, as sent.
+pub fn switched_protocols(response: &crate::http::ResponseHead) -> Vec<String> {
+    response
+        .header_elements("upgrade")
+        .filter(|element| !element.is_empty())
+        .map(|element| String::from_utf8_lossy(element).into_owned())
+        .collect()
+}
+
+/// Whether an `Upgrade` element is `token ["/" token]` (RFC 9110 §7.8).
+pub fn is_protocol_token(element: &[u8]) -> bool {
+    let is_token = |part: &[u8]| {
+        !part.is_empty()
+            && part
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b))
+    };
+    match element.iter().position(|&b| b == b'/') {
+        Some(slash) => is_token(&element[..slash]) && is_token(&element[slash + 1..]),
+        None => is_token(element),
+    }
+}

@@ -1,0 +1,122 @@
+//! From an exchange and its findings to `handshake` and `alert` events.
+
+use super::{
+    community_id, http::HttpRecord, redact::Redactor, Alert, AlertEvent, CaptureRecord, Event,
+    EventBody, Flow, Handshake, HandshakeEvent, HandshakeOutcome, RedactionAllowlist,
+};
+use crate::{
+    config::Role,
+    http::Exchange,
+    rules::{Finding, Offer},
+};
+
+/// Where an exchange was seen, and what its events may show.
+#[derive(Clone, Copy, Debug)]
+pub struct EventContext<'a> {
+    /// The capturing machine's host name.
+    pub host: &'a str,
+    /// The name of the interface the exchange was seen on, when known.
+    pub interface: Option<&'a str>,
+    /// The role configured for the server's port.
+    pub role: Option<Role>,
+    pub allowlist: &'a RedactionAllowlist,
+}
+
+/// The `handshake` event when the request is an upgrade offer, then one
+/// `alert` per finding, in the findings' order.
+///
+/// Their timestamp is the capture time of the last head read: the final
+/// response's, else the request's.
+pub fn events_for(exchange: &Exchange, findings: &[Finding], context: &EventContext) -> Vec<Event> {
+    let redactor = Redactor::new(context.allowlist, exchange);
+    let timestamp_ns = exchange
+        .response_ns
+        .or(exchange.request_ns)
+        .unwrap_or_default();
+    let flow = Flow {
+        src_ip: exchange.client.ip(),
+        src_port: exchange.client.port(),
+        dest_ip: exchange.server.ip(),
+        dest_port: exchange.server.port(),
+        community_id: community_id::tcp(exchange.client, exchange.server),
+        interface: context.interface.map(str::to_owned),
+        role: context.role,
+    };
+    let http = HttpRecord::of(exchange, &redactor);
+    let capture = CaptureRecord::from(exchange.quality);
+
+    let mut events = Vec::with_capacity(findings.len() + 1);
+    if let Some(handshake) = handshake(exchange, findings, &redactor) {
+        let body = EventBody::Handshake(HandshakeEvent {
+            flow: flow.clone(),
+            http: http.clone(),
+            capture,
+            handshake,
+        });
+        events.push(Event::new(timestamp_ns, context.host, body));
+    }
+    for finding in findings {
+        let rule = finding.rule;
+        let alert = Alert {
+            rule: rule.id,
+            severity: finding.severity,
+            actor: rule.actor,
+            spec: rule.spec,
+            message: redactor.text(&finding.message),
+            remediation: rule.remediation,
+            proxy_impact: rule.proxy_impact,
+            suppressed: None,
+            interval_s: None,
+        };
+        let body = EventBody::Alert(AlertEvent {
+            flow: flow.clone(),
+            http: http.clone(),
+            capture,
+            alert,
+        });
+        events.push(Event::new(timestamp_ns, context.host, body));
+    }
+    events
+}
+
+/// None unless the request is an upgrade offer.
+fn handshake(
+    exchange: &Exchange,
+    findings: &[Finding],
+    redactor: &Redactor<'_>,
+) -> Option<Handshake> {
+    let offer = Offer::of(exchange);
+    if !offer.is_offer {
+        return None;
+    }
+    let (outcome, protocol) = match &exchange.response {
+        Some(response) if response.status == 101 => {
+            let protocols: Vec<String> = response
+                .header_elements("upgrade")
+                .filter(|element| !element.is_empty())
+                .map(|element| redactor.field("upgrade", element))
+                .collect();
+            let protocol = (!protocols.is_empty()).then(|| protocols.join(", "));
+            (HandshakeOutcome::Switched, protocol)
+        }
+        Some(_) => (HandshakeOutcome::Declined, None),
+        None => (HandshakeOutcome::Incomplete, None),
+    };
+    let latency_us = match (exchange.request_ns, exchange.response_ns) {
+        (Some(request_ns), Some(response_ns)) => {
+            Some(response_ns.saturating_sub(request_ns) / 1_000)
+        }
+        _ => None,
+    };
+    Some(Handshake {
+        protocols_offered: offer
+            .protocols
+            .iter()
+            .map(|protocol| redactor.text(protocol))
+            .collect(),
+        outcome,
+        protocol,
+        latency_us,
+        rules: findings.iter().map(|finding| finding.rule.id).collect(),
+    })
+}

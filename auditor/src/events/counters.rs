@@ -1,0 +1,136 @@
+//! The counters of `loss` and `stats` events.
+//!
+//! Sources keep running totals; a `loss` event carries the difference
+//! between the totals now and at the previous `loss` event, a `stats` event
+//! the totals themselves.
+
+use serde::Serialize;
+
+use crate::reassembly::ReassemblyStats;
+
+/// What was not seen, or seen and not reported.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct LossCounters {
+    /// Records the kernel program could not put in its ring buffer.
+    pub kernel_drops: u64,
+    /// Records whose payload the kernel program did not copy in full.
+    pub truncated_records: u64,
+    /// Records from the kernel program that did not decode.
+    pub undecodable_records: u64,
+    /// Holes in a TCP stream given up as lost, and their bytes.
+    pub reassembly_gaps: u64,
+    pub reassembly_gap_bytes: u64,
+    /// Payload bytes the capture saw but did not copy.
+    pub uncopied_bytes: u64,
+    /// Connections dropped from reassembly to stay within its bounds.
+    pub connections_evicted: u64,
+    /// Events dropped because the output could not keep up.
+    pub output_drops: u64,
+    /// Alerts over the rate limit (each counted in a summary alert too).
+    pub alerts_suppressed: u64,
+    /// Rate-limit keys forgotten to stay within bounds: an endpoint whose
+    /// key was forgotten may get more than the limit in that interval.
+    pub rate_limit_keys_evicted: u64,
+}
+
+impl LossCounters {
+    /// The reassembly's share of the totals; the other counters are zero.
+    pub fn reassembly(stats: &ReassemblyStats) -> LossCounters {
+        LossCounters {
+            reassembly_gaps: stats.lost_gaps,
+            reassembly_gap_bytes: stats.lost_bytes,
+            uncopied_bytes: stats.uncopied_bytes,
+            connections_evicted: stats.connections_evicted,
+            ..LossCounters::default()
+        }
+    }
+
+    /// What was counted since the totals were `earlier`.
+    pub fn since(&self, earlier: &LossCounters) -> LossCounters {
+        LossCounters {
+            kernel_drops: self.kernel_drops.saturating_sub(earlier.kernel_drops),
+            truncated_records: self
+                .truncated_records
+                .saturating_sub(earlier.truncated_records),
+            undecodable_records: self
+                .undecodable_records
+                .saturating_sub(earlier.undecodable_records),
+            reassembly_gaps: self.reassembly_gaps.saturating_sub(earlier.reassembly_gaps),
+            reassembly_gap_bytes: self
+                .reassembly_gap_bytes
+                .saturating_sub(earlier.reassembly_gap_bytes),
+            uncopied_bytes: self.uncopied_bytes.saturating_sub(earlier.uncopied_bytes),
+            connections_evicted: self
+                .connections_evicted
+                .saturating_sub(earlier.connections_evicted),
+            output_drops: self.output_drops.saturating_sub(earlier.output_drops),
+            alerts_suppressed: self
+                .alerts_suppressed
+                .saturating_sub(earlier.alerts_suppressed),
+            rate_limit_keys_evicted: self
+                .rate_limit_keys_evicted
+                .saturating_sub(earlier.rate_limit_keys_evicted),
+        }
+    }
+
+    /// Nothing was lost: no `loss` event is needed.
+    pub fn is_zero(&self) -> bool {
+        *self == LossCounters::default()
+    }
+}
+
+/// Totals since start, except the two gauges.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct StatsCounters {
+    pub segments: u64,
+    pub exchanges: u64,
+    pub connections_opened: u64,
+    /// Gauge: connections tracked now.
+    pub connections_open: u64,
+    /// Gauge: out-of-order bytes reassembly holds now.
+    pub buffered_bytes: u64,
+    /// `handshake` events emitted.
+    pub handshakes: u64,
+    /// `alert` events emitted, summaries included.
+    pub alerts: u64,
+    /// The totals `loss` events report differences of.
+    pub loss: LossCounters,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loss_is_the_difference_of_totals() {
+        let reassembly = ReassemblyStats {
+            lost_gaps: 3,
+            lost_bytes: 3000,
+            uncopied_bytes: 10,
+            connections_evicted: 1,
+            ..ReassemblyStats::default()
+        };
+        let earlier = LossCounters {
+            kernel_drops: 5,
+            ..LossCounters::reassembly(&reassembly)
+        };
+        let now = LossCounters {
+            kernel_drops: 7,
+            alerts_suppressed: 4,
+            reassembly_gaps: 4,
+            ..earlier
+        };
+        let delta = now.since(&earlier);
+        assert_eq!(
+            delta,
+            LossCounters {
+                kernel_drops: 2,
+                alerts_suppressed: 4,
+                reassembly_gaps: 1,
+                ..LossCounters::default()
+            }
+        );
+        assert!(!delta.is_zero());
+        assert!(now.since(&now).is_zero());
+    }
+}

@@ -1,0 +1,233 @@
+//! `auditor replay` as a CI gate: the events it prints for real and
+//! generated captures, validated against the JSON Schema, with secrets
+//! redacted and `--fail-on` deciding the exit code.
+
+mod support;
+
+use std::{net::SocketAddr, path::Path, process::Command};
+
+use serde_json::Value;
+use support::{
+    daemon::AUDITOR,
+    pcap_writer::{pcap, Conversation, Link, TempFile},
+};
+
+const SCHEMA: &str = include_str!("../../schema/events.schema.json");
+
+struct Run {
+    code: Option<i32>,
+    events: Vec<Value>,
+    stdout: String,
+    stderr: String,
+}
+
+/// `auditor replay ARGS FILES`, with every event checked against the schema.
+fn replay(args: &[&str], files: &[&Path]) -> Run {
+    let output = Command::new(AUDITOR)
+        .arg("replay")
+        .args(args)
+        .args(files)
+        .output()
+        .expect("run auditor replay");
+    let stdout = String::from_utf8(output.stdout).expect("UTF-8 output");
+    let schema: Value = serde_json::from_str(SCHEMA).unwrap();
+    let validator = jsonschema::options()
+        .should_validate_formats(true)
+        .build(&schema)
+        .expect("a valid schema");
+    let events: Vec<Value> = stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    for event in &events {
+        let errors: Vec<String> = validator
+            .iter_errors(event)
+            .map(|e| e.to_string())
+            .collect();
+        assert!(errors.is_empty(), "{errors:?}\n{event}");
+    }
+    Run {
+        code: output.status.code(),
+        events,
+        stdout,
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+fn data(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
+}
+
+fn of_type<'a>(run: &'a Run, event_type: &str) -> Vec<&'a Value> {
+    run.events
+        .iter()
+        .filter(|e| e["event_type"] == event_type)
+        .collect()
+}
+
+fn alert_rules(run: &Run) -> Vec<&str> {
+    of_type(run, "alert")
+        .iter()
+        .map(|e| e["alert"]["rule"].as_str().unwrap())
+        .collect()
+}
+
+fn capture(name: &str, client_bytes: &[&[u8]], server_bytes: &[&[u8]]) -> TempFile {
+    let client: SocketAddr = "10.20.0.1:43000".parse().unwrap();
+    let server: SocketAddr = "10.20.0.2:8007".parse().unwrap();
+    let mut conversation = Conversation::new(client, server);
+    conversation.handshake();
+    for (request, response) in client_bytes.iter().zip(server_bytes) {
+        conversation.client_sends(request).server_sends(response);
+    }
+    conversation.client_fin().server_fin();
+    TempFile::new(name, &pcap(Link::Ethernet, conversation.packets()))
+}
+
+const PROXMOX_REQUEST: &[u8] = b"GET /api2/json/backup?backup-type=host&backup-id=pve HTTP/1.1\r\nHost: pbs.lab:8007\r\nUpgrade: proxmox-backup-protocol-v1\r\nConnection: upgrade\r\nAuthorization: PBSAPIToken=root@pam!ci:0b9c-secret-token\r\n\r\n";
+const PROXMOX_RESPONSE: &[u8] =
+    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: proxmox-backup-protocol-v1\r\n\r\n";
+
+#[test]
+fn the_proxmox_case_raises_one_alert_that_names_the_rule_the_fix_and_the_proxies() {
+    let file = capture("proxmox.pcap", &[PROXMOX_REQUEST], &[PROXMOX_RESPONSE]);
+    let run = replay(&[], &[file.path()]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(
+        alert_rules(&run),
+        ["upgrade-101-missing-connection-option"],
+        "{}",
+        run.stdout
+    );
+    let alert = of_type(&run, "alert")[0];
+    assert_eq!(alert["alert"]["severity"], "error");
+    assert_eq!(alert["alert"]["spec"], "RFC 9110 §7.8, §7.6.1");
+    assert_eq!(
+        alert["alert"]["message"],
+        "the 101 carried `Upgrade: proxmox-backup-protocol-v1` but no `Connection`"
+    );
+    let impact = alert["alert"]["proxy_impact"].as_array().unwrap();
+    let outcome = |proxy: &str| {
+        impact
+            .iter()
+            .find(|i| i["proxy"] == proxy)
+            .map(|i| i["outcome"].clone())
+    };
+    assert_eq!(outcome("Caddy"), Some("breaks".into()));
+    assert_eq!(outcome("HAProxy"), Some("breaks".into()));
+    assert_eq!(outcome("nginx"), Some("tolerates".into()));
+    assert_eq!(alert["flow"]["dest_port"], 8007);
+    assert!(alert["flow"]["community_id"]
+        .as_str()
+        .unwrap()
+        .starts_with("1:"));
+    let handshake = of_type(&run, "handshake")[0];
+    assert_eq!(handshake["handshake"]["outcome"], "switched");
+    assert_eq!(
+        handshake["handshake"]["rules"],
+        serde_json::json!(["upgrade-101-missing-connection-option"])
+    );
+    assert!(
+        !run.stdout.contains("secret-token"),
+        "the Authorization value is redacted"
+    );
+    assert!(
+        !run.stdout.contains("backup-id=pve"),
+        "the query string is redacted"
+    );
+}
+
+#[test]
+fn fail_on_exits_1_at_or_above_the_threshold() {
+    let file = capture("proxmox.pcap", &[PROXMOX_REQUEST], &[PROXMOX_RESPONSE]);
+    assert_eq!(
+        replay(&["--fail-on", "error"], &[file.path()]).code,
+        Some(1)
+    );
+    assert_eq!(
+        replay(&["--fail-on", "warning"], &[file.path()]).code,
+        Some(1)
+    );
+    assert_eq!(
+        replay(&["--fail-on", "critical"], &[file.path()]).code,
+        Some(0)
+    );
+    let bad = Command::new(AUDITOR)
+        .args(["replay", "--fail-on", "fatal"])
+        .arg(file.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        bad.status.code(),
+        Some(2),
+        "an unknown severity is a usage error"
+    );
+}
+
+#[test]
+fn real_compliant_handshakes_raise_nothing_at_warning_or_above() {
+    let run = replay(
+        &["--fail-on", "warning"],
+        &[&data("websocket-python.pcap"), &data("nginx-curl.pcap")],
+    );
+    assert_eq!(run.code, Some(0), "{}", run.stdout);
+    let handshakes = of_type(&run, "handshake");
+    let outcomes: Vec<&str> = handshakes
+        .iter()
+        .map(|h| h["handshake"]["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["switched", "declined"], "{}", run.stdout);
+    assert_eq!(handshakes[0]["handshake"]["protocol"], "websocket");
+    assert!(handshakes[0]["handshake"]["latency_us"].as_u64().is_some());
+}
+
+#[test]
+fn an_h2c_upgrade_is_reported_as_deprecated_and_accepted() {
+    let run = replay(&[], &[&data("h2c-curl-nghttpx.pcap")]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let mut rules = alert_rules(&run);
+    rules.sort_unstable();
+    assert_eq!(
+        rules,
+        ["h2c-upgrade-accepted", "h2c-upgrade-deprecated"],
+        "{}",
+        run.stdout
+    );
+    let backend = replay(
+        &["--port", "8081:backend", "--fail-on", "critical"],
+        &[&data("h2c-curl-nghttpx.pcap")],
+    );
+    assert_eq!(
+        backend.code,
+        Some(1),
+        "critical on a backend port: {}",
+        backend.stdout
+    );
+}
+
+#[test]
+fn repeated_alerts_are_rate_limited_and_counted() {
+    let requests: Vec<&[u8]> =
+        vec![b"GET /x HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\n"; 15];
+    let responses: Vec<&[u8]> = vec![b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"; 15];
+    let file = capture("repeat.pcap", &requests, &responses);
+    let run = replay(&[], &[file.path()]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let alerts = of_type(&run, "alert");
+    let plain = alerts
+        .iter()
+        .filter(|a| a["alert"]["suppressed"].is_null())
+        .count();
+    let summaries: Vec<&&Value> = alerts
+        .iter()
+        .filter(|a| !a["alert"]["suppressed"].is_null())
+        .collect();
+    assert_eq!(plain, 10, "{}", run.stdout);
+    assert_eq!(summaries.len(), 1);
+    assert_eq!(summaries[0]["alert"]["suppressed"], 5);
+    let loss = of_type(&run, "loss");
+    assert_eq!(loss.len(), 1);
+    assert_eq!(loss[0]["loss"]["alerts_suppressed"], 5);
+}
