@@ -10,6 +10,7 @@ use support::{
     daemon::{logged_counter, logged_program_ids, Daemon, AUDITOR},
     lab::NetNs,
     require_privileges,
+    schema::valid_events,
     traffic::{exchange, pattern},
 };
 
@@ -371,4 +372,46 @@ fn a_large_body_is_skipped_in_the_kernel_and_the_next_request_still_parsed() {
         })
         .collect();
     assert_eq!(targets, ["\"/first\"", "\"/second\""]);
+}
+
+#[test]
+#[ignore = "needs root"]
+fn a_live_101_without_connection_raises_the_proxmox_alert() {
+    use std::io::{Read, Write};
+    require_privileges();
+    let netns = NetNs::new();
+    let (daemon, _) = start_on_loopback(&netns, &[]);
+    netns
+        .spawn(|| {
+            let listener = std::net::TcpListener::bind("127.0.0.1:8080").unwrap();
+            let server = std::thread::spawn(move || {
+                let (mut stream, _) = listener.accept().unwrap();
+                let mut head = [0u8; 1024];
+                let _ = stream.read(&mut head).unwrap();
+                stream
+                    .write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: proxmox-backup-protocol-v1\r\n\r\n")
+                    .unwrap();
+            });
+            let mut client = std::net::TcpStream::connect("127.0.0.1:8080").unwrap();
+            client
+                .write_all(b"GET /api2/json/backup HTTP/1.1\r\nHost: pbs\r\nUpgrade: proxmox-backup-protocol-v1\r\nConnection: upgrade\r\n\r\n")
+                .unwrap();
+            let mut answer = Vec::new();
+            client.read_to_end(&mut answer).unwrap();
+            server.join().unwrap();
+        })
+        .join()
+        .unwrap();
+    let (log, lines, _) = stop_and_count_copied(daemon);
+    let events = valid_events(lines.iter().map(String::as_str));
+    let alert = events
+        .iter()
+        .find(|e| e["event_type"] == "alert")
+        .unwrap_or_else(|| panic!("an alert: {lines:?}\n{log}"));
+    assert_eq!(
+        alert["alert"]["rule"],
+        "upgrade-101-missing-connection-option"
+    );
+    assert_eq!(alert["flow"]["dest_port"], 8080);
+    assert_eq!(alert["flow"]["interface"], "lo");
 }

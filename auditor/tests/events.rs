@@ -10,9 +10,8 @@ use serde_json::Value;
 use support::{
     daemon::AUDITOR,
     pcap_writer::{pcap, Conversation, Link, TempFile},
+    schema::valid_events,
 };
-
-const SCHEMA: &str = include_str!("../../schema/events.schema.json");
 
 struct Run {
     code: Option<i32>,
@@ -30,22 +29,7 @@ fn replay(args: &[&str], files: &[&Path]) -> Run {
         .output()
         .expect("run auditor replay");
     let stdout = String::from_utf8(output.stdout).expect("UTF-8 output");
-    let schema: Value = serde_json::from_str(SCHEMA).unwrap();
-    let validator = jsonschema::options()
-        .should_validate_formats(true)
-        .build(&schema)
-        .expect("a valid schema");
-    let events: Vec<Value> = stdout
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
-        .collect();
-    for event in &events {
-        let errors: Vec<String> = validator
-            .iter_errors(event)
-            .map(|e| e.to_string())
-            .collect();
-        assert!(errors.is_empty(), "{errors:?}\n{event}");
-    }
+    let events = valid_events(stdout.lines());
     Run {
         code: output.status.code(),
         events,
@@ -74,7 +58,7 @@ fn alert_rules(run: &Run) -> Vec<&str> {
         .collect()
 }
 
-fn capture(name: &str, client_bytes: &[&[u8]], server_bytes: &[&[u8]]) -> TempFile {
+fn conversation(client_bytes: &[&[u8]], server_bytes: &[&[u8]]) -> Conversation {
     let client: SocketAddr = "10.20.0.1:43000".parse().unwrap();
     let server: SocketAddr = "10.20.0.2:8007".parse().unwrap();
     let mut conversation = Conversation::new(client, server);
@@ -83,7 +67,12 @@ fn capture(name: &str, client_bytes: &[&[u8]], server_bytes: &[&[u8]]) -> TempFi
         conversation.client_sends(request).server_sends(response);
     }
     conversation.client_fin().server_fin();
-    TempFile::new(name, &pcap(Link::Ethernet, conversation.packets()))
+    conversation
+}
+
+fn capture(name: &str, client_bytes: &[&[u8]], server_bytes: &[&[u8]]) -> TempFile {
+    let packets = conversation(client_bytes, server_bytes).into_packets();
+    TempFile::new(name, &pcap(Link::Ethernet, &packets))
 }
 
 const PROXMOX_REQUEST: &[u8] = b"GET /api2/json/backup?backup-type=host&backup-id=pve HTTP/1.1\r\nHost: pbs.lab:8007\r\nUpgrade: proxmox-backup-protocol-v1\r\nConnection: upgrade\r\nAuthorization: PBSAPIToken=root@pam!ci:0b9c-secret-token\r\n\r\n";
@@ -230,4 +219,32 @@ fn repeated_alerts_are_rate_limited_and_counted() {
     let loss = of_type(&run, "loss");
     assert_eq!(loss.len(), 1);
     assert_eq!(loss[0]["loss"]["alerts_suppressed"], 5);
+}
+
+#[test]
+fn no_rule_judges_bytes_that_were_not_captured() {
+    // Picked up mid-stream: the handshake was not seen.
+    let packets = conversation(&[PROXMOX_REQUEST], &[PROXMOX_RESPONSE]).into_packets();
+    let midstream = TempFile::new("midstream.pcap", &pcap(Link::Ethernet, &packets[3..]));
+    // The segment that carried the 101 head never reached the capture.
+    let mut lost = packets.clone();
+    let response = lost
+        .iter()
+        .position(|p| p.payload.starts_with(b"HTTP/1.1 101"))
+        .unwrap();
+    lost.remove(response);
+    let lost = TempFile::new("lost.pcap", &pcap(Link::Ethernet, &lost));
+    for (file, flag) in [(&midstream, "midstream"), (&lost, "gaps")] {
+        let run = replay(&["--fail-on", "info"], &[file.path()]);
+        assert_eq!(run.code, Some(0), "no alert: {}", run.stdout);
+        assert!(alert_rules(&run).is_empty(), "{}", run.stdout);
+        let handshake = of_type(&run, "handshake");
+        assert!(
+            handshake
+                .iter()
+                .all(|h| h["capture"][flag] == true && h["capture"]["complete"] == false),
+            "the capture quality says why: {}",
+            run.stdout
+        );
+    }
 }
