@@ -20,8 +20,6 @@ pub struct LossCounters {
     /// Holes in a TCP stream given up as lost, and their bytes.
     pub reassembly_gaps: u64,
     pub reassembly_gap_bytes: u64,
-    /// Payload bytes the capture saw but did not copy.
-    pub uncopied_bytes: u64,
     /// Connections dropped from reassembly to stay within its bounds.
     pub connections_evicted: u64,
     /// Events dropped because the output could not keep up.
@@ -39,7 +37,6 @@ impl LossCounters {
         LossCounters {
             reassembly_gaps: stats.lost_gaps,
             reassembly_gap_bytes: stats.lost_bytes,
-            uncopied_bytes: stats.uncopied_bytes,
             connections_evicted: stats.connections_evicted,
             ..LossCounters::default()
         }
@@ -59,7 +56,6 @@ impl LossCounters {
             reassembly_gap_bytes: self
                 .reassembly_gap_bytes
                 .saturating_sub(earlier.reassembly_gap_bytes),
-            uncopied_bytes: self.uncopied_bytes.saturating_sub(earlier.uncopied_bytes),
             connections_evicted: self
                 .connections_evicted
                 .saturating_sub(earlier.connections_evicted),
