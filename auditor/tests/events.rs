@@ -10,48 +10,23 @@ use serde_json::Value;
 use support::{
     daemon::AUDITOR,
     pcap_writer::{pcap, Conversation, Link, TempFile},
+    replay::{data, Replay},
     schema::valid_events,
 };
 
-struct Run {
-    code: Option<i32>,
-    events: Vec<Value>,
-    stdout: String,
-    stderr: String,
-}
-
 /// `auditor replay ARGS FILES`, with every event checked against the schema.
-fn replay(args: &[&str], files: &[&Path]) -> Run {
-    let output = Command::new(AUDITOR)
-        .arg("replay")
-        .args(args)
-        .args(files)
-        .output()
-        .expect("run auditor replay");
-    let stdout = String::from_utf8(output.stdout).expect("UTF-8 output");
-    let events = valid_events(stdout.lines());
-    Run {
-        code: output.status.code(),
-        events,
-        stdout,
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+fn replay(args: &[&str], files: &[&Path]) -> Replay {
+    support::replay::replay(args, files, |stdout| valid_events(stdout.lines()))
 }
 
-fn data(name: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data")
-        .join(name)
-}
-
-fn of_type<'a>(run: &'a Run, event_type: &str) -> Vec<&'a Value> {
-    run.events
+fn of_type<'a>(run: &'a Replay, event_type: &str) -> Vec<&'a Value> {
+    run.lines
         .iter()
         .filter(|e| e["event_type"] == event_type)
         .collect()
 }
 
-fn alert_rules(run: &Run) -> Vec<&str> {
+fn alert_rules(run: &Replay) -> Vec<&str> {
     of_type(run, "alert")
         .iter()
         .map(|e| e["alert"]["rule"].as_str().unwrap())

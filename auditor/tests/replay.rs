@@ -4,46 +4,32 @@
 
 mod support;
 
-use std::{net::SocketAddr, path::Path, process::Command};
+use std::{net::SocketAddr, path::Path};
 
 use serde_json::Value;
 use support::{
-    daemon::AUDITOR,
     pcap_writer::{pcap, Conversation, Link, TcpPacket, TempFile},
+    replay::{data, json_lines, Replay},
 };
-
-struct Replay {
-    code: Option<i32>,
-    exchanges: Vec<Value>,
-    stdout: String,
-    stderr: String,
-}
 
 /// `auditor replay --exchanges ARGS FILES`: every exchange followed.
 fn replay(args: &[&str], files: &[&Path]) -> Replay {
-    let output = Command::new(AUDITOR)
-        .args(["replay", "--exchanges"])
-        .args(args)
-        .args(files)
-        .output()
-        .expect("run auditor replay");
-    let stdout = String::from_utf8(output.stdout).expect("UTF-8 output");
-    let exchanges = stdout
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
-        .collect();
-    Replay {
-        code: output.status.code(),
-        exchanges,
-        stdout,
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    support::replay::replay(&[&["--exchanges"][..], args].concat(), files, json_lines)
 }
 
-fn data(name: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data")
-        .join(name)
+/// [`replay`] of a capture of `packets`, written to the temporary file `name`.
+fn replay_packets(name: &str, packets: &[TcpPacket]) -> Replay {
+    let file = TempFile::new(name, &pcap(Link::Ethernet, packets));
+    replay(&[], &[file.path()])
+}
+
+/// Asserts that the capture quality of every exchange of `run` has `flag`.
+fn assert_all_have(run: &Replay, flag: &str) {
+    assert!(
+        run.lines.iter().all(|e| e["quality"][flag] == true),
+        "{}",
+        run.stdout
+    );
 }
 
 fn header<'a>(head: &'a Value, name: &str) -> Vec<&'a str> {
@@ -65,7 +51,7 @@ fn nginx_and_curl_keep_alive_post_and_declined_offer() {
     let run = replay(&[], &[&data("nginx-curl.pcap")]);
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     let summary: Vec<(String, String, u64)> = run
-        .exchanges
+        .lines
         .iter()
         .map(|e| {
             (
@@ -85,17 +71,11 @@ fn nginx_and_curl_keep_alive_post_and_declined_offer() {
         ]
     );
     assert_eq!(
-        run.exchanges[0]["connection"], run.exchanges[1]["connection"],
+        run.lines[0]["connection"], run.lines[1]["connection"],
         "keep-alive"
     );
-    assert!(
-        run.exchanges
-            .iter()
-            .all(|e| e["quality"]["complete"] == true),
-        "{}",
-        run.stdout
-    );
-    let declined = &run.exchanges[3];
+    assert_all_have(&run, "complete");
+    let declined = &run.lines[3];
     assert_eq!(header(&declined["request"], "upgrade"), ["websocket"]);
     assert!(declined["switched"].is_null());
     assert_eq!(declined["server"], "127.0.0.1:8080");
@@ -105,8 +85,8 @@ fn nginx_and_curl_keep_alive_post_and_declined_offer() {
 fn python_websockets_handshake_switches_and_keeps_the_first_frames() {
     let run = replay(&[], &[&data("websocket-python.pcap")]);
     assert_eq!(run.code, Some(0), "{}", run.stderr);
-    assert_eq!(run.exchanges.len(), 1, "{}", run.stdout);
-    let exchange = &run.exchanges[0];
+    assert_eq!(run.lines.len(), 1, "{}", run.stdout);
+    let exchange = &run.lines[0];
     assert_eq!(exchange["response"]["status"], 101);
     assert_eq!(
         header(&exchange["request"], "sec-websocket-key"),
@@ -133,8 +113,8 @@ fn python_websockets_handshake_switches_and_keeps_the_first_frames() {
 fn curl_h2c_upgrade_switches_to_http2() {
     let run = replay(&[], &[&data("h2c-curl-nghttpx.pcap")]);
     assert_eq!(run.code, Some(0), "{}", run.stderr);
-    assert_eq!(run.exchanges.len(), 1, "{}", run.stdout);
-    let exchange = &run.exchanges[0];
+    assert_eq!(run.lines.len(), 1, "{}", run.stdout);
+    let exchange = &run.lines[0];
     assert_eq!(header(&exchange["request"], "upgrade"), ["h2c"]);
     assert_eq!(
         header(&exchange["request"], "http2-settings"),
@@ -162,7 +142,7 @@ fn several_files_run_as_one_replay_and_the_output_is_the_same_every_run() {
     let paths: Vec<&Path> = files.iter().map(|f| f.as_path()).collect();
     let first = replay(&[], &paths);
     let second = replay(&[], &paths);
-    assert_eq!(first.exchanges.len(), 6);
+    assert_eq!(first.lines.len(), 6);
     assert_eq!(first.stdout, second.stdout);
 }
 
@@ -171,8 +151,8 @@ fn the_port_filter_keeps_only_matching_connections() {
     let files = [data("nginx-curl.pcap"), data("websocket-python.pcap")];
     let paths: Vec<&Path> = files.iter().map(|f| f.as_path()).collect();
     let run = replay(&["--port", "8765"], &paths);
-    assert_eq!(run.exchanges.len(), 1);
-    assert_eq!(run.exchanges[0]["server"], "127.0.0.1:8765");
+    assert_eq!(run.lines.len(), 1);
+    assert_eq!(run.lines[0]["server"], "127.0.0.1:8765");
 }
 
 fn client() -> SocketAddr {
@@ -204,11 +184,10 @@ fn busy_connection() -> Vec<TcpPacket> {
 
 #[test]
 fn a_busy_keep_alive_connection_is_followed_up_to_its_upgrade() {
-    let file = TempFile::new("busy.pcap", &pcap(Link::Ethernet, &busy_connection()));
-    let run = replay(&[], &[file.path()]);
+    let run = replay_packets("busy.pcap", &busy_connection());
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     let targets: Vec<&str> = run
-        .exchanges
+        .lines
         .iter()
         .map(|e| e["request"]["target"].as_str().unwrap())
         .collect();
@@ -218,9 +197,9 @@ fn a_busy_keep_alive_connection_is_followed_up_to_its_upgrade() {
         "{}",
         run.stdout
     );
-    assert_eq!(run.exchanges[0]["interim"][0]["status"], 100);
-    assert_eq!(run.exchanges[0]["response"]["status"], 201);
-    let upgrade = &run.exchanges[3];
+    assert_eq!(run.lines[0]["interim"][0]["status"], 100);
+    assert_eq!(run.lines[0]["response"]["status"], 201);
+    let upgrade = &run.lines[3];
     assert_eq!(upgrade["response"]["status"], 101);
     assert_eq!(
         upgrade["switched"]["server_bytes"],
@@ -231,13 +210,7 @@ fn a_busy_keep_alive_connection_is_followed_up_to_its_upgrade() {
         upgrade["switched"]["client_bytes"],
         hex(b"\x81\x82abcd\x09\x0b")
     );
-    assert!(
-        run.exchanges
-            .iter()
-            .all(|e| e["quality"]["complete"] == true),
-        "{}",
-        run.stdout
-    );
+    assert_all_have(&run, "complete");
 }
 
 #[test]
@@ -254,10 +227,8 @@ fn split_reordered_and_duplicated_packets_give_the_same_exchanges() {
             messy.push(packet.clone());
         }
     }
-    let clean_file = TempFile::new("clean.pcap", &pcap(Link::Ethernet, &clean));
-    let messy_file = TempFile::new("messy.pcap", &pcap(Link::Ethernet, &messy));
     let strip_times = |run: Replay| -> Vec<Value> {
-        run.exchanges
+        run.lines
             .into_iter()
             .map(|mut e| {
                 e["request_ns"] = Value::Null;
@@ -266,8 +237,8 @@ fn split_reordered_and_duplicated_packets_give_the_same_exchanges() {
             })
             .collect()
     };
-    let clean_run = strip_times(replay(&[], &[clean_file.path()]));
-    let messy_run = strip_times(replay(&[], &[messy_file.path()]));
+    let clean_run = strip_times(replay_packets("clean.pcap", &clean));
+    let messy_run = strip_times(replay_packets("messy.pcap", &messy));
     assert_eq!(clean_run.len(), 4);
     assert_eq!(clean_run, messy_run);
 }
@@ -281,16 +252,12 @@ fn a_lost_segment_in_a_head_marks_the_exchange_and_no_rule_input_is_invented() {
         .position(|p| p.payload.starts_with(b"GET /chat"))
         .unwrap();
     packets.remove(offer);
-    let file = TempFile::new("lost.pcap", &pcap(Link::Ethernet, &packets));
-    let run = replay(&[], &[file.path()]);
+    let run = replay_packets("lost.pcap", &packets);
     assert_eq!(run.code, Some(0), "{}", run.stderr);
-    let last = run.exchanges.last().unwrap();
+    let last = run.lines.last().unwrap();
     assert_eq!(last["quality"]["complete"], false, "{}", run.stdout);
     assert_eq!(last["quality"]["gap"], true, "{}", run.stdout);
-    assert!(run
-        .exchanges
-        .iter()
-        .all(|e| e["request"]["target"] != "/chat"));
+    assert!(run.lines.iter().all(|e| e["request"]["target"] != "/chat"));
 }
 
 #[test]
@@ -315,17 +282,10 @@ fn hostile_heads_are_marked_oversized_without_harm() {
         );
         packets.extend(conversation.into_packets());
     }
-    let file = TempFile::new("hostile.pcap", &pcap(Link::Ethernet, &packets));
-    let run = replay(&[], &[file.path()]);
+    let run = replay_packets("hostile.pcap", &packets);
     assert_eq!(run.code, Some(0), "{}", run.stderr);
-    assert_eq!(run.exchanges.len(), 2, "{}", run.stdout);
-    assert!(
-        run.exchanges
-            .iter()
-            .all(|e| e["quality"]["oversized"] == true),
-        "{}",
-        run.stdout
-    );
+    assert_eq!(run.lines.len(), 2, "{}", run.stdout);
+    assert_all_have(&run, "oversized");
 }
 
 #[test]
@@ -344,7 +304,7 @@ fn a_missing_file_is_a_usage_error_and_a_truncated_one_a_runtime_error() {
     assert_eq!(cut.code, Some(3));
     assert!(cut.stderr.contains("truncated"), "{}", cut.stderr);
     assert_eq!(
-        cut.exchanges.len(),
+        cut.lines.len(),
         4,
         "what came before the cut is still reported"
     );

@@ -203,6 +203,11 @@ fn loss_flags(kind: GapKind) -> Quality {
     }
 }
 
+/// Which role side `i` has, when `client` (the client's side) is known.
+fn role_of(client: Option<usize>, i: usize) -> Option<Role> {
+    client.map(|c| if c == i { Role::Client } else { Role::Server })
+}
+
 const MALFORMED: Quality = Quality {
     malformed: true,
     complete: false,
@@ -223,12 +228,11 @@ impl Connection {
         interface: Option<u32>,
     ) -> Connection {
         let client = syn_sender.and_then(|s| [first, second].iter().position(|a| *a == s));
-        let role = |i: usize| client.map(|c| if c == i { Role::Client } else { Role::Server });
         let side = |i: usize, addr| Side {
             addr,
             next_offset: 0,
             reader: if midstream {
-                Reader::Resync(Scanner::new(role(i)))
+                Reader::Resync(Scanner::new(role_of(client, i)))
             } else {
                 Reader::Head(HeadReader::default())
             },
@@ -267,8 +271,7 @@ impl Connection {
     }
 
     fn role(&self, i: usize) -> Option<Role> {
-        self.client
-            .map(|c| if c == i { Role::Client } else { Role::Server })
+        role_of(self.client, i)
     }
 
     pub(crate) fn on_data(
@@ -280,16 +283,12 @@ impl Connection {
         cx: &mut Cx<'_>,
     ) {
         let Some(i) = self.side_of(src) else { return };
-        let expected = self.sides[i].next_offset;
-        let bytes = if offset > expected {
-            self.on_hole(i, offset - expected, GapKind::Lost, cx);
-            bytes
-        } else {
-            let seen = usize::try_from(expected - offset).unwrap_or(usize::MAX);
-            match bytes.get(seen..) {
+        let bytes = match self.catch_up(i, offset, cx) {
+            None => bytes,
+            Some(seen) => match bytes.get(usize::try_from(seen).unwrap_or(usize::MAX)..) {
                 Some(fresh) if !fresh.is_empty() => fresh,
                 _ => return,
-            }
+            },
         };
         let at = self.sides[i].next_offset;
         self.sides[i].next_offset = at.saturating_add(bytes.len() as u64);
@@ -305,15 +304,26 @@ impl Connection {
         cx: &mut Cx<'_>,
     ) {
         let Some(i) = self.side_of(src) else { return };
-        let expected = self.sides[i].next_offset;
-        let len = if offset > expected {
-            self.on_hole(i, offset - expected, GapKind::Lost, cx);
-            len
-        } else {
-            len.saturating_sub(expected - offset)
+        let len = match self.catch_up(i, offset, cx) {
+            None => len,
+            Some(seen) => len.saturating_sub(seen),
         };
         if len > 0 {
             self.on_hole(i, len, kind, cx);
+        }
+    }
+
+    /// Brings side `i` to `offset`, where its next data or gap starts: the
+    /// bytes between its position and a later `offset` were lost (`None`);
+    /// from an earlier one, how many bytes from `offset` the side has already
+    /// had.
+    fn catch_up(&mut self, i: usize, offset: u64, cx: &mut Cx<'_>) -> Option<u64> {
+        let expected = self.sides[i].next_offset;
+        if offset > expected {
+            self.on_hole(i, offset - expected, GapKind::Lost, cx);
+            None
+        } else {
+            Some(expected - offset)
         }
     }
 
@@ -571,15 +581,7 @@ impl Connection {
             }
             (HeadStep::Complete, None) => Step::took(Reader::Resync(Scanner::new(None)), used),
             (HeadStep::TooLarge, _) => {
-                let oversized = Quality {
-                    oversized: true,
-                    ..Quality::default()
-                };
-                let later = Quality {
-                    truncated: true,
-                    ..Quality::default()
-                };
-                self.lost_message(i, oversized, later, cx);
+                self.lost_oversized_message(i, cx);
                 Step::took(Reader::Resync(Scanner::new(role)), used)
             }
         }
@@ -726,17 +728,7 @@ impl Connection {
 
     fn unreadable_head(&mut self, i: usize, error: HeadError, cx: &mut Cx<'_>) -> Reader {
         match error {
-            HeadError::TooManyHeaders => {
-                let oversized = Quality {
-                    oversized: true,
-                    ..Quality::default()
-                };
-                let later = Quality {
-                    truncated: true,
-                    ..Quality::default()
-                };
-                self.lost_message(i, oversized, later, cx);
-            }
+            HeadError::TooManyHeaders => self.lost_oversized_message(i, cx),
             HeadError::Malformed => self.lost_message(i, MALFORMED, MALFORMED, cx),
         }
         Reader::Resync(Scanner::new(self.role(i)))
@@ -791,6 +783,20 @@ impl Connection {
             (Phase::Switching(_), Some(Role::Client)) => Reader::Switched,
             _ => Reader::Head(HeadReader::default()),
         }
+    }
+
+    /// [`Self::lost_message`] for a head over a limit: the message is
+    /// oversized, and what follows it is truncated.
+    fn lost_oversized_message(&mut self, i: usize, cx: &mut Cx<'_>) {
+        let oversized = Quality {
+            oversized: true,
+            ..Quality::default()
+        };
+        let later = Quality {
+            truncated: true,
+            ..Quality::default()
+        };
+        self.lost_message(i, oversized, later, cx);
     }
 
     /// A message of side `i` could not be read: the client's stands in the

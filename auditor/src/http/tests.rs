@@ -30,7 +30,12 @@ enum From {
 
 impl Drive {
     fn new() -> Drive {
-        Drive::with(HttpLimits::default(), true, false)
+        Drive::limited(HttpLimits::default())
+    }
+
+    /// A connection whose handshake was seen, tracked with `limits`.
+    fn limited(limits: HttpLimits) -> Drive {
+        Drive::with(limits, true, false)
     }
 
     /// `syn`: the handshake was seen; `midstream`: the connection was already open.
@@ -122,6 +127,14 @@ impl Drive {
             timestamp_ns: self.now,
         });
         self
+    }
+
+    /// Lets time pass up to just before `deadline`, when nothing is reported
+    /// yet, and then to `deadline`.
+    fn wait_until(&mut self, deadline: u64) {
+        self.tracker.tick(deadline - 1, &mut self.out);
+        assert!(self.exchanges().is_empty());
+        self.tracker.tick(deadline, &mut self.out);
     }
 
     fn close(&mut self) -> &mut Drive {
@@ -312,7 +325,7 @@ fn first_bytes_after_a_switch_each_direction_and_gates() {
         switch_bytes: 4,
         ..HttpLimits::default()
     };
-    let mut d = Drive::with(limits, true, false);
+    let mut d = Drive::limited(limits);
     // Early data right behind the offer, before the 101: held, then first bytes.
     d.client(OFFER).client(b"\x81\x01");
     assert!(d.gates().is_empty());
@@ -347,9 +360,7 @@ fn the_switch_is_reported_when_a_side_finishes_or_the_wait_ends() {
     let deadline = d.now + HttpLimits::default().switch_wait_ns;
     d.server(b"srv").finish(From::Client);
     assert!(d.exchanges().is_empty());
-    d.tracker.tick(deadline - 1, &mut d.out);
-    assert!(d.exchanges().is_empty());
-    d.tracker.tick(deadline, &mut d.out);
+    d.wait_until(deadline);
     let exchanges = d.exchanges();
     assert_eq!(exchanges.len(), 1);
     assert_eq!(exchanges[0].switched.as_ref().unwrap().server_bytes, b"srv");
@@ -436,7 +447,7 @@ fn large_bodies_are_gated_and_their_uncopied_bytes_skipped() {
         large_body_bytes: 100,
         ..HttpLimits::default()
     };
-    let mut d = Drive::with(limits, true, false);
+    let mut d = Drive::limited(limits);
     let head = b"POST /big HTTP/1.1\r\nContent-Length: 1000\r\n\r\n";
     d.client(head).client(&[b'x'; 10]);
     assert_eq!(
@@ -810,9 +821,7 @@ fn a_declined_upgrade_is_reported_when_its_sides_can_no_longer_tell() {
     let mut d = Drive::new();
     d.client(OFFER).server(DECLINE);
     let deadline = d.now + HttpLimits::default().switch_wait_ns;
-    d.tracker.tick(deadline - 1, &mut d.out);
-    assert!(d.exchanges().is_empty());
-    d.tracker.tick(deadline, &mut d.out);
+    d.wait_until(deadline);
     assert_eq!(d.exchanges().len(), 1);
     // Not HTTP after it is none of the declined exchange's business then.
     d.server(b"\x81\x00").close();
@@ -844,7 +853,7 @@ fn too_many_pipelined_requests_are_dropped_and_flagged() {
         max_pipelined: 2,
         ..HttpLimits::default()
     };
-    let mut d = Drive::with(limits, true, false);
+    let mut d = Drive::limited(limits);
     let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
     d.client(b"GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\nGET /3 HTTP/1.1\r\n\r\n")
         .server(ok)

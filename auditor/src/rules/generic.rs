@@ -1,11 +1,11 @@
 //! Generic HTTP/1.1 upgrade rules (RFC 9110 §7.6.1, §7.8, §15.2, §15.5.22; RFC 9112).
 
 use super::view::{
-    backticked_values, is_protocol_token, joined_values, offer_match, switch_response,
+    is_protocol_token, joined_values, not_exactly_one, offer_match, switch_response,
     switched_protocols, OfferMatch,
 };
 use super::{Context, Offer, Outcome::*, ProxyImpact, Rule, Severity, Violation};
-use crate::http::{Exchange, Header, HttpVersion};
+use crate::http::{Exchange, HttpVersion};
 
 pub(super) static RULES: &[&Rule] = &[
     &UPGRADE_101_MISSING_CONNECTION_OPTION,
@@ -190,19 +190,15 @@ pub(super) static UPGRADE_101_MISSING_CONNECTION_OPTION: Rule = Rule {
         Some(Violation::new(format!(
             "the 101 carried `Upgrade: {}` but {}",
             upgrade.join(", "),
-            connection_without_upgrade(&response.headers)
+            connection_without_upgrade(response.header_values("connection"))
         )))
     },
 };
 
-/// How a head's `Connection` lacks `upgrade`, for a message.
-fn connection_without_upgrade(headers: &[Header]) -> String {
-    let connection = joined_values(
-        headers
-            .iter()
-            .filter(|h| h.name.eq_ignore_ascii_case("connection"))
-            .map(|h| h.value.as_slice()),
-    );
+/// How a head's `Connection` (its field values as sent) lacks `upgrade`,
+/// for a message.
+fn connection_without_upgrade<'a>(connection: impl Iterator<Item = &'a [u8]>) -> String {
+    let connection = joined_values(connection);
     if connection.is_empty() {
         "no `Connection`".to_owned()
     } else {
@@ -297,7 +293,7 @@ pub(super) static UPGRADE_101_UNSOLICITED: Rule = Rule {
                 format!(
                     "{answered} answered a request whose `Upgrade: {}` came with {}",
                     offered(exchange),
-                    connection_without_upgrade(&request.headers)
+                    connection_without_upgrade(request.header_values("connection"))
                 )
             },
         ))
@@ -335,6 +331,17 @@ pub(super) static UPGRADE_101_TO_HTTP10: Rule = Rule {
     },
 };
 
+/// A 101 that carries the framing field `name` (spelled `shown` in the
+/// message), which no 1xx may carry.
+fn framing_field_on_101(exchange: &Exchange, name: &str, shown: &str) -> Option<Violation> {
+    let response = switch_response(exchange)?;
+    response.header_values(name).next()?;
+    Some(Violation::new(format!(
+        "the 101 carried `{shown}: {}`",
+        joined_values(response.header_values(name))
+    )))
+}
+
 pub(super) static UPGRADE_101_HAS_CONTENT_LENGTH: Rule = Rule {
     id: "upgrade-101-has-content-length",
     severity: Severity::Error,
@@ -345,12 +352,7 @@ pub(super) static UPGRADE_101_HAS_CONTENT_LENGTH: Rule = Rule {
     remediation: "Remove `Content-Length` from the server's `101 Switching Protocols` (frameworks often add `Content-Length: 0` to every response: exempt 1xx).",
     proxy_impact: FRAMING_ON_1XX_IMPACT,
     check: |exchange: &Exchange, _: &Offer, _: &Context| {
-        let response = switch_response(exchange)?;
-        response.header_values("content-length").next()?;
-        Some(Violation::new(format!(
-            "the 101 carried `Content-Length: {}`",
-            joined_values(response.header_values("content-length"))
-        )))
+        framing_field_on_101(exchange, "content-length", "Content-Length")
     },
 };
 
@@ -364,12 +366,7 @@ pub(super) static UPGRADE_101_HAS_TRANSFER_ENCODING: Rule = Rule {
     remediation: "Remove `Transfer-Encoding` from the server's `101 Switching Protocols`: the new protocol starts right after the blank line, nothing is chunked.",
     proxy_impact: FRAMING_ON_1XX_IMPACT,
     check: |exchange: &Exchange, _: &Offer, _: &Context| {
-        let response = switch_response(exchange)?;
-        response.header_values("transfer-encoding").next()?;
-        Some(Violation::new(format!(
-            "the 101 carried `Transfer-Encoding: {}`",
-            joined_values(response.header_values("transfer-encoding"))
-        )))
+        framing_field_on_101(exchange, "transfer-encoding", "Transfer-Encoding")
     },
 };
 
@@ -428,7 +425,7 @@ pub(super) static UPGRADE_REQUEST_MISSING_CONNECTION_OPTION: Rule = Rule {
         Some(Violation::new(format!(
             "the request carried `Upgrade: {}` but {}",
             offered(exchange),
-            connection_without_upgrade(&request.headers)
+            connection_without_upgrade(request.header_values("connection"))
         )))
     },
 };
@@ -448,14 +445,7 @@ pub(super) static UPGRADE_REQUEST_HOST_INVALID: Rule = Rule {
             .as_ref()
             .filter(|r| offer.is_offer && r.version == HttpVersion::Http11)?;
         let hosts: Vec<&[u8]> = request.header_values("host").collect();
-        match hosts.len() {
-            0 => Some(Violation::new("the HTTP/1.1 offer carried no `Host`")),
-            1 => None,
-            count => Some(Violation::new(format!(
-                "the HTTP/1.1 offer carried {count} `Host` field lines: {}",
-                backticked_values(&hosts)
-            ))),
-        }
+        not_exactly_one("the HTTP/1.1 offer carried", "Host", &hosts)
     },
 };
 
@@ -629,25 +619,13 @@ pub(super) static UPGRADE_TUNNEL_WITHOUT_101: Rule = Rule {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::testing::{check, conversation, findings, Peer};
+    use crate::rules::testing::{
+        check, checks, conversation, findings, is_serious_in, message, Peer,
+    };
     use crate::rules::{evaluate, Context};
 
     const WEBSOCKET_OFFER: &[u8] = b"GET /chat HTTP/1.1\r\nHost: example\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
     const WEBSOCKET_SWITCH: &[u8] = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
-
-    fn message(rule: &Rule, request: &[u8], response: &[u8]) -> String {
-        check(rule, request, response)
-            .unwrap_or_else(|| panic!("{} fires", rule.id))
-            .message
-    }
-
-    /// What `rule` says of each exchange of a conversation.
-    fn checks(rule: &Rule, pieces: &[(Peer, &[u8])]) -> Vec<Option<Violation>> {
-        conversation(pieces)
-            .iter()
-            .map(|exchange| (rule.check)(exchange, &Offer::of(exchange), &Context::default()))
-            .collect()
-    }
 
     fn breaking(rule: &Rule) -> Vec<&'static str> {
         rule.proxy_impact
@@ -1083,7 +1061,7 @@ mod tests {
         conversation(pieces)
             .iter()
             .flat_map(|exchange| evaluate(exchange, &Context::default()))
-            .filter(|f| f.severity >= Severity::Warning && RULES.iter().any(|r| r.id == f.rule.id))
+            .filter(|f| is_serious_in(RULES, f))
             .map(|f| (f.rule.id, f.message))
             .collect()
     }

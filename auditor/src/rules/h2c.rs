@@ -2,7 +2,8 @@
 
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
 
-use super::view::{backticked_values, joined_values, switch_response, upgrades_to};
+use super::view::not_exactly_one;
+use super::view::{joined_values, switch_response, upgrades_to};
 use super::{Context, Offer, Rule, Severity, Violation};
 use crate::config::Role;
 use crate::http::{Exchange, RequestHead, ResponseHead};
@@ -65,15 +66,7 @@ pub(super) static H2C_SETTINGS_COUNT: Rule = Rule {
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
         let request = h2c_offer(exchange, offer)?;
         let settings: Vec<&[u8]> = request.header_values("http2-settings").collect();
-        match settings.as_slice() {
-            [] => Some(Violation::new("the h2c offer has no `HTTP2-Settings`")),
-            [_] => None,
-            several => Some(Violation::new(format!(
-                "the h2c offer has {} `HTTP2-Settings` field lines: {}",
-                several.len(),
-                backticked_values(several)
-            ))),
-        }
+        not_exactly_one("the h2c offer has", "HTTP2-Settings", &settings)
     },
 };
 
@@ -234,7 +227,8 @@ pub(super) static H2C_UPGRADE_ACCEPTED: Rule = Rule {
 mod tests {
     use super::*;
     use crate::rules::testing::{
-        check, check_after_answer, check_with, findings, findings_after_answer,
+        check, check_after_answer, check_with, findings, findings_after_answer, is_serious_in,
+        message,
     };
     use crate::rules::Finding;
 
@@ -254,22 +248,12 @@ mod tests {
         format!("GET / HTTP/1.1\r\nHost: example\r\nUpgrade: h2c\r\n{fields}\r\n").into_bytes()
     }
 
-    fn message(rule: &Rule, request: &[u8], response: &[u8]) -> String {
-        check(rule, request, response)
-            .unwrap_or_else(|| panic!("{} fires", rule.id))
-            .message
-    }
-
     /// This file's findings at warning or above, but `h2c-upgrade-accepted`,
     /// which a correct h2c upgrade raises by design.
     fn serious(findings: Vec<Finding>) -> Vec<String> {
         findings
             .into_iter()
-            .filter(|f| {
-                f.severity >= Severity::Warning
-                    && f.rule.id != "h2c-upgrade-accepted"
-                    && RULES.iter().any(|r| r.id == f.rule.id)
-            })
+            .filter(|f| f.rule.id != "h2c-upgrade-accepted" && is_serious_in(RULES, f))
             .map(|f| format!("{}: {}", f.rule.id, f.message))
             .collect()
     }

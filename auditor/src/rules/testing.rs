@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 
-use super::{evaluate, Context, Finding, Offer, Rule, Violation};
+use super::{evaluate, Context, Finding, Offer, Rule, Severity, Violation};
 use crate::{
     http::{Exchange, HttpLimits, HttpOutput, HttpTracker},
     reassembly::{CloseReason, ConnectionId, StreamEvent},
@@ -20,55 +20,24 @@ pub fn server() -> SocketAddr {
 /// The exchanges the tracker reports for a connection whose client sent
 /// `client_bytes` and whose server then answered `server_bytes`.
 pub fn exchanges(client_bytes: &[u8], server_bytes: &[u8]) -> Vec<Exchange> {
-    let id = ConnectionId(1);
-    let mut tracker = HttpTracker::new(HttpLimits::default());
-    let mut out = Vec::new();
-    let events = [
-        StreamEvent::Opened {
-            id,
-            first: client(),
-            second: server(),
-            syn_sender: Some(client()),
-            midstream: false,
-            interface: Some(1),
-            timestamp_ns: 1,
-        },
-        StreamEvent::Data {
-            id,
-            src: client(),
-            offset: 0,
-            bytes: client_bytes,
-            timestamp_ns: 2,
-        },
-        StreamEvent::Data {
-            id,
-            src: server(),
-            offset: 0,
-            bytes: server_bytes,
-            timestamp_ns: 3,
-        },
-        StreamEvent::Closed {
-            id,
-            reason: CloseReason::Fin,
-            timestamp_ns: 4,
-        },
-    ];
-    for event in &events {
-        tracker.handle(event, &mut out);
-    }
-    out.into_iter()
-        .filter_map(|output| match output {
-            HttpOutput::Exchange(exchange) => Some(exchange),
-            HttpOutput::Gate(_) => None,
-        })
-        .collect()
+    conversation(&[(Peer::Client, client_bytes), (Peer::Server, server_bytes)])
+}
+
+/// The one exchange of a connection that carried `pieces`.
+fn only_exchange(pieces: &[(Peer, &[u8])]) -> Exchange {
+    let mut all = conversation(pieces);
+    assert_eq!(all.len(), 1, "one exchange expected");
+    all.remove(0)
+}
+
+/// What `rule` says of `exchange`.
+fn check_exchange(rule: &Rule, exchange: &Exchange, context: &Context) -> Option<Violation> {
+    (rule.check)(exchange, &Offer::of(exchange), context)
 }
 
 /// The one exchange of a request and its response.
 pub fn exchange(request: &[u8], response: &[u8]) -> Exchange {
-    let mut all = exchanges(request, response);
-    assert_eq!(all.len(), 1, "one exchange expected");
-    all.remove(0)
+    only_exchange(&[(Peer::Client, request), (Peer::Server, response)])
 }
 
 /// What `rule` says of the exchange of `request` and `response`.
@@ -82,8 +51,14 @@ pub fn check_with(
     response: &[u8],
     context: &Context,
 ) -> Option<Violation> {
-    let exchange = exchange(request, response);
-    (rule.check)(&exchange, &Offer::of(&exchange), context)
+    check_exchange(rule, &exchange(request, response), context)
+}
+
+/// What `rule` says of a request and its response, expected to fire: its message.
+pub fn message(rule: &Rule, request: &[u8], response: &[u8]) -> String {
+    check(rule, request, response)
+        .unwrap_or_else(|| panic!("{} fires", rule.id))
+        .message
 }
 
 /// Every finding of the whole catalogue on one exchange.
@@ -96,58 +71,11 @@ pub fn findings(request: &[u8], response: &[u8]) -> Vec<Finding> {
 /// (after a 101: its first bytes of the new protocol, sent once the 101
 /// arrived rather than optimistically).
 pub fn exchange_after_answer(request: &[u8], response: &[u8], client_after: &[u8]) -> Exchange {
-    let id = ConnectionId(1);
-    let mut tracker = HttpTracker::new(HttpLimits::default());
-    let mut out = Vec::new();
-    let events = [
-        StreamEvent::Opened {
-            id,
-            first: client(),
-            second: server(),
-            syn_sender: Some(client()),
-            midstream: false,
-            interface: Some(1),
-            timestamp_ns: 1,
-        },
-        StreamEvent::Data {
-            id,
-            src: client(),
-            offset: 0,
-            bytes: request,
-            timestamp_ns: 2,
-        },
-        StreamEvent::Data {
-            id,
-            src: server(),
-            offset: 0,
-            bytes: response,
-            timestamp_ns: 3,
-        },
-        StreamEvent::Data {
-            id,
-            src: client(),
-            offset: request.len() as u64,
-            bytes: client_after,
-            timestamp_ns: 4,
-        },
-        StreamEvent::Closed {
-            id,
-            reason: CloseReason::Fin,
-            timestamp_ns: 5,
-        },
-    ];
-    for event in &events {
-        tracker.handle(event, &mut out);
-    }
-    let mut all: Vec<Exchange> = out
-        .into_iter()
-        .filter_map(|output| match output {
-            HttpOutput::Exchange(exchange) => Some(exchange),
-            HttpOutput::Gate(_) => None,
-        })
-        .collect();
-    assert_eq!(all.len(), 1, "one exchange expected");
-    all.remove(0)
+    only_exchange(&[
+        (Peer::Client, request),
+        (Peer::Server, response),
+        (Peer::Client, client_after),
+    ])
 }
 
 /// What `rule` says of [`exchange_after_answer`].
@@ -157,8 +85,11 @@ pub fn check_after_answer(
     response: &[u8],
     client_after: &[u8],
 ) -> Option<Violation> {
-    let exchange = exchange_after_answer(request, response, client_after);
-    (rule.check)(&exchange, &Offer::of(&exchange), &Context::default())
+    check_exchange(
+        rule,
+        &exchange_after_answer(request, response, client_after),
+        &Context::default(),
+    )
 }
 
 /// Every finding of the whole catalogue on [`exchange_after_answer`].
@@ -224,4 +155,17 @@ pub fn conversation(pieces: &[(Peer, &[u8])]) -> Vec<Exchange> {
             HttpOutput::Gate(_) => None,
         })
         .collect()
+}
+
+/// What `rule` says of each exchange of a [`conversation`].
+pub fn checks(rule: &Rule, pieces: &[(Peer, &[u8])]) -> Vec<Option<Violation>> {
+    conversation(pieces)
+        .iter()
+        .map(|exchange| check_exchange(rule, exchange, &Context::default()))
+        .collect()
+}
+
+/// Whether `finding` is at warning or above and comes from one of `rules`.
+pub fn is_serious_in(rules: &[&Rule], finding: &Finding) -> bool {
+    finding.severity >= Severity::Warning && rules.iter().any(|r| r.id == finding.rule.id)
 }

@@ -1,6 +1,7 @@
 //! How the catalogue reads messages ("How messages are read" in rules.md):
 //! token lists across field lines, case-insensitive, and the offer.
 
+use super::Violation;
 use crate::http::{Exchange, RequestHead};
 
 /// The upgrade offer an exchange's request makes, if any.
@@ -140,5 +141,28 @@ pub fn is_protocol_token(element: &[u8]) -> bool {
     match element.iter().position(|&b| b == b'/') {
         Some(slash) => is_token(&element[..slash]) && is_token(&element[slash + 1..]),
         None => is_token(element),
+    }
+}
+
+/// Several field lines of one name, for a message: ``2 `Name` field lines: `a`, `b` ``.
+pub(super) fn field_lines(name: &str, values: &[&[u8]]) -> String {
+    format!(
+        "{} `{name}` field lines: {}",
+        values.len(),
+        backticked_values(values)
+    )
+}
+
+/// What is wrong with the field lines `values` of a field `name` that must
+/// appear exactly once: `subject` (e.g. "the h2c offer has") no `name`, or
+/// several.
+pub(super) fn not_exactly_one(subject: &str, name: &str, values: &[&[u8]]) -> Option<Violation> {
+    match values {
+        [] => Some(Violation::new(format!("{subject} no `{name}`"))),
+        [_] => None,
+        several => Some(Violation::new(format!(
+            "{subject} {}",
+            field_lines(name, several)
+        ))),
     }
 }

@@ -3,7 +3,8 @@
 use base64::{engine::general_purpose::STANDARD, Engine as _};
 use sha1::{Digest, Sha1};
 
-use super::view::{backticked_values, joined_values, switch_response, upgrades_to};
+use super::view::{field_lines, not_exactly_one};
+use super::view::{joined_values, switch_response, upgrades_to};
 use super::{Context, Offer, Outcome::*, ProxyImpact, Rule, Severity, Violation};
 use crate::http::{Exchange, HttpVersion, RequestHead, ResponseHead};
 
@@ -120,13 +121,7 @@ fn key_invalid_defect(request: &RequestHead) -> Option<String> {
     let value = match values.as_slice() {
         [] => return None,
         [value] => value.trim_ascii(),
-        several => {
-            return Some(format!(
-                "has {} `Sec-WebSocket-Key` field lines: {}",
-                several.len(),
-                backticked_values(several)
-            ))
-        }
+        several => return Some(format!("has {}", field_lines("Sec-WebSocket-Key", several))),
     };
     let shown = String::from_utf8_lossy(value);
     if value.contains(&b',') {
@@ -156,9 +151,8 @@ fn version_defect(request: &RequestHead) -> Option<String> {
             String::from_utf8_lossy(value.trim_ascii())
         )),
         several => Some(format!(
-            "has {} `Sec-WebSocket-Version` field lines: {}",
-            several.len(),
-            backticked_values(several)
+            "has {}",
+            field_lines("Sec-WebSocket-Version", several)
         )),
     }
 }
@@ -307,17 +301,11 @@ pub(super) static WS_101_ACCEPT_MISSING: Rule = Rule {
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
         let (_, response) = websocket_switch(exchange, offer)?;
         let values: Vec<&[u8]> = response.header_values("sec-websocket-accept").collect();
-        match values.as_slice() {
-            [] => Some(Violation::new(
-                "the 101 to a WebSocket offer has no `Sec-WebSocket-Accept`",
-            )),
-            [_] => None,
-            several => Some(Violation::new(format!(
-                "the 101 to a WebSocket offer has {} `Sec-WebSocket-Accept` field lines: {}",
-                several.len(),
-                backticked_values(several)
-            ))),
-        }
+        not_exactly_one(
+            "the 101 to a WebSocket offer has",
+            "Sec-WebSocket-Accept",
+            &values,
+        )
     },
 };
 
@@ -400,9 +388,8 @@ pub(super) static WS_SUBPROTOCOL_NOT_OFFERED: Rule = Rule {
             [value] => value.trim_ascii(),
             several => {
                 return Some(Violation::new(format!(
-                    "the 101 has {} `Sec-WebSocket-Protocol` field lines: {}",
-                    several.len(),
-                    backticked_values(several)
+                    "the 101 has {}",
+                    field_lines("Sec-WebSocket-Protocol", several)
                 )))
             }
         };
@@ -534,6 +521,7 @@ mod tests {
     use super::*;
     use crate::rules::testing::{
         check, check_after_answer, exchange_after_answer, findings, findings_after_answer,
+        is_serious_in, message,
     };
     use crate::rules::{evaluate, Finding};
 
@@ -563,17 +551,11 @@ mod tests {
         format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n{fields}\r\n").into_bytes()
     }
 
-    fn message(rule: &Rule, request: &[u8], response: &[u8]) -> String {
-        check(rule, request, response)
-            .unwrap_or_else(|| panic!("{} fires", rule.id))
-            .message
-    }
-
     /// This file's findings at warning or above.
     fn serious(findings: Vec<Finding>) -> Vec<String> {
         findings
             .into_iter()
-            .filter(|f| f.severity >= Severity::Warning && RULES.iter().any(|r| r.id == f.rule.id))
+            .filter(|f| is_serious_in(RULES, f))
             .map(|f| format!("{}: {}", f.rule.id, f.message))
             .collect()
     }

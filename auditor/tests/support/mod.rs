@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod frames;
 pub mod lab;
 pub mod pcap_writer;
+pub mod replay;
 pub mod schema;
 pub mod session;
 pub mod streams;
