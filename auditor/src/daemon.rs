@@ -26,8 +26,10 @@ const COUNTERS_EVERY: u32 = 60;
 /// What `auditor run` prints on stdout.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Output {
-    /// `alert`, `handshake` and `loss` events.
+    /// `alert`, `handshake` and `loss` events, as JSON lines.
     Events,
+    /// The same events, for a person.
+    PrettyEvents,
     /// Every HTTP exchange followed, for debugging the capture.
     Exchanges,
 }
@@ -66,8 +68,12 @@ pub async fn run<W: Write>(
         .iter()
         .map(|i| (i.index, i.name.clone()))
         .collect();
-    let reporter = (output == Output::Events)
-        .then(|| Reporter::new(ReportSettings::new(config, interface_names)));
+    let reporter = (output != Output::Exchanges).then(|| {
+        Reporter::new(ReportSettings {
+            pretty: output == Output::PrettyEvents,
+            ..ReportSettings::new(config, interface_names)
+        })
+    });
     let mut pipeline = Pipeline::new(
         config.reassembly.limits(),
         HttpLimits::default(),

@@ -49,6 +49,12 @@ enum Command {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Json,
+    Pretty,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum RulesFormat {
     Table,
     Json,
@@ -70,6 +76,9 @@ struct ReplayArgs {
     /// Print every HTTP exchange followed instead of events (for debugging the capture).
     #[arg(long)]
     exchanges: bool,
+    /// Events as JSON lines, or for a person.
+    #[arg(long, value_enum, default_value_t = Format::Json)]
+    format: Format,
     /// Capture files, read in the order given.
     #[arg(required = true, value_name = "FILE")]
     files: Vec<PathBuf>,
@@ -89,6 +98,9 @@ struct RunArgs {
     /// Print every HTTP exchange followed instead of events (for debugging the capture).
     #[arg(long)]
     exchanges: bool,
+    /// Events as JSON lines, or for a person.
+    #[arg(long, value_enum, default_value_t = Format::Json)]
+    format: Format,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -216,10 +228,10 @@ async fn run(args: RunArgs, log_level: LogLevel) -> Result<(), Failure> {
     let options = CaptureOptions {
         kernel_debug_log: matches!(log_level, LogLevel::Debug | LogLevel::Trace),
     };
-    let output = if args.exchanges {
-        daemon::Output::Exchanges
-    } else {
-        daemon::Output::Events
+    let output = match (args.exchanges, args.format) {
+        (true, _) => daemon::Output::Exchanges,
+        (false, Format::Json) => daemon::Output::Events,
+        (false, Format::Pretty) => daemon::Output::PrettyEvents,
     };
     daemon::run(
         &config,
@@ -253,8 +265,12 @@ fn replay(args: ReplayArgs) -> Result<(), Failure> {
         ports: args.ports.clone(),
         ..Config::embedded_default()
     });
-    let reporter =
-        (!args.exchanges).then(|| Reporter::new(ReportSettings::new(&config, HashMap::new())));
+    let reporter = (!args.exchanges).then(|| {
+        Reporter::new(ReportSettings {
+            pretty: args.format == Format::Pretty,
+            ..ReportSettings::new(&config, HashMap::new())
+        })
+    });
     let watched = |segment: &Segment| {
         ports.is_empty()
             || ports.contains(&segment.src.port())

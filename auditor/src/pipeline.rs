@@ -229,10 +229,11 @@ impl<W: Write> Pipeline<W> {
                     .push(GateCommand::Open { src: b, dst: a });
             }
         }
-        for event in self.events.drain(..) {
-            serde_json::to_writer(&mut self.output, &event)?;
-            self.output.write_all(b"\n")?;
-            wrote = true;
+        if let Some(reporter) = &self.reporter {
+            for event in self.events.drain(..) {
+                reporter.write(&event, &mut self.output)?;
+                wrote = true;
+            }
         }
         if wrote {
             self.output.flush()?;

@@ -13,6 +13,7 @@ mod build;
 mod community_id;
 mod counters;
 mod http;
+pub mod pretty;
 mod rate_limit;
 mod redact;
 #[cfg(test)]
