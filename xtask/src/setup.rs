@@ -1,6 +1,7 @@
 //! Installs what building and testing need, when it is missing: the
 //! nightly's `rust-src`, bpf-linker built against the nightly's own LLVM,
-//! and the Debian packages the integration tests start.
+//! and the Debian packages the integration tests start, the reverse proxies
+//! of the proxy lab among them.
 
 use std::process::Command;
 
@@ -11,10 +12,13 @@ use crate::run;
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
 /// Commands the integration tests run, and the Debian package of each.
-const TEST_COMMANDS: [(&str, &str); 3] = [
+const TEST_COMMANDS: [(&str, &str); 6] = [
     ("ip", "iproute2"),
     ("curl", "curl"),
     ("setpriv", "util-linux"),
+    ("caddy", "caddy"),
+    ("nginx", "nginx-light"),
+    ("haproxy", "haproxy"),
 ];
 
 pub fn is_root() -> bool {
@@ -115,18 +119,53 @@ pub fn ensure_test_packages() -> Result<()> {
     }
     eprintln!("xtask: installing {}", missing.join(" "));
     run(Command::new("apt-get").arg("update"))?;
+    // The tests start the proxies themselves, in their namespaces: on a host
+    // with an init system the packages must not start system-wide services.
+    let _no_services = ServicesHeldBack::new()?;
     run(Command::new("apt-get")
         .args(["install", "-y", "--no-install-recommends"])
         .args(&missing)
         .env("DEBIAN_FRONTEND", "noninteractive"))
 }
 
+/// Debian's `policy-rc.d` hook, present while it lives: package scripts
+/// then start no service. An existing hook is left as it is.
+struct ServicesHeldBack(Option<&'static str>);
+
+impl ServicesHeldBack {
+    const PATH: &'static str = "/usr/sbin/policy-rc.d";
+
+    fn new() -> Result<ServicesHeldBack> {
+        use std::os::unix::fs::PermissionsExt;
+        if std::path::Path::new(Self::PATH).exists() {
+            return Ok(ServicesHeldBack(None));
+        }
+        std::fs::write(
+            Self::PATH,
+            "#!/bin/sh\n# Written by cargo xtask while installing test packages.\nexit 101\n",
+        )
+        .with_context(|| format!("cannot write {}", Self::PATH))?;
+        std::fs::set_permissions(Self::PATH, std::fs::Permissions::from_mode(0o755))?;
+        Ok(ServicesHeldBack(Some(Self::PATH)))
+    }
+}
+
+impl Drop for ServicesHeldBack {
+    fn drop(&mut self) {
+        if let Some(path) = self.0 {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// `command` in `PATH` or in the sbin directories, where Debian puts
+/// daemons such as nginx and haproxy and which a non-login shell may lack.
 fn which(command: &str) -> Option<std::path::PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(command))
-            .find(|path| path.is_file())
-    })
+    let paths = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&paths)
+        .chain(["/usr/sbin", "/sbin"].map(std::path::PathBuf::from))
+        .map(|dir| dir.join(command))
+        .find(|path| path.is_file())
 }
 
 fn output(command: &mut Command) -> Result<String> {

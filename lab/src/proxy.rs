@@ -1,0 +1,292 @@
+//! Real reverse proxies from Debian packages, started in the lab's proxy
+//! namespace with configurations generated in a temporary directory. Each
+//! listens on [`ProxyLab::proxy_front`] and forwards to
+//! [`ProxyLab::backend_addr`]; dropping it kills the process.
+
+use std::{
+    fmt, fs,
+    net::TcpStream,
+    path::{Path, PathBuf},
+    process::{Child, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
+    thread,
+    time::{Duration, Instant},
+};
+
+use crate::{ProxyLab, BACKEND_ADDR, BACKEND_PORT, PROXY_FRONT_ADDR, PROXY_PORT};
+
+const STARTUP: Duration = Duration::from_secs(15);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Proxy {
+    /// `reverse_proxy`, which handles upgrades without configuration.
+    Caddy,
+    /// `proxy_pass` with HTTP/1.1 and the `Upgrade` and `Connection`
+    /// request fields set, as nginx's WebSocket documentation says.
+    Nginx,
+    /// `proxy_pass` alone: nginx forwards neither field, so no offer
+    /// reaches the backend.
+    NginxWithoutUpgradeHeaders,
+    /// `mode http`.
+    HAProxy,
+}
+
+impl Proxy {
+    /// The name the rule catalogue's `proxy_impact` uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            Proxy::Caddy => "Caddy",
+            Proxy::Nginx | Proxy::NginxWithoutUpgradeHeaders => "nginx",
+            Proxy::HAProxy => "HAProxy",
+        }
+    }
+
+    fn binary(self) -> &'static str {
+        match self {
+            Proxy::Caddy => "caddy",
+            Proxy::Nginx | Proxy::NginxWithoutUpgradeHeaders => "nginx",
+            Proxy::HAProxy => "haproxy",
+        }
+    }
+
+    /// The Debian package that provides [`Proxy::binary`].
+    pub fn package(self) -> &'static str {
+        match self {
+            Proxy::Caddy => "caddy",
+            Proxy::Nginx | Proxy::NginxWithoutUpgradeHeaders => "nginx-light",
+            Proxy::HAProxy => "haproxy",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum StartError {
+    NotInstalled {
+        binary: &'static str,
+        package: &'static str,
+    },
+    Io {
+        what: String,
+        error: std::io::Error,
+    },
+    Exited {
+        proxy: Proxy,
+        status: std::process::ExitStatus,
+        log: String,
+    },
+    NotListening {
+        proxy: Proxy,
+        log: String,
+    },
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::NotInstalled { binary, package } => write!(
+                f,
+                "`{binary}` is not installed: install the Debian package `{package}` (`cargo xtask test` does, as root)"
+            ),
+            StartError::Io { what, error } => write!(f, "{what}: {error}"),
+            StartError::Exited { proxy, status, log } => {
+                write!(f, "{} exited at start-up ({status}); its log:\n{log}", proxy.name())
+            }
+            StartError::NotListening { proxy, log } => write!(
+                f,
+                "{} did not accept connections on {} within {STARTUP:?}; its log:\n{log}",
+                proxy.name(),
+                ProxyLab::proxy_front()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// A proxy process, killed on drop, and its directory, removed on drop.
+pub struct RunningProxy {
+    pub proxy: Proxy,
+    child: Child,
+    dir: PathBuf,
+}
+
+impl RunningProxy {
+    /// Starts `proxy` in the lab's proxy namespace and returns once its
+    /// front port accepts connections.
+    pub fn start(lab: &ProxyLab, proxy: Proxy) -> Result<RunningProxy, StartError> {
+        let binary = find_binary(proxy.binary()).ok_or(StartError::NotInstalled {
+            binary: proxy.binary(),
+            package: proxy.package(),
+        })?;
+        let dir = fresh_dir(proxy).map_err(|error| StartError::Io {
+            what: "cannot create the proxy's directory".to_owned(),
+            error,
+        })?;
+        let io_error = |what: &str| {
+            let what = what.to_owned();
+            move |error| StartError::Io { what, error }
+        };
+        let (config_path, config) = configuration(proxy, &dir);
+        fs::write(&config_path, config).map_err(io_error("cannot write the configuration"))?;
+        let log = fs::File::create(dir.join("output.log"))
+            .map_err(io_error("cannot create the proxy's log"))?;
+        let mut command = lab.proxy.command(&binary);
+        command
+            .args(arguments(proxy, &config_path, &dir))
+            // Caddy keeps its state under these; nothing goes to the real home.
+            .env("HOME", &dir)
+            .env("XDG_CONFIG_HOME", &dir)
+            .env("XDG_DATA_HOME", &dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(io_error("cannot share the log"))?)
+            .stderr(log);
+        let child = command
+            .spawn()
+            .map_err(io_error(&format!("cannot start {}", binary.display())))?;
+        let mut running = RunningProxy { proxy, child, dir };
+        running.wait_until_listening(lab)?;
+        Ok(running)
+    }
+
+    /// What the proxy wrote on stdout and stderr, and nginx's error log.
+    pub fn log(&self) -> String {
+        ["output.log", "error.log"]
+            .iter()
+            .filter_map(|name| fs::read_to_string(self.dir.join(name)).ok())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn wait_until_listening(&mut self, lab: &ProxyLab) -> Result<(), StartError> {
+        let deadline = Instant::now() + STARTUP;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(StartError::Exited {
+                    proxy: self.proxy,
+                    status,
+                    log: self.log(),
+                });
+            }
+            // From inside the proxy namespace, so no packet crosses a
+            // watched link.
+            let accepted = lab.proxy.run(|| {
+                TcpStream::connect_timeout(&ProxyLab::proxy_front(), Duration::from_millis(200))
+                    .is_ok()
+            });
+            if accepted {
+                return Ok(());
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        Err(StartError::NotListening {
+            proxy: self.proxy,
+            log: self.log(),
+        })
+    }
+}
+
+impl Drop for RunningProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn configuration(proxy: Proxy, dir: &Path) -> (PathBuf, String) {
+    let (front, port) = (PROXY_FRONT_ADDR, PROXY_PORT);
+    let backend = format!("{BACKEND_ADDR}:{BACKEND_PORT}");
+    let dir_name = dir.display();
+    match proxy {
+        Proxy::Caddy => (
+            dir.join("Caddyfile"),
+            format!(
+                "{{\n\tadmin off\n\tauto_https off\n\tdebug\n}}\n\
+                 http://{front}:{port} {{\n\tbind {front}\n\treverse_proxy {backend}\n}}\n"
+            ),
+        ),
+        Proxy::Nginx | Proxy::NginxWithoutUpgradeHeaders => {
+            let upgrade_lines = if proxy == Proxy::Nginx {
+                "            proxy_http_version 1.1;\n\
+                 \x20           proxy_set_header Upgrade $http_upgrade;\n\
+                 \x20           proxy_set_header Connection \"upgrade\";\n"
+            } else {
+                ""
+            };
+            let temp_paths: String = ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"]
+                .iter()
+                .map(|kind| format!("    {kind}_temp_path {dir_name}/{kind};\n"))
+                .collect();
+            (
+                dir.join("nginx.conf"),
+                // One process, so killing the child stops all of nginx.
+                format!(
+                    "daemon off;\nmaster_process off;\npid {dir_name}/nginx.pid;\n\
+                     error_log {dir_name}/error.log info;\n\
+                     events {{\n    worker_connections 64;\n}}\n\
+                     http {{\n    access_log {dir_name}/access.log;\n{temp_paths}\
+                     \x20   server {{\n        listen {front}:{port};\n        location / {{\n\
+                     \x20           proxy_pass http://{backend};\n{upgrade_lines}\
+                     \x20       }}\n    }}\n}}\n"
+                ),
+            )
+        }
+        Proxy::HAProxy => (
+            dir.join("haproxy.cfg"),
+            format!(
+                "global\n    log stderr format raw local0 info\n\
+                 defaults\n    mode http\n    log global\n    option httplog\n\
+                 \x20   timeout connect 5s\n    timeout client 30s\n    timeout server 30s\n\
+                 \x20   timeout tunnel 30s\n\
+                 frontend lab_front\n    bind {front}:{port}\n    default_backend lab_back\n\
+                 backend lab_back\n    server lab_backend {backend}\n"
+            ),
+        ),
+    }
+}
+
+fn arguments(proxy: Proxy, config: &Path, dir: &Path) -> Vec<std::ffi::OsString> {
+    let args: Vec<&std::ffi::OsStr> = match proxy {
+        Proxy::Caddy => vec![
+            "run".as_ref(),
+            "--config".as_ref(),
+            config.as_os_str(),
+            "--adapter".as_ref(),
+            "caddyfile".as_ref(),
+        ],
+        // `-e` replaces the compiled-in error log, which nginx opens before
+        // it reads the configuration.
+        Proxy::Nginx | Proxy::NginxWithoutUpgradeHeaders => vec![
+            "-p".as_ref(),
+            dir.as_os_str(),
+            "-e".as_ref(),
+            "error.log".as_ref(),
+            "-c".as_ref(),
+            config.as_os_str(),
+        ],
+        Proxy::HAProxy => vec!["-db".as_ref(), "-f".as_ref(), config.as_os_str()],
+    };
+    args.into_iter().map(ToOwned::to_owned).collect()
+}
+
+/// `name` in `PATH` or in the sbin directories, where Debian puts daemons
+/// and which a non-login root shell may lack.
+fn find_binary(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin", "/usr/bin"].map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+}
+
+fn fresh_dir(proxy: Proxy) -> std::io::Result<PathBuf> {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "upgrade-lab-{}-{}-{}",
+        proxy.binary(),
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
