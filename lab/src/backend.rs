@@ -1,7 +1,7 @@
 //! Backends on the backend namespace's address, port 9000, that answer
 //! upgrade offers the way known servers do, broken ones included. After a
 //! 101 they echo what arrives (WebSocket frames as server frames), so a
-//! client can tell whether bytes flow.
+//! client can tell whether bytes flow; the h2c backend answers over HTTP/2.
 
 use std::{
     io::{self, Read, Write},
@@ -33,6 +33,14 @@ pub enum Backend {
     ContentLengthOn101,
     /// A correct WebSocket server.
     WebSocket,
+    /// A WebSocket 101 (`Upgrade: websocket`, `Connection: Upgrade`) with
+    /// no `Sec-WebSocket-Accept`.
+    WebSocketWithoutAccept,
+    /// A server that accepts h2c upgrades (RFC 7540 §3.2): `101` with
+    /// `Connection: Upgrade` and `Upgrade: h2c`, then its SETTINGS frame and
+    /// a `200` on stream 1 over HTTP/2. Requests without an h2c offer get a
+    /// plain HTTP/1.1 `200`.
+    H2c,
 }
 
 impl Backend {
@@ -40,6 +48,9 @@ impl Backend {
     fn answer(self, request: &Head) -> (String, After) {
         const BAD_REQUEST: &str =
             "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+        if self == Backend::H2c {
+            return h2c::answer(request);
+        }
         if request.header("Upgrade").is_none() {
             return (BAD_REQUEST.to_owned(), After::Close);
         }
@@ -63,12 +74,16 @@ impl Backend {
                  Sec-WebSocket-Accept: {}\r\nContent-Length: 0\r\n\r\n",
                 websocket::accept(key)
             ),
+            (Backend::WebSocketWithoutAccept, Some(_)) => {
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+                    .to_owned()
+            }
             (Backend::WebSocket, Some(key)) => format!(
                 "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
                  Sec-WebSocket-Accept: {}\r\n\r\n",
                 websocket::accept(key)
             ),
-            (_, None) => return (BAD_REQUEST.to_owned(), After::Close),
+            (Backend::H2c, _) | (_, None) => return (BAD_REQUEST.to_owned(), After::Close),
         };
         let after = match self {
             Backend::ProxmoxBackup | Backend::UnofferedProtocol => After::EchoBytes,
@@ -80,6 +95,7 @@ impl Backend {
 
 enum After {
     Close,
+    Http2,
     EchoBytes,
     EchoWebSocketFrames,
 }
@@ -159,6 +175,7 @@ fn serve(mut stream: TcpStream, backend: Backend) -> io::Result<()> {
     stream.write_all(response.as_bytes())?;
     match after {
         After::Close => Ok(()),
+        After::Http2 => h2c::serve_stream_one(&mut stream),
         After::EchoBytes => {
             let mut buffer = [0u8; 4096];
             loop {
@@ -175,5 +192,81 @@ fn serve(mut stream: TcpStream, backend: Backend) -> io::Result<()> {
             }
             Ok(())
         }
+    }
+}
+
+/// Just enough of HTTP/2 (RFC 9113) to complete an h2c upgrade: the
+/// server's SETTINGS right after the 101, then, once the client's preface
+/// and SETTINGS arrived, a SETTINGS acknowledgement and a `200` ending
+/// stream 1, which carries the upgraded request.
+mod h2c {
+    use std::io::{self, Read, Write};
+
+    use super::After;
+    use crate::head::Head;
+
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    const SETTINGS: u8 = 0x4;
+    const HEADERS: u8 = 0x1;
+    const ACK: u8 = 0x1;
+    const END_STREAM_END_HEADERS: u8 = 0x5;
+    /// HPACK: the static table's entry 8, `:status: 200`.
+    const STATUS_200: u8 = 0x88;
+
+    pub(super) fn answer(request: &Head) -> (String, After) {
+        let offers_h2c = request.header("Upgrade").is_some_and(|upgrade| {
+            upgrade
+                .split(',')
+                .any(|protocol| protocol.trim().eq_ignore_ascii_case("h2c"))
+        });
+        if offers_h2c {
+            (
+                "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
+                    .to_owned(),
+                After::Http2,
+            )
+        } else {
+            (
+                "HTTP/1.1 200 OK\r\nContent-Length: 9\r\nConnection: close\r\n\r\nhttp/1.1\n"
+                    .to_owned(),
+                After::Close,
+            )
+        }
+    }
+
+    fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+        let length = u32::try_from(payload.len()).expect("a short payload");
+        let mut frame = length.to_be_bytes()[1..].to_vec();
+        frame.extend([kind, flags]);
+        frame.extend(stream.to_be_bytes());
+        frame.extend_from_slice(payload);
+        frame
+    }
+
+    pub(super) fn serve_stream_one(stream: &mut (impl Read + Write)) -> io::Result<()> {
+        stream.write_all(&frame(SETTINGS, 0, 0, &[]))?;
+        let mut preface = [0u8; PREFACE.len()];
+        stream.read_exact(&mut preface)?;
+        if preface != PREFACE {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "no HTTP/2 preface after the 101",
+            ));
+        }
+        // The client's SETTINGS frame, which must follow its preface.
+        let mut header = [0u8; 9];
+        stream.read_exact(&mut header)?;
+        let length = u32::from_be_bytes([0, header[0], header[1], header[2]]);
+        io::copy(
+            &mut Read::by_ref(stream).take(length.into()),
+            &mut io::sink(),
+        )?;
+        let mut answer = frame(SETTINGS, ACK, 0, &[]);
+        answer.extend(frame(HEADERS, END_STREAM_END_HEADERS, 1, &[STATUS_200]));
+        stream.write_all(&answer)?;
+        // Whatever else the client sends (its acknowledgement, GOAWAY)
+        // until it closes.
+        io::copy(stream, &mut io::sink())?;
+        Ok(())
     }
 }

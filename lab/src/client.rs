@@ -123,14 +123,25 @@ pub fn send_offer(lab: &ProxyLab, offer: &Offer) -> io::Result<Received> {
     })
 }
 
+/// Writes `probe` and reads until `echo` came back, or the probe itself
+/// verbatim (a backend that switched to another protocol than the one the
+/// probe speaks echoes raw bytes).
 fn echoes(stream: &mut TcpStream, (probe, echo): (Vec<u8>, Vec<u8>)) -> io::Result<bool> {
     stream.write_all(&probe)?;
-    let mut echoed = vec![0u8; echo.len()];
-    match stream.read_exact(&mut echoed) {
-        Ok(()) => Ok(echoed == echo),
-        Err(error) if is_end_or_timeout(&error) => Ok(false),
-        Err(error) => Err(error),
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 256];
+    while received != echo
+        && received != probe
+        && (echo.starts_with(&received) || probe.starts_with(&received))
+    {
+        match stream.read(&mut buffer) {
+            Ok(0) => return Ok(false),
+            Ok(n) => received.extend_from_slice(&buffer[..n]),
+            Err(error) if is_end_or_timeout(&error) => return Ok(false),
+            Err(error) => return Err(error),
+        }
     }
+    Ok(received == echo || received == probe)
 }
 
 /// The body by `Content-Length`, or else whatever arrives until the proxy
@@ -157,4 +168,44 @@ fn is_end_or_timeout(error: &io::Error) -> bool {
             | io::ErrorKind::TimedOut
             | io::ErrorKind::ConnectionReset
     )
+}
+
+/// What `curl --http2` got for a plain `http://` URL, the request curl
+/// turns into an h2c upgrade offer (`Upgrade: h2c`, `HTTP2-Settings`).
+#[derive(Clone, Debug)]
+pub struct CurlReceived {
+    /// curl's exit code (0: a complete response).
+    pub exit_code: Option<i32>,
+    /// `%{http_version}` of the final response: `2` when the h2c upgrade
+    /// went through end to end, `1.1` otherwise, `0` when nothing came.
+    pub http_version: String,
+    /// `%{response_code}` of the final response (0 when none came).
+    pub status: u16,
+    /// The heads curl received (`--include`: a 101 and the final one) and
+    /// the body.
+    pub output: String,
+    /// curl's error message, if any.
+    pub stderr: String,
+}
+
+/// Runs `curl --http2 http://PROXY/h2c` in the client namespace.
+pub fn curl_http2(lab: &ProxyLab) -> io::Result<CurlReceived> {
+    const WRITE_OUT: &str = "\n%{http_version} %{response_code}";
+    let output = lab
+        .client
+        .command("curl")
+        .args(["--http2", "--silent", "--show-error", "--include"])
+        .args(["--max-time", "5", "--write-out", WRITE_OUT])
+        .arg(format!("http://{}/h2c", ProxyLab::proxy_front()))
+        .output()?;
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let (body, summary) = stdout.rsplit_once('\n').unwrap_or(("", &stdout));
+    let (http_version, status) = summary.split_once(' ').unwrap_or((summary, "0"));
+    Ok(CurlReceived {
+        exit_code: output.status.code(),
+        http_version: http_version.to_owned(),
+        status: status.trim().parse().unwrap_or(0),
+        output: body.to_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    })
 }

@@ -1,6 +1,8 @@
-//! The project's two commands, `cargo xtask run` and `cargo xtask test`, and
-//! `cargo xtask build`. Each installs what it needs first.
+//! The project's two commands, `cargo xtask run` and `cargo xtask test`, with
+//! `cargo xtask build` and, for a first look, `cargo xtask demo`. Each
+//! installs what it needs first.
 
+mod demo;
 mod setup;
 
 use std::{
@@ -32,6 +34,8 @@ enum Task {
     Test,
     /// Regenerate the README's rule list from the catalogue.
     Readme,
+    /// As root: a backup through Caddy to a backend that answers like Proxmox Backup Server, watched by the auditor, in network namespaces removed afterwards.
+    Demo,
 }
 
 fn main() -> Result<()> {
@@ -49,6 +53,7 @@ fn main() -> Result<()> {
         }
         Task::Test => test(&root),
         Task::Readme => readme(&root),
+        Task::Demo => demo::demo(&root),
     }
 }
 

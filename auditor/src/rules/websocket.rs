@@ -296,7 +296,7 @@ pub(super) static WS_101_ACCEPT_MISSING: Rule = Rule {
     proxy_impact: &[ProxyImpact {
         proxy: "HAProxy",
         outcome: Breaks,
-        effect: "502 Bad Gateway when the 101 has no `Sec-WebSocket-Accept`",
+        effect: "502 Bad Gateway when a 101 to `websocket` has no `Sec-WebSocket-Accept`; a 101 to another protocol is passed on (seen with HAProxy 2.6.12)",
     }],
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
         let (_, response) = websocket_switch(exchange, offer)?;
@@ -496,7 +496,11 @@ pub(super) static WS_CLIENT_FRAME_UNMASKED: Rule = Rule {
     remediation: "Make the client mask every frame it sends (set the MASK bit and a fresh 4-byte masking key per frame); a client that goes on sending HTTP after the 101 did not see the switch, which usually means a proxy between it and the server dropped the 101.",
     proxy_impact: &[],
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
-        websocket_switch(exchange, offer)?;
+        // Frames are only WebSocket frames if the 101 switched to WebSocket.
+        let (_, response) = websocket_switch(exchange, offer)?;
+        if !upgrades_to(response, "websocket") {
+            return None;
+        }
         let first = exchange.switched.as_ref()?.client_bytes.as_slice();
         if looks_like_request(first) {
             let line = first.split(|&b| b == b'\r' || b == b'\n').next().unwrap_or(first);
@@ -952,6 +956,16 @@ mod tests {
         );
         assert_eq!(
             check_after_answer(&WS_CLIENT_FRAME_UNMASKED, OFFER, ACCEPTED, MASKED_HELLO),
+            None
+        );
+        // A 101 to another protocol: the client's bytes are not WebSocket frames.
+        assert_eq!(
+            check_after_answer(
+                &WS_CLIENT_FRAME_UNMASKED,
+                OFFER,
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: IRC/6.9\r\nConnection: Upgrade\r\n\r\n",
+                UNMASKED_HELLO
+            ),
             None
         );
         // Nothing, or only one byte, captured from the client: silent.
