@@ -12,6 +12,7 @@ use lab::{
     backend::{Backend, RunningBackend},
     client::{curl_http2, send_offer, CurlReceived, Offer, Received},
     proxy::{Proxy, RunningProxy},
+    real::{python_websocket_client, RealBackend, H2C_BODY},
     ProxyLab, BACKEND_PORT, PROXY_PORT,
 };
 use nix::sys::signal::Signal;
@@ -39,8 +40,22 @@ fn offer_through(proxy: Proxy, backend: Backend, offer: Offer) -> Observed {
 /// Starts `backend` and `proxy`, then the daemon on both of the proxy's
 /// legs; runs `client` and stops the daemon.
 fn through<T>(proxy: Proxy, backend: Backend, client: impl FnOnce(&ProxyLab) -> T) -> Observed<T> {
+    through_to(
+        proxy,
+        |lab| RunningBackend::start(lab, backend).expect("start the backend"),
+        client,
+    )
+}
+
+/// [`through`] with a backend that `start_backend` starts and that runs
+/// until the daemon stopped.
+fn through_to<B, T>(
+    proxy: Proxy,
+    start_backend: impl FnOnce(&ProxyLab) -> B,
+    client: impl FnOnce(&ProxyLab) -> T,
+) -> Observed<T> {
     let lab = ProxyLab::new();
-    let _backend = RunningBackend::start(&lab, backend).expect("start the backend");
+    let _backend = start_backend(&lab);
     let running_proxy = RunningProxy::start(&lab, proxy).unwrap_or_else(|error| panic!("{error}"));
     let mut daemon = Daemon::start(
         &lab.proxy,
@@ -166,12 +181,17 @@ fn websocket_passes_cleanly_through(proxy: Proxy) {
     let received = &observed.received;
     assert_eq!(received.status, 101, "{received:?}");
     assert!(received.bytes_flow, "{received:?}");
-    let serious: Vec<&Value> = of_type(&observed.events, "alert")
+    assert_clean_switch_on_both_legs(&observed.events);
+}
+
+/// Nothing at warning or above, and one switched handshake on each leg.
+fn assert_clean_switch_on_both_legs(events: &[Value]) {
+    let serious: Vec<&Value> = of_type(events, "alert")
         .into_iter()
         .filter(|alert| alert["alert"]["severity"] != "info")
         .collect();
     assert!(serious.is_empty(), "{serious:#?}");
-    let handshakes = of_type(&observed.events, "handshake");
+    let handshakes = of_type(events, "handshake");
     for (role, port) in [("frontend", PROXY_PORT), ("backend", BACKEND_PORT)] {
         let on_leg: Vec<&&Value> = handshakes
             .iter()
@@ -527,11 +547,24 @@ fn nginx_without_upgrade_headers_never_offers_the_upgrade_to_the_backend() {
 const H2C_DEPRECATED: &str = "h2c-upgrade-deprecated";
 const H2C_ACCEPTED: &str = "h2c-upgrade-accepted";
 
+/// `h2c-upgrade-accepted` is critical on the backend leg, a warning on
+/// the frontend leg.
+fn assert_h2c_accepted_severities(events: &[Value]) {
+    for alert in of_type(events, "alert") {
+        if alert["alert"]["rule"] == H2C_ACCEPTED {
+            let expected = if alert["flow"]["role"] == "backend" {
+                "critical"
+            } else {
+                "warning"
+            };
+            assert_eq!(alert["alert"]["severity"], expected, "{alert}");
+        }
+    }
+}
+
 /// curl's h2c offer through `proxy` to a backend that accepts it: every
 /// proxy forwards the offer and passes the 101 on, so curl talks HTTP/2
 /// to the backend through a tunnel the proxy does not inspect.
-/// `h2c-upgrade-accepted` is critical on the backend leg, a warning on
-/// the frontend leg.
 fn h2c_through(proxy: Proxy, backend_rules: &[&str]) -> CurlReceived {
     let observed = through(proxy, Backend::H2c, |lab| {
         curl_http2(lab).expect("run curl")
@@ -547,16 +580,7 @@ fn h2c_through(proxy: Proxy, backend_rules: &[&str]) -> CurlReceived {
             rules: backend_rules,
         },
     );
-    for alert in of_type(&observed.events, "alert") {
-        if alert["alert"]["rule"] == H2C_ACCEPTED {
-            let expected = if alert["flow"]["role"] == "backend" {
-                "critical"
-            } else {
-                "warning"
-            };
-            assert_eq!(alert["alert"]["severity"], expected, "{alert}");
-        }
-    }
+    assert_h2c_accepted_severities(&observed.events);
     let curl = observed.received;
     assert_eq!(curl.exit_code, Some(0), "{curl:?}");
     assert!(
@@ -611,4 +635,139 @@ fn nginx_forwards_h2c_without_the_settings_connection_option() {
 fn haproxy_forwards_h2c_unchanged() {
     require_privileges();
     h2c_through(Proxy::HAProxy, &[H2C_DEPRECATED, H2C_ACCEPTED]);
+}
+
+/// A python3-websockets client through `proxy` to a python3-websockets
+/// echo server: the echo comes back, and both legs show one clean switch.
+fn python_websockets_through(proxy: Proxy) {
+    const MESSAGE: &str = "hello from python3-websockets";
+    let observed = through_to(
+        proxy,
+        |lab| RealBackend::python_websocket_echo(lab).unwrap_or_else(|error| panic!("{error}")),
+        |lab| python_websocket_client(lab, "/echo", MESSAGE).expect("run the client"),
+    );
+    let client = &observed.received;
+    assert_eq!(
+        client.exit_code,
+        Some(0),
+        "{client:?}; proxy log:\n{}",
+        observed.proxy_log
+    );
+    assert_eq!(client.stdout.trim_end(), MESSAGE, "{client:?}");
+    assert_clean_switch_on_both_legs(&observed.events);
+}
+
+#[test]
+#[ignore = "needs root"]
+fn python_websockets_through_caddy_is_clean_on_both_legs() {
+    require_privileges();
+    python_websockets_through(Proxy::Caddy);
+}
+
+#[test]
+#[ignore = "needs root"]
+fn python_websockets_through_nginx_is_clean_on_both_legs() {
+    require_privileges();
+    python_websockets_through(Proxy::Nginx);
+}
+
+#[test]
+#[ignore = "needs root"]
+fn python_websockets_through_haproxy_is_clean_on_both_legs() {
+    require_privileges();
+    python_websockets_through(Proxy::HAProxy);
+}
+
+/// curl's h2c offer through `proxy` to nghttpx, which accepts an h2c
+/// upgrade only with exactly one `HTTP2-Settings` (RFC 7540 §3.2) and
+/// otherwise answers over HTTP/1.1: the legs show `frontend` and
+/// `backend`, and curl gets nghttpd's file either way.
+fn h2c_to_nghttpx_through(proxy: Proxy, frontend: Leg, backend: Leg) -> CurlReceived {
+    let observed = through_to(
+        proxy,
+        |lab| RealBackend::nghttpx_h2c(lab).unwrap_or_else(|error| panic!("{error}")),
+        |lab| curl_http2(lab).expect("run curl"),
+    );
+    assert_legs(&observed.events, frontend, backend);
+    assert_h2c_accepted_severities(&observed.events);
+    let curl = observed.received;
+    assert_eq!(
+        curl.exit_code,
+        Some(0),
+        "{curl:?}; proxy log:\n{}",
+        observed.proxy_log
+    );
+    assert_eq!(curl.status, 200, "{curl:?}");
+    assert!(curl.output.ends_with(H2C_BODY), "{curl:?}");
+    curl
+}
+
+/// Caddy drops `HTTP2-Settings`, so nghttpx declines the offer: the
+/// upgrade silently falls back to HTTP/1.1 and the backend leg shows the
+/// broken offer.
+#[test]
+#[ignore = "needs root"]
+fn caddy_loses_the_h2c_upgrade_to_nghttpx() {
+    require_privileges();
+    let curl = h2c_to_nghttpx_through(
+        Proxy::Caddy,
+        Leg {
+            outcomes: &["declined"],
+            rules: &[H2C_DEPRECATED],
+        },
+        Leg {
+            outcomes: &["declined"],
+            rules: &[
+                H2C_DEPRECATED,
+                "h2c-settings-count",
+                "h2c-settings-not-connection-option",
+            ],
+        },
+    );
+    assert_eq!(curl.http_version, "1.1", "{curl:?}");
+    assert!(curl.output.starts_with("HTTP/1.1 200"), "{curl:?}");
+}
+
+/// nghttpx accepts the offer nginx forwards, `HTTP2-Settings` connection
+/// option or not.
+#[test]
+#[ignore = "needs root"]
+fn nginx_passes_the_h2c_upgrade_to_nghttpx() {
+    require_privileges();
+    let curl = h2c_to_nghttpx_through(
+        Proxy::Nginx,
+        Leg {
+            outcomes: &["switched"],
+            rules: &[H2C_DEPRECATED, H2C_ACCEPTED],
+        },
+        Leg {
+            outcomes: &["switched"],
+            rules: &[
+                H2C_DEPRECATED,
+                "h2c-settings-not-connection-option",
+                H2C_ACCEPTED,
+            ],
+        },
+    );
+    assert_eq!(curl.http_version, "2", "{curl:?}");
+    assert!(curl.output.starts_with("HTTP/1.1 101"), "{curl:?}");
+}
+
+#[test]
+#[ignore = "needs root"]
+fn haproxy_passes_the_h2c_upgrade_to_nghttpx() {
+    require_privileges();
+    let curl = h2c_to_nghttpx_through(
+        Proxy::HAProxy,
+        Leg {
+            outcomes: &["switched"],
+            rules: &[H2C_DEPRECATED, H2C_ACCEPTED],
+        },
+        Leg {
+            outcomes: &["switched"],
+            rules: &[H2C_DEPRECATED, H2C_ACCEPTED],
+        },
+    );
+    assert_eq!(curl.http_version, "2", "{curl:?}");
+    assert!(curl.output.starts_with("HTTP/1.1 101"), "{curl:?}");
 }

@@ -10,6 +10,7 @@ pub mod client;
 mod head;
 pub mod netns;
 pub mod proxy;
+pub mod real;
 pub mod websocket;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

@@ -11,14 +11,21 @@ use crate::run;
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
-/// Commands the integration tests run, and the Debian package of each.
-const TEST_COMMANDS: [(&str, &str); 6] = [
+/// Commands the integration tests run, and the Debian package of each; an
+/// absolute path names a file of a package that provides no command.
+const TEST_COMMANDS: [(&str, &str); 9] = [
     ("ip", "iproute2"),
     ("curl", "curl"),
     ("setpriv", "util-linux"),
     ("caddy", "caddy"),
     ("nginx", "nginx-light"),
     ("haproxy", "haproxy"),
+    (
+        "/usr/lib/python3/dist-packages/websockets/__init__.py",
+        "python3-websockets",
+    ),
+    ("nghttpd", "nghttp2-server"),
+    ("nghttpx", "nghttp2-proxy"),
 ];
 
 pub fn is_root() -> bool {
@@ -111,7 +118,7 @@ pub fn nightly(tool: &str) -> Command {
 pub fn ensure_test_packages() -> Result<()> {
     let missing: Vec<&str> = TEST_COMMANDS
         .iter()
-        .filter(|(command, _)| which(command).is_none())
+        .filter(|(command, _)| !is_installed(command))
         .map(|&(_, package)| package)
         .collect();
     if missing.is_empty() {
@@ -155,6 +162,17 @@ impl Drop for ServicesHeldBack {
         if let Some(path) = self.0 {
             let _ = std::fs::remove_file(path);
         }
+    }
+}
+
+/// An absolute path is a file that must exist; anything else a command
+/// that [`which`] must find.
+fn is_installed(command: &str) -> bool {
+    let path = std::path::Path::new(command);
+    if path.is_absolute() {
+        path.is_file()
+    } else {
+        which(command).is_some()
     }
 }
 

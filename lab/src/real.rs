@@ -1,0 +1,293 @@
+//! Real software as the proxy's peers, from Debian packages: a
+//! python3-websockets echo server and an nghttpx h2c server as backends on
+//! [`ProxyLab::backend_addr`], and a python3-websockets client in the
+//! client namespace. Scripts and files go to a temporary directory, removed
+//! with it; dropping a backend kills its processes.
+
+use std::{
+    fs, io,
+    net::TcpStream,
+    path::{Path, PathBuf},
+    process::{Child, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
+    thread,
+    time::{Duration, Instant},
+};
+
+use crate::{netns::NetNs, ProxyLab, BACKEND_ADDR, BACKEND_PORT};
+
+/// Debian's python3, which python3-websockets extends (a `python3` earlier
+/// in `PATH` may be another one).
+const PYTHON: &str = "/usr/bin/python3";
+/// A file of python3-websockets.
+const WEBSOCKETS_MARKER: &str = "/usr/lib/python3/dist-packages/websockets/__init__.py";
+const STARTUP: Duration = Duration::from_secs(10);
+/// Where nghttpd listens inside the backend namespace, behind nghttpx.
+const NGHTTPD_PORT: u16 = 9001;
+
+/// Echoes every message on its connection (websockets 10.x asyncio API).
+const ECHO_SERVER: &str = r#"import asyncio
+import sys
+
+import websockets
+
+
+async def echo(ws):
+    async for message in ws:
+        await ws.send(message)
+
+
+async def main(host, port):
+    async with websockets.serve(echo, host, port, compression=None, ping_interval=None):
+        await asyncio.Future()
+
+
+asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+"#;
+
+/// Connects to `URI`, sends `MESSAGE`, prints the answer and exits non-zero
+/// unless it is the same message; leaving the block closes with 1000.
+const ECHO_CLIENT: &str = r#"import asyncio
+import sys
+
+import websockets
+
+
+async def main(uri, message):
+    async with websockets.connect(
+        uri, compression=None, ping_interval=None, open_timeout=5, close_timeout=2
+    ) as ws:
+        await ws.send(message)
+        reply = await asyncio.wait_for(ws.recv(), 5)
+    print(reply)
+    if reply != message:
+        sys.exit(f"expected the echo {message!r}, got {reply!r}")
+
+
+asyncio.run(asyncio.wait_for(main(sys.argv[1], sys.argv[2]), 15))
+"#;
+
+/// The file nghttpd serves at `/h2c`, the path [`crate::client::curl_http2`] asks for.
+pub const H2C_BODY: &str = "served by nghttpd through nghttpx\n";
+
+/// A real backend's processes, killed on drop, and its directory, removed
+/// on drop.
+pub struct RealBackend {
+    children: Vec<Child>,
+    dir: PathBuf,
+}
+
+impl RealBackend {
+    /// A python3-websockets server that echoes each message back.
+    pub fn python_websocket_echo(lab: &ProxyLab) -> io::Result<RealBackend> {
+        require_python_websockets()?;
+        let mut backend = RealBackend {
+            children: Vec::new(),
+            dir: fresh_dir("python-ws-server")?,
+        };
+        let script = backend.dir.join("server.py");
+        fs::write(&script, ECHO_SERVER)?;
+        let mut command = lab.backend.command(PYTHON);
+        command
+            .arg(&script)
+            .arg(BACKEND_ADDR.to_string())
+            .arg(BACKEND_PORT.to_string());
+        backend.spawn("server", command)?;
+        backend.wait_until_accepting(&lab.backend, ProxyLab::backend_addr())?;
+        Ok(backend)
+    }
+
+    /// nghttpx, which answers h2c upgrade offers, on the backend address in
+    /// front of `nghttpd --no-tls` on the namespace's loopback (nghttpd
+    /// 1.52 itself speaks cleartext HTTP/2 only with prior knowledge).
+    /// nghttpd serves [`H2C_BODY`] at `/h2c`.
+    pub fn nghttpx_h2c(lab: &ProxyLab) -> io::Result<RealBackend> {
+        let nghttpd = find_binary("nghttpd", "nghttp2-server")?;
+        let nghttpx = find_binary("nghttpx", "nghttp2-proxy")?;
+        let mut backend = RealBackend {
+            children: Vec::new(),
+            dir: fresh_dir("nghttpx")?,
+        };
+        let dir = backend.dir.clone();
+        let htdocs = dir.join("htdocs");
+        fs::create_dir(&htdocs)?;
+        fs::write(htdocs.join("h2c"), H2C_BODY)?;
+        let mut command = lab.backend.command(nghttpd);
+        command
+            .args(["--no-tls", "--address", "127.0.0.1", "--htdocs"])
+            .arg(&htdocs)
+            .arg(NGHTTPD_PORT.to_string());
+        backend.spawn("nghttpd", command)?;
+        backend.wait_until_accepting(&lab.backend, ([127, 0, 0, 1], NGHTTPD_PORT).into())?;
+        let mut command = lab.backend.command(nghttpx);
+        command
+            .args(["--conf=/dev/null", "--single-process", "--workers=1"])
+            .arg(format!("--frontend={BACKEND_ADDR},{BACKEND_PORT};no-tls"))
+            .arg(format!("--backend=127.0.0.1,{NGHTTPD_PORT};;proto=h2"))
+            .arg(format!("--pid-file={}", dir.join("nghttpx.pid").display()))
+            .arg(format!(
+                "--errorlog-file={}",
+                dir.join("nghttpx.log").display()
+            ))
+            .arg(format!(
+                "--accesslog-file={}",
+                dir.join("access.log").display()
+            ));
+        backend.spawn("nghttpx", command)?;
+        backend.wait_until_accepting(&lab.backend, ProxyLab::backend_addr())?;
+        Ok(backend)
+    }
+
+    /// Everything the processes wrote, file by file.
+    pub fn log(&self) -> String {
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return String::new();
+        };
+        let mut logs: Vec<PathBuf> = entries
+            .flatten()
+            .map(|entry| entry.path())
+            .filter(|path| path.extension().is_some_and(|ext| ext == "log"))
+            .collect();
+        logs.sort();
+        logs.iter()
+            .map(|path| {
+                let text = fs::read_to_string(path).unwrap_or_default();
+                format!("{}:\n{text}", path.display())
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Starts `command` with its output in `NAME.log`.
+    fn spawn(&mut self, name: &str, mut command: std::process::Command) -> io::Result<()> {
+        let log = fs::File::create(self.dir.join(format!("{name}.log")))?;
+        let child = command
+            .env_remove("PYTHONPATH")
+            .env_remove("PYTHONHOME")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        self.children.push(child);
+        Ok(())
+    }
+
+    /// Until `addr` accepts connections from inside `netns`, so no packet
+    /// crosses a watched link; fails when a process exits first.
+    fn wait_until_accepting(
+        &mut self,
+        netns: &NetNs,
+        addr: std::net::SocketAddr,
+    ) -> io::Result<()> {
+        let deadline = Instant::now() + STARTUP;
+        while Instant::now() < deadline {
+            for child in &mut self.children {
+                if let Some(status) = child.try_wait()? {
+                    return Err(io::Error::other(format!(
+                        "a backend process exited at start-up ({status}):\n{}",
+                        self.log()
+                    )));
+                }
+            }
+            let accepted = netns
+                .run(move || TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok());
+            if accepted {
+                return Ok(());
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!(
+                "nothing accepted on {addr} within {STARTUP:?}:\n{}",
+                self.log()
+            ),
+        ))
+    }
+}
+
+impl Drop for RealBackend {
+    fn drop(&mut self) {
+        for child in self.children.iter_mut().rev() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// How the python3-websockets client ended.
+#[derive(Clone, Debug)]
+pub struct PythonClientRun {
+    /// 0 when the echo came back and the connection closed cleanly.
+    pub exit_code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs a python3-websockets client in the client namespace: it connects to
+/// `ws://PROXY/TARGET`, sends `message` and expects it back.
+pub fn python_websocket_client(
+    lab: &ProxyLab,
+    target: &str,
+    message: &str,
+) -> io::Result<PythonClientRun> {
+    require_python_websockets()?;
+    let dir = fresh_dir("python-ws-client")?;
+    let script = dir.join("client.py");
+    let output = fs::write(&script, ECHO_CLIENT).and_then(|()| {
+        lab.client
+            .command(PYTHON)
+            .arg(&script)
+            .arg(format!("ws://{}{target}", ProxyLab::proxy_front()))
+            .arg(message)
+            .env_remove("PYTHONPATH")
+            .env_remove("PYTHONHOME")
+            .stdin(Stdio::null())
+            .output()
+    });
+    let _ = fs::remove_dir_all(&dir);
+    let output = output?;
+    Ok(PythonClientRun {
+        exit_code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    })
+}
+
+fn require_python_websockets() -> io::Result<()> {
+    if Path::new(PYTHON).is_file() && Path::new(WEBSOCKETS_MARKER).is_file() {
+        Ok(())
+    } else {
+        Err(not_installed(WEBSOCKETS_MARKER, "python3-websockets"))
+    }
+}
+
+/// `name` in the directories where Debian puts it.
+fn find_binary(name: &str, package: &str) -> io::Result<PathBuf> {
+    ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]
+        .iter()
+        .map(|dir| Path::new(dir).join(name))
+        .find(|path| path.is_file())
+        .ok_or_else(|| not_installed(name, package))
+}
+
+fn not_installed(what: &str, package: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotFound,
+        format!(
+            "`{what}` is missing: install the Debian package `{package}` (`cargo xtask test` does, as root)"
+        ),
+    )
+}
+
+fn fresh_dir(kind: &str) -> io::Result<PathBuf> {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "upgrade-lab-{kind}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
