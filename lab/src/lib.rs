@@ -9,6 +9,7 @@ pub mod backend;
 pub mod client;
 mod head;
 pub mod netns;
+mod process;
 pub mod proxy;
 pub mod real;
 pub mod websocket;

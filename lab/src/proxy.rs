@@ -5,15 +5,14 @@
 
 use std::{
     fmt, fs,
-    net::TcpStream,
     path::{Path, PathBuf},
-    process::{Child, Stdio},
-    sync::atomic::{AtomicU32, Ordering},
-    thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
-use crate::{ProxyLab, BACKEND_ADDR, BACKEND_PORT, PROXY_FRONT_ADDR, PROXY_PORT};
+use crate::{
+    process::{self, LabProcesses, SpawnError, WaitError},
+    ProxyLab, BACKEND_ADDR, BACKEND_PORT, PROXY_FRONT_ADDR, PROXY_PORT,
+};
 
 const STARTUP: Duration = Duration::from_secs(15);
 
@@ -106,8 +105,7 @@ impl std::error::Error for StartError {}
 /// A proxy process, killed on drop, and its directory, removed on drop.
 pub struct RunningProxy {
     pub proxy: Proxy,
-    child: Child,
-    dir: PathBuf,
+    processes: LabProcesses,
 }
 
 impl RunningProxy {
@@ -118,7 +116,7 @@ impl RunningProxy {
             binary: proxy.binary(),
             package: proxy.package(),
         })?;
-        let dir = fresh_dir(proxy).map_err(|error| StartError::Io {
+        let mut processes = LabProcesses::new(proxy.binary()).map_err(|error| StartError::Io {
             what: "cannot create the proxy's directory".to_owned(),
             error,
         })?;
@@ -126,24 +124,26 @@ impl RunningProxy {
             let what = what.to_owned();
             move |error| StartError::Io { what, error }
         };
+        let dir = processes.dir().to_owned();
         let (config_path, config) = configuration(proxy, &dir);
         fs::write(&config_path, config).map_err(io_error("cannot write the configuration"))?;
-        let log = fs::File::create(dir.join("output.log"))
-            .map_err(io_error("cannot create the proxy's log"))?;
         let mut command = lab.proxy.command(&binary);
         command
             .args(arguments(proxy, &config_path, &dir))
             // Caddy keeps its state under these; nothing goes to the real home.
             .env("HOME", &dir)
             .env("XDG_CONFIG_HOME", &dir)
-            .env("XDG_DATA_HOME", &dir)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().map_err(io_error("cannot share the log"))?)
-            .stderr(log);
-        let child = command
-            .spawn()
-            .map_err(io_error(&format!("cannot start {}", binary.display())))?;
-        let mut running = RunningProxy { proxy, child, dir };
+            .env("XDG_DATA_HOME", &dir);
+        processes
+            .spawn("output", command)
+            .map_err(|error| match error {
+                SpawnError::CreateLog(error) => io_error("cannot create the proxy's log")(error),
+                SpawnError::ShareLog(error) => io_error("cannot share the log")(error),
+                SpawnError::Start(error) => {
+                    io_error(&format!("cannot start {}", binary.display()))(error)
+                }
+            })?;
+        let mut running = RunningProxy { proxy, processes };
         running.wait_until_listening(lab)?;
         Ok(running)
     }
@@ -152,44 +152,31 @@ impl RunningProxy {
     pub fn log(&self) -> String {
         ["output.log", "error.log"]
             .iter()
-            .filter_map(|name| fs::read_to_string(self.dir.join(name)).ok())
+            .filter_map(|name| self.processes.read(name))
             .collect::<Vec<_>>()
             .join("\n")
     }
 
     fn wait_until_listening(&mut self, lab: &ProxyLab) -> Result<(), StartError> {
-        let deadline = Instant::now() + STARTUP;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(StartError::Exited {
-                    proxy: self.proxy,
-                    status,
-                    log: self.log(),
-                });
-            }
-            // From inside the proxy namespace, so no packet crosses a
-            // watched link.
-            let accepted = lab.proxy.run(|| {
-                TcpStream::connect_timeout(&ProxyLab::proxy_front(), Duration::from_millis(200))
-                    .is_ok()
-            });
-            if accepted {
-                return Ok(());
-            }
-            thread::sleep(Duration::from_millis(50));
+        match self
+            .processes
+            .wait_until_accepting(&lab.proxy, ProxyLab::proxy_front(), STARTUP)
+        {
+            Ok(()) => Ok(()),
+            Err(WaitError::Exited(status)) => Err(StartError::Exited {
+                proxy: self.proxy,
+                status,
+                log: self.log(),
+            }),
+            Err(WaitError::TimedOut) => Err(StartError::NotListening {
+                proxy: self.proxy,
+                log: self.log(),
+            }),
+            Err(WaitError::Io(error)) => Err(StartError::Io {
+                what: format!("cannot check on {}", self.proxy.name()),
+                error,
+            }),
         }
-        Err(StartError::NotListening {
-            proxy: self.proxy,
-            log: self.log(),
-        })
-    }
-}
-
-impl Drop for RunningProxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -274,19 +261,7 @@ fn arguments(proxy: Proxy, config: &Path, dir: &Path) -> Vec<std::ffi::OsString>
 fn find_binary(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/sbin", "/usr/bin"].map(PathBuf::from))
         .map(|dir| dir.join(name))
         .find(|candidate| candidate.is_file())
-}
-
-fn fresh_dir(proxy: Proxy) -> std::io::Result<PathBuf> {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "upgrade-lab-{}-{}-{}",
-        proxy.binary(),
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
-    fs::create_dir_all(&dir)?;
-    Ok(dir)
+        .or_else(|| process::debian_binary(name))
 }

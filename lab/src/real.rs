@@ -6,15 +6,16 @@
 
 use std::{
     fs, io,
-    net::TcpStream,
     path::{Path, PathBuf},
-    process::{Child, Stdio},
-    sync::atomic::{AtomicU32, Ordering},
-    thread,
-    time::{Duration, Instant},
+    process::Stdio,
+    time::Duration,
 };
 
-use crate::{netns::NetNs, ProxyLab, BACKEND_ADDR, BACKEND_PORT};
+use crate::{
+    netns::NetNs,
+    process::{self, fresh_dir, LabProcesses, WaitError},
+    ProxyLab, BACKEND_ADDR, BACKEND_PORT,
+};
 
 /// Debian's python3, which python3-websockets extends (a `python3` earlier
 /// in `PATH` may be another one).
@@ -73,8 +74,7 @@ pub const H2C_BODY: &str = "served by nghttpd through nghttpx\n";
 /// A real backend's processes, killed on drop, and its directory, removed
 /// on drop.
 pub struct RealBackend {
-    children: Vec<Child>,
-    dir: PathBuf,
+    processes: LabProcesses,
 }
 
 impl RealBackend {
@@ -82,10 +82,9 @@ impl RealBackend {
     pub fn python_websocket_echo(lab: &ProxyLab) -> io::Result<RealBackend> {
         require_python_websockets()?;
         let mut backend = RealBackend {
-            children: Vec::new(),
-            dir: fresh_dir("python-ws-server")?,
+            processes: LabProcesses::new("python-ws-server")?,
         };
-        let script = backend.dir.join("server.py");
+        let script = backend.processes.dir().join("server.py");
         fs::write(&script, ECHO_SERVER)?;
         let mut command = lab.backend.command(PYTHON);
         command
@@ -105,10 +104,9 @@ impl RealBackend {
         let nghttpd = find_binary("nghttpd", "nghttp2-server")?;
         let nghttpx = find_binary("nghttpx", "nghttp2-proxy")?;
         let mut backend = RealBackend {
-            children: Vec::new(),
-            dir: fresh_dir("nghttpx")?,
+            processes: LabProcesses::new("nghttpx")?,
         };
-        let dir = backend.dir.clone();
+        let dir = backend.processes.dir().to_owned();
         let htdocs = dir.join("htdocs");
         fs::create_dir(&htdocs)?;
         fs::write(htdocs.join("h2c"), H2C_BODY)?;
@@ -140,36 +138,13 @@ impl RealBackend {
 
     /// Everything the processes wrote, file by file.
     pub fn log(&self) -> String {
-        let Ok(entries) = fs::read_dir(&self.dir) else {
-            return String::new();
-        };
-        let mut logs: Vec<PathBuf> = entries
-            .flatten()
-            .map(|entry| entry.path())
-            .filter(|path| path.extension().is_some_and(|ext| ext == "log"))
-            .collect();
-        logs.sort();
-        logs.iter()
-            .map(|path| {
-                let text = fs::read_to_string(path).unwrap_or_default();
-                format!("{}:\n{text}", path.display())
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
+        self.processes.all_logs()
     }
 
     /// Starts `command` with its output in `NAME.log`.
     fn spawn(&mut self, name: &str, mut command: std::process::Command) -> io::Result<()> {
-        let log = fs::File::create(self.dir.join(format!("{name}.log")))?;
-        let child = command
-            .env_remove("PYTHONPATH")
-            .env_remove("PYTHONHOME")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()?;
-        self.children.push(child);
-        Ok(())
+        command.env_remove("PYTHONPATH").env_remove("PYTHONHOME");
+        Ok(self.processes.spawn(name, command)?)
     }
 
     /// Until `addr` accepts connections from inside `netns`, so no packet
@@ -179,40 +154,21 @@ impl RealBackend {
         netns: &NetNs,
         addr: std::net::SocketAddr,
     ) -> io::Result<()> {
-        let deadline = Instant::now() + STARTUP;
-        while Instant::now() < deadline {
-            for child in &mut self.children {
-                if let Some(status) = child.try_wait()? {
-                    return Err(io::Error::other(format!(
-                        "a backend process exited at start-up ({status}):\n{}",
-                        self.log()
-                    )));
-                }
-            }
-            let accepted = netns
-                .run(move || TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok());
-            if accepted {
-                return Ok(());
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
-        Err(io::Error::new(
-            io::ErrorKind::TimedOut,
-            format!(
-                "nothing accepted on {addr} within {STARTUP:?}:\n{}",
+        match self.processes.wait_until_accepting(netns, addr, STARTUP) {
+            Ok(()) => Ok(()),
+            Err(WaitError::Exited(status)) => Err(io::Error::other(format!(
+                "a backend process exited at start-up ({status}):\n{}",
                 self.log()
-            ),
-        ))
-    }
-}
-
-impl Drop for RealBackend {
-    fn drop(&mut self) {
-        for child in self.children.iter_mut().rev() {
-            let _ = child.kill();
-            let _ = child.wait();
+            ))),
+            Err(WaitError::TimedOut) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "nothing accepted on {addr} within {STARTUP:?}:\n{}",
+                    self.log()
+                ),
+            )),
+            Err(WaitError::Io(error)) => Err(error),
         }
-        let _ = fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -265,11 +221,7 @@ fn require_python_websockets() -> io::Result<()> {
 
 /// `name` in the directories where Debian puts it.
 fn find_binary(name: &str, package: &str) -> io::Result<PathBuf> {
-    ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]
-        .iter()
-        .map(|dir| Path::new(dir).join(name))
-        .find(|path| path.is_file())
-        .ok_or_else(|| not_installed(name, package))
+    process::debian_binary(name).ok_or_else(|| not_installed(name, package))
 }
 
 fn not_installed(what: &str, package: &str) -> io::Error {
@@ -279,15 +231,4 @@ fn not_installed(what: &str, package: &str) -> io::Error {
             "`{what}` is missing: install the Debian package `{package}` (`cargo xtask test` does, as root)"
         ),
     )
-}
-
-fn fresh_dir(kind: &str) -> io::Result<PathBuf> {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "upgrade-lab-{kind}-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
-    fs::create_dir_all(&dir)?;
-    Ok(dir)
 }
