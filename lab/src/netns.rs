@@ -116,7 +116,54 @@ fn sweep_namespaces_of_dead_processes() {
             continue;
         };
         if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            kill_processes_in(&name);
             let _ = Command::new("ip").args(["netns", "del", &name]).status();
         }
+    }
+}
+
+/// Kills what an interrupted run left running in namespace `name`
+/// (proxies, backends, daemons), which would otherwise outlive it.
+fn kill_processes_in(name: &str) {
+    let Ok(output) = Command::new("ip").args(["netns", "pids", name]).output() else {
+        return;
+    };
+    for pid in String::from_utf8_lossy(&output.stdout).split_whitespace() {
+        if let Ok(pid) = pid.parse::<i32>() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[ignore = "needs root"]
+    fn a_new_lab_removes_what_an_interrupted_run_left() {
+        // A namespace named for a process that no longer exists, with a
+        // process still running in it, as a killed test run leaves them.
+        let name = format!("{PREFIX}-{}-0", i32::MAX);
+        assert!(Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .unwrap()
+            .success());
+        let mut leftover = Command::new("ip")
+            .args(["netns", "exec", &name, "sleep", "300"])
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(200));
+
+        let fresh = NetNs::new();
+
+        assert!(!std::path::Path::new(&format!("/run/netns/{name}")).exists());
+        let status = leftover.wait().unwrap();
+        assert!(!status.success(), "the leftover process was killed");
+        drop(fresh);
     }
 }
