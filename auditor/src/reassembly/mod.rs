@@ -341,23 +341,9 @@ impl Reassembler {
             return;
         };
         self.buffered_total -= connection.buffered();
+        // Everything still buffered is delivered, each hole before it lost.
         for side in 0..2 {
-            deliver(
-                &mut connection,
-                side,
-                &self.limits,
-                &mut self.stats,
-                timestamp_ns,
-                emit,
-            );
-            while skip_lost(
-                &mut connection,
-                side,
-                None,
-                &mut self.stats,
-                timestamp_ns,
-                emit,
-            ) {
+            loop {
                 deliver(
                     &mut connection,
                     side,
@@ -366,6 +352,16 @@ impl Reassembler {
                     timestamp_ns,
                     emit,
                 );
+                if !skip_lost(
+                    &mut connection,
+                    side,
+                    None,
+                    &mut self.stats,
+                    timestamp_ns,
+                    emit,
+                ) {
+                    break;
+                }
             }
         }
         emit(&StreamEvent::Closed {
