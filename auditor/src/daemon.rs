@@ -1,10 +1,7 @@
 //! `auditor run`: live capture through the kernel program into the
 //! pipeline, until SIGINT or SIGTERM.
 
-use std::{
-    io::Write,
-    time::{Duration, SystemTime, UNIX_EPOCH},
-};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use auditor_common::Counter;
 use tokio::signal::unix::{signal, SignalKind};
@@ -13,6 +10,7 @@ use crate::{
     capture::{flow_key, interfaces::Interface, Capture, CaptureError, CaptureOptions},
     config::Config,
     http::HttpLimits,
+    output::Sink,
     pipeline::{GateCommand, Pipeline},
     reporter::{KernelLoss, ReportSettings, Reporter},
 };
@@ -23,25 +21,23 @@ use crate::{
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
 const COUNTERS_EVERY: u32 = 60;
 
-/// What `auditor run` prints on stdout.
+/// What `auditor run` reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Output {
-    /// `alert`, `handshake` and `loss` events, as JSON lines.
+    /// `alert`, `handshake`, `loss` and `stats` events.
     Events,
-    /// The same events, for a person.
-    PrettyEvents,
     /// Every HTTP exchange followed, for debugging the capture.
     Exchanges,
 }
 
 /// Loads and attaches the program on `interfaces`, then feeds the pipeline,
-/// writing `output` lines to `writer`, until a stop signal.
-pub async fn run<W: Write>(
+/// handing `output` to `sink`, until a stop signal.
+pub async fn run<S: Sink>(
     config: &Config,
     interfaces: &[Interface],
     options: CaptureOptions,
     output: Output,
-    writer: W,
+    sink: S,
 ) -> Result<(), CaptureError> {
     let mut capture = Capture::load(options)?;
     for port in &config.ports {
@@ -68,17 +64,13 @@ pub async fn run<W: Write>(
         .iter()
         .map(|i| (i.index, i.name.clone()))
         .collect();
-    let reporter = (output != Output::Exchanges).then(|| {
-        Reporter::new(ReportSettings {
-            pretty: output == Output::PrettyEvents,
-            ..ReportSettings::new(config, interface_names)
-        })
-    });
+    let reporter = (output == Output::Events)
+        .then(|| Reporter::new(ReportSettings::new(config, interface_names)));
     let mut pipeline = Pipeline::new(
         config.reassembly.limits(),
         HttpLimits::default(),
         reporter,
-        writer,
+        sink,
     );
     let mut batch = Vec::new();
     let stop_signal = loop {
@@ -120,9 +112,9 @@ pub async fn run<W: Write>(
     Ok(())
 }
 
-fn apply_gates<W: Write>(
+fn apply_gates<S: Sink>(
     capture: &mut Capture,
-    pipeline: &mut Pipeline<W>,
+    pipeline: &mut Pipeline<S>,
 ) -> Result<(), CaptureError> {
     for command in pipeline.take_gate_commands() {
         match command {
@@ -152,9 +144,9 @@ fn unix_now_ns() -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
-fn log_counters<W: Write>(
+fn log_counters<S: Sink>(
     capture: &Capture,
-    pipeline: &Pipeline<W>,
+    pipeline: &Pipeline<S>,
     level: tracing::Level,
 ) -> Result<(), CaptureError> {
     let kernel: Vec<String> = capture

@@ -3,13 +3,14 @@
 //!
 //! Data flows one way: [`capture`] (the kernel program) or [`replay`] (a
 //! capture file) → [`segment`]s → [`reassembly`] → [`http`] exchanges →
-//! [`pipeline`] output.
+//! [`pipeline`] → rules and events → [`output`].
 
 pub mod capture;
 pub mod config;
 pub mod daemon;
 pub mod events;
 pub mod http;
+pub mod output;
 pub mod pipeline;
 pub mod reassembly;
 pub mod replay;

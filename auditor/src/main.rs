@@ -3,9 +3,10 @@ use std::{collections::HashMap, path::PathBuf, process::ExitCode};
 use anyhow::Context as _;
 use auditor::{
     capture::{interfaces, CaptureOptions},
-    config::{Config, WatchedPort},
+    config::{Config, EventFormat, Overrides, WatchedPort},
     daemon,
     http::HttpLimits,
+    output::{self, Destination, LineWriter},
     pipeline::Pipeline,
     replay,
     reporter::{KernelLoss, ReportSettings, Reporter},
@@ -95,12 +96,50 @@ struct RunArgs {
     /// Port to watch, optionally with its proxy role (repeatable); replaces the configuration's list.
     #[arg(long = "port", value_name = "PORT[:ROLE]")]
     ports: Vec<WatchedPort>,
+    /// Where events go (repeatable): stdout, file:PATH, syslog or syslog:SOCKET;
+    /// replaces the configuration's list.
+    #[arg(long = "output", value_name = "SPEC")]
+    outputs: Vec<Destination>,
+    /// Serve Prometheus metrics on this address, e.g. 127.0.0.1:9700.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<std::net::SocketAddr>,
     /// Print every HTTP exchange followed instead of events (for debugging the capture).
     #[arg(long)]
     exchanges: bool,
-    /// Events as JSON lines, or for a person.
-    #[arg(long, value_enum, default_value_t = Format::Json)]
-    format: Format,
+    /// Events on stdout as JSON lines, or for a person; other outputs always get JSON.
+    #[arg(long, value_enum)]
+    format: Option<Format>,
+}
+
+impl RunArgs {
+    fn overrides(&self) -> Overrides {
+        Overrides {
+            interfaces: self.interfaces.clone(),
+            ports: self.ports.clone(),
+            destinations: self.outputs.clone(),
+            format: self.format.map(EventFormat::from),
+            metrics: self.metrics,
+        }
+    }
+}
+
+impl From<Format> for EventFormat {
+    fn from(format: Format) -> EventFormat {
+        match format {
+            Format::Json => EventFormat::Json,
+            Format::Pretty => EventFormat::Pretty,
+        }
+    }
+}
+
+/// `format` for stdout: colours only on a terminal.
+fn stdout_format(format: EventFormat) -> output::Format {
+    match format {
+        EventFormat::Json => output::Format::Json,
+        EventFormat::Pretty => output::Format::Pretty {
+            colour: std::io::IsTerminal::is_terminal(&std::io::stdout()),
+        },
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -216,31 +255,22 @@ async fn run(args: RunArgs, log_level: LogLevel) -> Result<(), Failure> {
         Some(path) => Config::load(path).map_err(|e| Failure::Usage(e.into()))?,
         None => Config::embedded_default(),
     };
-    if !args.interfaces.is_empty() {
-        config.interfaces = args.interfaces;
-    }
-    if !args.ports.is_empty() {
-        config.ports = args.ports;
-    }
+    args.overrides().apply(&mut config);
     let available = interfaces::list().context("cannot list network interfaces")?;
     let selected =
         interfaces::select(&available, &config.interfaces).map_err(|e| Failure::Usage(e.into()))?;
     let options = CaptureOptions {
         kernel_debug_log: matches!(log_level, LogLevel::Debug | LogLevel::Trace),
     };
-    let output = match (args.exchanges, args.format) {
-        (true, _) => daemon::Output::Exchanges,
-        (false, Format::Json) => daemon::Output::Events,
-        (false, Format::Pretty) => daemon::Output::PrettyEvents,
+    let output = match args.exchanges {
+        true => daemon::Output::Exchanges,
+        false => daemon::Output::Events,
     };
-    daemon::run(
-        &config,
-        &selected,
-        options,
-        output,
+    let sink = LineWriter::new(
         std::io::stdout().lock(),
-    )
-    .await?;
+        stdout_format(config.output.format),
+    );
+    daemon::run(&config, &selected, options, output, sink).await?;
     Ok(())
 }
 
@@ -265,12 +295,8 @@ fn replay(args: ReplayArgs) -> Result<(), Failure> {
         ports: args.ports.clone(),
         ..Config::embedded_default()
     });
-    let reporter = (!args.exchanges).then(|| {
-        Reporter::new(ReportSettings {
-            pretty: args.format == Format::Pretty,
-            ..ReportSettings::new(&config, HashMap::new())
-        })
-    });
+    let reporter =
+        (!args.exchanges).then(|| Reporter::new(ReportSettings::new(&config, HashMap::new())));
     let watched = |segment: &Segment| {
         ports.is_empty()
             || ports.contains(&segment.src.port())
@@ -281,7 +307,10 @@ fn replay(args: ReplayArgs) -> Result<(), Failure> {
         .iter()
         .map(|path| replay::open(path).map_err(|e| Failure::Usage(e.into())))
         .collect::<Result<Vec<_>, _>>()?;
-    let stdout = std::io::BufWriter::new(std::io::stdout().lock());
+    let stdout = LineWriter::new(
+        std::io::BufWriter::new(std::io::stdout().lock()),
+        stdout_format(args.format.into()),
+    );
     let mut pipeline = Pipeline::new(
         config.reassembly.limits(),
         HttpLimits::default(),

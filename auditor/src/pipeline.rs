@@ -1,16 +1,13 @@
-//! Segments → reassembly → HTTP exchanges → rules and events → JSON lines,
+//! Segments → reassembly → HTTP exchanges → rules and events → a sink,
 //! the same for live capture and capture files. Payload-gate requests of the
 //! HTTP layer come out as [`GateCommand`]s for the live capture to apply.
 
-use std::{
-    collections::HashMap,
-    io::{self, Write},
-    net::SocketAddr,
-};
+use std::{collections::HashMap, io, net::SocketAddr};
 
 use crate::{
     events::Event,
     http::{GateUntil, HttpLimits, HttpOutput, HttpTracker},
+    output::Sink,
     reassembly::{ConnectionId, Emit, Reassembler, ReassemblyLimits, ReassemblyStats, StreamEvent},
     reporter::{KernelLoss, Reporter},
     rules::Severity,
@@ -40,12 +37,12 @@ pub enum GateCommand {
     Open { src: SocketAddr, dst: SocketAddr },
 }
 
-pub struct Pipeline<W: Write> {
+pub struct Pipeline<S: Sink> {
     reassembler: Reassembler,
     http: HttpTracker,
     /// Events out; without a reporter, the exchanges themselves.
     reporter: Option<Reporter>,
-    output: W,
+    sink: S,
     http_outputs: Vec<HttpOutput>,
     events: Vec<Event>,
     closed: Vec<ConnectionId>,
@@ -56,20 +53,19 @@ pub struct Pipeline<W: Write> {
     stats: PipelineStats,
 }
 
-impl<W: Write> Pipeline<W> {
-    /// Events (or, without a reporter, exchanges) are written to `output`,
-    /// one JSON object per line.
+impl<S: Sink> Pipeline<S> {
+    /// Events (or, without a reporter, exchanges) go to `sink`.
     pub fn new(
         reassembly: ReassemblyLimits,
         http: HttpLimits,
         reporter: Option<Reporter>,
-        output: W,
-    ) -> Pipeline<W> {
+        sink: S,
+    ) -> Pipeline<S> {
         Pipeline {
             reassembler: Reassembler::new(reassembly),
             http: HttpTracker::new(http),
             reporter,
-            output,
+            sink,
             http_outputs: Vec::new(),
             events: Vec::new(),
             closed: Vec::new(),
@@ -131,7 +127,7 @@ impl<W: Write> Pipeline<W> {
             reporter.finish(&mut self.events);
         }
         self.drain_outputs()?;
-        self.output.flush()
+        self.sink.flush()
     }
 
     /// Writes a `loss` event if anything was lost since the previous one.
@@ -195,8 +191,7 @@ impl<W: Write> Pipeline<W> {
                     match &mut self.reporter {
                         Some(reporter) => reporter.report(&exchange, &mut self.events),
                         None => {
-                            serde_json::to_writer(&mut self.output, &exchange)?;
-                            self.output.write_all(b"\n")?;
+                            self.sink.exchange(&exchange)?;
                             wrote = true;
                         }
                     }
@@ -229,14 +224,12 @@ impl<W: Write> Pipeline<W> {
                     .push(GateCommand::Open { src: b, dst: a });
             }
         }
-        if let Some(reporter) = &self.reporter {
-            for event in self.events.drain(..) {
-                reporter.write(&event, &mut self.output)?;
-                wrote = true;
-            }
+        for event in self.events.drain(..) {
+            self.sink.event(&event)?;
+            wrote = true;
         }
         if wrote {
-            self.output.flush()?;
+            self.sink.flush()?;
         }
         Ok(())
     }

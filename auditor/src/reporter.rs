@@ -25,8 +25,6 @@ pub struct ReportSettings {
     pub interface_names: HashMap<u32, String>,
     pub allowlist: RedactionAllowlist,
     pub rate_limit: RateLimitSettings,
-    /// Write events for a person (`--format pretty`) rather than as JSON lines.
-    pub pretty: bool,
 }
 
 impl ReportSettings {
@@ -42,7 +40,6 @@ impl ReportSettings {
             interface_names,
             allowlist: config.redaction.clone(),
             rate_limit: config.rate_limit,
-            pretty: false,
         }
     }
 }
@@ -124,16 +121,6 @@ impl Reporter {
         let since = totals.since(&self.reported_loss);
         self.reported_loss = totals;
         (!since.is_zero()).then(|| Event::loss(now_ns, &self.settings.host, since))
-    }
-
-    /// Writes `event` as its JSON line, or for a person.
-    pub fn write(&self, event: &Event, output: &mut impl std::io::Write) -> std::io::Result<()> {
-        if self.settings.pretty {
-            output.write_all(crate::events::pretty::render(event).as_bytes())
-        } else {
-            serde_json::to_writer(&mut *output, event)?;
-            output.write_all(b"\n")
-        }
     }
 
     /// The highest severity any rule raised, rate-limited or not.

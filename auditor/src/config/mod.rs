@@ -1,12 +1,14 @@
 //! The daemon's configuration: a TOML file, or the embedded defaults.
 
-use std::{fmt, path::Path, str::FromStr};
+use std::{collections::BTreeMap, fmt, net::SocketAddr, path::Path, str::FromStr};
 
 use serde::Deserialize;
 
 use crate::{
     events::{RateLimitSettings, RedactionAllowlist},
+    output::Destination,
     reassembly::ReassemblyLimits,
+    rules::Severity,
 };
 
 /// The configuration used when no file is given.
@@ -27,6 +29,101 @@ pub struct Config {
     /// Secret values and query strings allowed into events (none by default).
     #[serde(default)]
     pub redaction: RedactionAllowlist,
+    #[serde(default)]
+    pub rules: RuleSettings,
+    #[serde(default)]
+    pub output: OutputSettings,
+    #[serde(default)]
+    pub reporting: ReportingSettings,
+    #[serde(default)]
+    pub capture: CaptureSettings,
+    #[serde(default)]
+    pub metrics: MetricsSettings,
+}
+
+/// The `[rules]` table: rules turned off, and severities changed.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuleSettings {
+    /// Rule ids that never raise.
+    pub disabled: Vec<String>,
+    /// Rule id → the severity its alerts carry instead of the catalogue's.
+    pub severity: BTreeMap<String, Severity>,
+}
+
+/// The `[output]` table: where events go.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutputSettings {
+    pub destinations: Vec<Destination>,
+    /// How events are written to stdout; files and syslog always get JSON.
+    pub format: EventFormat,
+    /// Events waiting for slow outputs; what does not fit is dropped and
+    /// counted in the next `loss` event.
+    pub queue_capacity: usize,
+}
+
+impl Default for OutputSettings {
+    fn default() -> Self {
+        OutputSettings {
+            destinations: vec![Destination::Stdout],
+            format: EventFormat::Json,
+            queue_capacity: 65536,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum EventFormat {
+    Json,
+    Pretty,
+}
+
+/// The `[reporting]` table: how often counters are reported.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReportingSettings {
+    /// A `loss` event at most this often, when anything was lost.
+    pub loss_interval_secs: u64,
+    /// A `stats` event this often; 0 turns them off.
+    pub stats_interval_secs: u64,
+}
+
+impl Default for ReportingSettings {
+    fn default() -> Self {
+        ReportingSettings {
+            loss_interval_secs: 60,
+            stats_interval_secs: 0,
+        }
+    }
+}
+
+/// The `[capture]` table: what the kernel program copies.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CaptureSettings {
+    /// Payload bytes copied per TCP segment, at most 16384.
+    pub max_payload_per_segment: u32,
+    /// Size of the ring buffer between the kernel program and the daemon: a
+    /// power of two, at least one page.
+    pub ring_buffer_bytes: u32,
+}
+
+impl Default for CaptureSettings {
+    fn default() -> Self {
+        CaptureSettings {
+            max_payload_per_segment: auditor_common::SEGMENT_CAPTURE_MAX as u32,
+            ring_buffer_bytes: auditor_common::RING_BUFFER_BYTES,
+        }
+    }
+}
+
+/// The `[metrics]` table: the Prometheus endpoint, off unless `listen` is set.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSettings {
+    pub listen: Option<SocketAddr>,
 }
 
 /// The `[reassembly]` table: bounds on what TCP reassembly holds.
@@ -96,6 +193,37 @@ pub struct WatchedPort {
 pub enum Role {
     Frontend,
     Backend,
+}
+
+/// What the command line says, which overrides the file: an empty list or
+/// `None` leaves the file's setting.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub interfaces: Vec<String>,
+    pub ports: Vec<WatchedPort>,
+    pub destinations: Vec<Destination>,
+    pub format: Option<EventFormat>,
+    pub metrics: Option<SocketAddr>,
+}
+
+impl Overrides {
+    pub fn apply(&self, config: &mut Config) {
+        if !self.interfaces.is_empty() {
+            config.interfaces.clone_from(&self.interfaces);
+        }
+        if !self.ports.is_empty() {
+            config.ports.clone_from(&self.ports);
+        }
+        if !self.destinations.is_empty() {
+            config.output.destinations.clone_from(&self.destinations);
+        }
+        if let Some(format) = self.format {
+            config.output.format = format;
+        }
+        if let Some(listen) = self.metrics {
+            config.metrics.listen = Some(listen);
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

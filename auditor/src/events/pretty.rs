@@ -5,7 +5,9 @@ use std::fmt::Write as _;
 use super::{format_timestamp, Event, EventBody, Flow};
 use crate::rules::Outcome;
 
-pub fn render(event: &Event) -> String {
+/// `colour`: ANSI colours for a terminal.
+pub fn render(event: &Event, colour: bool) -> String {
+    let _ = colour;
     let time = format_timestamp(event.timestamp_ns);
     let mut out = String::new();
     match &event.body {

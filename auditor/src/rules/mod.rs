@@ -8,13 +8,13 @@ pub mod render;
 mod view;
 mod websocket;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{config::Role, http::Exchange};
 pub use view::Offer;
 
 /// Ordered: `info` < `warning` < `error` < `critical`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Info,

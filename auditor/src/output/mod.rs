@@ -1,0 +1,70 @@
+//! Where events go. The pipeline hands each event (or, with `--exchanges`,
+//! each exchange) to a [`Sink`]; a [`LineWriter`] writes them to one stream.
+
+mod destination;
+
+use std::io::{self, Write};
+
+use serde::Serialize;
+
+pub use destination::{Destination, SYSLOG_SOCKET};
+
+use crate::{
+    events::{pretty, Event},
+    http::Exchange,
+};
+
+/// Receives what the pipeline produces, in order.
+pub trait Sink {
+    fn event(&mut self, event: &Event) -> io::Result<()>;
+    /// An exchange, when the pipeline runs without rules (`--exchanges`).
+    fn exchange(&mut self, exchange: &Exchange) -> io::Result<()>;
+    /// The end of a batch: whatever is buffered should reach its destination.
+    fn flush(&mut self) -> io::Result<()>;
+}
+
+/// How events are written for a stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// One JSON object per line.
+    Json,
+    /// A few lines per event for a person; `colour` on a terminal.
+    Pretty { colour: bool },
+}
+
+/// Writes everything to one stream in one [`Format`]; exchanges are always
+/// JSON lines.
+pub struct LineWriter<W: Write> {
+    writer: W,
+    format: Format,
+}
+
+impl<W: Write> LineWriter<W> {
+    pub fn new(writer: W, format: Format) -> LineWriter<W> {
+        LineWriter { writer, format }
+    }
+
+    fn json_line(&mut self, value: &impl Serialize) -> io::Result<()> {
+        serde_json::to_writer(&mut self.writer, value)?;
+        self.writer.write_all(b"\n")
+    }
+}
+
+impl<W: Write> Sink for LineWriter<W> {
+    fn event(&mut self, event: &Event) -> io::Result<()> {
+        match self.format {
+            Format::Json => self.json_line(event),
+            Format::Pretty { colour } => self
+                .writer
+                .write_all(pretty::render(event, colour).as_bytes()),
+        }
+    }
+
+    fn exchange(&mut self, exchange: &Exchange) -> io::Result<()> {
+        self.json_line(exchange)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.writer.flush()
+    }
+}
