@@ -4,13 +4,11 @@
 
 mod support;
 
-use std::time::Duration;
-
-use std::collections::BTreeSet;
+use std::{collections::BTreeSet, fmt::Debug, io, time::Duration};
 
 use lab::{
-    backend::{Backend, RunningBackend},
-    client::{curl_http2, send_offer, CurlReceived, Offer, Received},
+    backend::{Backend, RunningBackend, HTTP11_BODY},
+    client::{curl_http2, curl_upgrade, send_offer, CurlReceived, Offer, Received},
     proxy::{Proxy, RunningProxy},
     real::{python_websocket_client, RealBackend, H2C_BODY},
     ProxyLab, BACKEND_PORT, PROXY_PORT,
@@ -21,6 +19,9 @@ use support::{daemon::Daemon, require_privileges, schema::valid_events};
 
 const STARTUP: Duration = Duration::from_secs(20);
 const MISSING_CONNECTION_OPTION: &str = "upgrade-101-missing-connection-option";
+/// curl's exit code when `--max-time` ran out: curl 7.88 waits for a body
+/// after a 101 to anything but h2c.
+const CURL_TIMED_OUT: i32 = 28;
 
 /// What one client's traffic through a proxy produced.
 struct Observed<T = Received> {
@@ -29,27 +30,90 @@ struct Observed<T = Received> {
     proxy_log: String,
 }
 
+/// A client that sends an offer from the client namespace and records what
+/// came back: [`send_offer`] or [`curl_upgrade`].
+type Client<T> = fn(&ProxyLab, &Offer) -> io::Result<T>;
+
+/// What the tests read from a client's run, whichever client it was.
+trait ClientRun: Debug {
+    /// The status of the last response the client received.
+    fn status(&self) -> u16;
+    /// A field of the last response head, compared case-insensitively.
+    fn header(&self, name: &str) -> Option<&str>;
+    fn body(&self) -> &[u8];
+    /// Whether the client got a switch it could use: a 101, with bytes
+    /// flowing through it where the client sends any.
+    fn switched(&self) -> bool;
+}
+
+impl ClientRun for Received {
+    fn status(&self) -> u16 {
+        self.status
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        Received::header(self, name)
+    }
+
+    fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    fn switched(&self) -> bool {
+        self.status == 101 && self.bytes_flow
+    }
+}
+
+/// curl sends nothing after a 101, so a 101 is all it can tell.
+impl ClientRun for CurlReceived {
+    fn status(&self) -> u16 {
+        self.status
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        CurlReceived::header(self, name)
+    }
+
+    fn body(&self) -> &[u8] {
+        CurlReceived::body(self).as_bytes()
+    }
+
+    fn switched(&self) -> bool {
+        self.status == 101
+    }
+}
+
+/// The `proxy_impact` outcome that matches what the client got.
+fn impact_seen_by(received: &impl ClientRun) -> &'static str {
+    if received.switched() {
+        "tolerates"
+    } else {
+        "breaks"
+    }
+}
+
 /// Starts `backend` and `proxy`, then the daemon on both of the proxy's
-/// legs; sends `offer` from the client and stops the daemon.
-fn offer_through(proxy: Proxy, backend: Backend, offer: Offer) -> Observed {
-    through(proxy, backend, |lab| {
-        send_offer(lab, &offer).expect("the client's offer")
+/// legs; sends `offer` with `client` and stops the daemon.
+fn offer_through<T>(
+    proxy: Proxy,
+    backend: Backend,
+    offer: Offer,
+    client: Client<T>,
+) -> Observed<T> {
+    through(proxy, lab_backend(backend), |lab| {
+        client(lab, &offer).expect("the client's offer")
     })
 }
 
-/// Starts `backend` and `proxy`, then the daemon on both of the proxy's
-/// legs; runs `client` and stops the daemon.
-fn through<T>(proxy: Proxy, backend: Backend, client: impl FnOnce(&ProxyLab) -> T) -> Observed<T> {
-    through_to(
-        proxy,
-        |lab| RunningBackend::start(lab, backend).expect("start the backend"),
-        client,
-    )
+/// Starts one of the lab's own backends, for [`through`].
+fn lab_backend(backend: Backend) -> impl FnOnce(&ProxyLab) -> RunningBackend {
+    move |lab| RunningBackend::start(lab, backend).expect("start the backend")
 }
 
-/// [`through`] with a backend that `start_backend` starts and that runs
-/// until the daemon stopped.
-fn through_to<B, T>(
+/// Starts the backend with `start_backend`, which runs until the daemon
+/// stopped, and `proxy`, then the daemon on both of the proxy's legs; runs
+/// `client` and stops the daemon.
+fn through<B, T>(
     proxy: Proxy,
     start_backend: impl FnOnce(&ProxyLab) -> B,
     client: impl FnOnce(&ProxyLab) -> T,
@@ -91,13 +155,19 @@ fn of_type<'a>(events: &'a [Value], event_type: &str) -> Vec<&'a Value> {
         .collect()
 }
 
-/// The Proxmox Backup Server case behind `proxy`: the alert fires on the
-/// backend leg, and its prediction for `proxy` is what the client saw.
-fn proxmox_style_101_behind(proxy: Proxy) -> Observed {
-    let observed = offer_through(proxy, Backend::ProxmoxBackup, Offer::proxmox_backup());
+/// The Proxmox Backup Server case behind `proxy`, the offer sent by
+/// `client`: the alert fires on the backend leg, and its prediction for
+/// `proxy` is what the client saw.
+fn proxmox_style_101_behind<T: ClientRun>(proxy: Proxy, client: Client<T>) -> Observed<T> {
+    let observed = offer_through(
+        proxy,
+        Backend::ProxmoxBackup,
+        Offer::proxmox_backup(),
+        client,
+    );
     // One offer, one handshake on each leg; the frontend leg's is switched
     // only when the proxy passed the 101 on.
-    let frontend = if observed.received.status == 101 {
+    let frontend = if observed.received.status() == 101 {
         "switched"
     } else {
         "declined"
@@ -129,14 +199,9 @@ fn proxmox_style_101_behind(proxy: Proxy) -> Observed {
         .find(|impact| impact["proxy"] == proxy.name())
         .unwrap_or_else(|| panic!("no prediction for {}: {alert}", proxy.name()));
     let received = &observed.received;
-    let actual = if received.status == 101 && received.bytes_flow {
-        "tolerates"
-    } else {
-        "breaks"
-    };
     assert_eq!(
         predicted["outcome"],
-        actual,
+        impact_seen_by(received),
         "{} predicted {predicted}, the client received {received:?}; proxy log:\n{}",
         proxy.name(),
         observed.proxy_log
@@ -144,44 +209,91 @@ fn proxmox_style_101_behind(proxy: Proxy) -> Observed {
     observed
 }
 
+fn assert_empty_200(received: &impl ClientRun) {
+    assert_eq!(received.status(), 200, "{received:?}");
+    assert!(received.body().is_empty(), "{received:?}");
+}
+
+fn assert_proxmox_switch(received: &impl ClientRun) {
+    assert_eq!(received.status(), 101, "{received:?}");
+    assert_eq!(
+        received.header("Upgrade"),
+        Some("proxmox-backup-protocol-v1"),
+        "{received:?}"
+    );
+    assert!(received.switched(), "{received:?}");
+}
+
 #[test]
 #[ignore = "needs root"]
 fn caddy_turns_a_proxmox_style_101_into_an_empty_200() {
     require_privileges();
-    let received = proxmox_style_101_behind(Proxy::Caddy).received;
-    assert_eq!(received.status, 200, "{received:?}");
-    assert!(received.body.is_empty(), "{received:?}");
+    assert_empty_200(&proxmox_style_101_behind(Proxy::Caddy, send_offer).received);
+}
+
+#[test]
+#[ignore = "needs root"]
+fn caddy_turns_a_proxmox_style_101_into_an_empty_200_for_curl() {
+    require_privileges();
+    let curl = proxmox_style_101_behind(Proxy::Caddy, curl_upgrade).received;
+    assert_empty_200(&curl);
+    assert_eq!(curl.exit_code, Some(0), "{curl:?}");
 }
 
 #[test]
 #[ignore = "needs root"]
 fn nginx_passes_a_proxmox_style_101_on() {
     require_privileges();
-    let received = proxmox_style_101_behind(Proxy::Nginx).received;
-    assert_eq!(received.status, 101, "{received:?}");
-    assert_eq!(
-        received.header("Upgrade"),
-        Some("proxmox-backup-protocol-v1")
-    );
-    assert!(received.bytes_flow, "{received:?}");
+    assert_proxmox_switch(&proxmox_style_101_behind(Proxy::Nginx, send_offer).received);
+}
+
+#[test]
+#[ignore = "needs root"]
+fn nginx_passes_a_proxmox_style_101_on_to_curl() {
+    require_privileges();
+    let curl = proxmox_style_101_behind(Proxy::Nginx, curl_upgrade).received;
+    assert_proxmox_switch(&curl);
+    assert_eq!(curl.exit_code, Some(CURL_TIMED_OUT), "{curl:?}");
 }
 
 #[test]
 #[ignore = "needs root"]
 fn haproxy_answers_a_proxmox_style_101_with_502() {
     require_privileges();
-    let received = proxmox_style_101_behind(Proxy::HAProxy).received;
+    let received = proxmox_style_101_behind(Proxy::HAProxy, send_offer).received;
     assert_eq!(received.status, 502, "{received:?}");
 }
 
-/// A correct WebSocket backend behind `proxy`: the switch reaches the
-/// client, nothing at warning or above, one handshake on each leg.
-fn websocket_passes_cleanly_through(proxy: Proxy) {
-    let observed = offer_through(proxy, Backend::WebSocket, Offer::websocket());
-    let received = &observed.received;
-    assert_eq!(received.status, 101, "{received:?}");
-    assert!(received.bytes_flow, "{received:?}");
+#[test]
+#[ignore = "needs root"]
+fn haproxy_answers_a_proxmox_style_101_with_502_for_curl() {
+    require_privileges();
+    let curl = proxmox_style_101_behind(Proxy::HAProxy, curl_upgrade).received;
+    assert_eq!((curl.exit_code, curl.status), (Some(0), 502), "{curl:?}");
+}
+
+/// A correct WebSocket backend behind `proxy`, the offer sent by `client`:
+/// the switch reaches the client, nothing at warning or above, one
+/// handshake on each leg.
+fn websocket_passes_cleanly_through<T: ClientRun>(proxy: Proxy, client: Client<T>) -> T {
+    let offer = Offer::websocket();
+    let key = offer.websocket_key.clone().expect("a WebSocket key");
+    let observed = offer_through(proxy, Backend::WebSocket, offer, client);
+    let received = observed.received;
+    assert_eq!(received.status(), 101, "{received:?}");
+    assert_eq!(
+        received.header("Sec-WebSocket-Accept"),
+        Some(lab::websocket::accept(&key).as_str()),
+        "{received:?}"
+    );
+    assert!(received.switched(), "{received:?}");
     assert_clean_switch_on_both_legs(&observed.events);
+    received
+}
+
+fn curl_websocket_passes_cleanly_through(proxy: Proxy) {
+    let curl = websocket_passes_cleanly_through(proxy, curl_upgrade);
+    assert_eq!(curl.exit_code, Some(CURL_TIMED_OUT), "{curl:?}");
 }
 
 /// Nothing at warning or above, and one switched handshake on each leg.
@@ -211,21 +323,42 @@ fn assert_clean_switch_on_both_legs(events: &[Value]) {
 #[ignore = "needs root"]
 fn websocket_through_caddy_is_clean_on_both_legs() {
     require_privileges();
-    websocket_passes_cleanly_through(Proxy::Caddy);
+    websocket_passes_cleanly_through(Proxy::Caddy, send_offer);
 }
 
 #[test]
 #[ignore = "needs root"]
 fn websocket_through_nginx_is_clean_on_both_legs() {
     require_privileges();
-    websocket_passes_cleanly_through(Proxy::Nginx);
+    websocket_passes_cleanly_through(Proxy::Nginx, send_offer);
 }
 
 #[test]
 #[ignore = "needs root"]
 fn websocket_through_haproxy_is_clean_on_both_legs() {
     require_privileges();
-    websocket_passes_cleanly_through(Proxy::HAProxy);
+    websocket_passes_cleanly_through(Proxy::HAProxy, send_offer);
+}
+
+#[test]
+#[ignore = "needs root"]
+fn curl_websocket_through_caddy_is_clean_on_both_legs() {
+    require_privileges();
+    curl_websocket_passes_cleanly_through(Proxy::Caddy);
+}
+
+#[test]
+#[ignore = "needs root"]
+fn curl_websocket_through_nginx_is_clean_on_both_legs() {
+    require_privileges();
+    curl_websocket_passes_cleanly_through(Proxy::Nginx);
+}
+
+#[test]
+#[ignore = "needs root"]
+fn curl_websocket_through_haproxy_is_clean_on_both_legs() {
+    require_privileges();
+    curl_websocket_passes_cleanly_through(Proxy::HAProxy);
 }
 
 /// What the daemon must report on one leg of the proxy.
@@ -283,11 +416,7 @@ fn outcomes_on<'a>(events: &'a [Value], role: &str) -> Vec<&'a str> {
 /// `proxy` make no prediction and are left out.
 fn mispredicted(observed: &Observed, proxy: Proxy) -> Vec<String> {
     let received = &observed.received;
-    let actual = if received.status == 101 && received.bytes_flow {
-        "tolerates"
-    } else {
-        "breaks"
-    };
+    let actual = impact_seen_by(received);
     of_type(&observed.events, "alert")
         .into_iter()
         .filter(|alert| alert["flow"]["role"] == "backend")
@@ -319,7 +448,7 @@ fn websocket_offer_through(
     backend_leg: Leg,
     disagreeing: &[&str],
 ) -> Received {
-    let observed = offer_through(proxy, backend, Offer::websocket());
+    let observed = offer_through(proxy, backend, Offer::websocket(), send_offer);
     assert_legs(&observed.events, frontend, backend_leg);
     let wrong = mispredicted(&observed, proxy);
     let wrong_rules: Vec<&str> = wrong
@@ -527,6 +656,7 @@ fn nginx_without_upgrade_headers_never_offers_the_upgrade_to_the_backend() {
         Proxy::NginxWithoutUpgradeHeaders,
         Backend::WebSocket,
         Offer::websocket(),
+        send_offer,
     );
     assert_legs(
         &observed.events,
@@ -546,6 +676,7 @@ fn nginx_without_upgrade_headers_never_offers_the_upgrade_to_the_backend() {
 
 const H2C_DEPRECATED: &str = "h2c-upgrade-deprecated";
 const H2C_ACCEPTED: &str = "h2c-upgrade-accepted";
+const H2C_MISSING_PREFACE: &str = "h2c-missing-preface";
 
 /// `h2c-upgrade-accepted` is critical on the backend leg, a warning on
 /// the frontend leg.
@@ -562,38 +693,69 @@ fn assert_h2c_accepted_severities(events: &[Value]) {
     }
 }
 
+/// The rules a correct h2c offer raises on the backend leg once `proxy`
+/// forwarded it, as the `*_forwards_h2c_*` tests show.
+fn forwarded_h2c_offer_rules(proxy: Proxy) -> Vec<&'static str> {
+    match proxy {
+        Proxy::Caddy => vec![
+            H2C_DEPRECATED,
+            "h2c-settings-count",
+            "h2c-settings-not-connection-option",
+        ],
+        Proxy::Nginx => vec![H2C_DEPRECATED, "h2c-settings-not-connection-option"],
+        Proxy::HAProxy => vec![H2C_DEPRECATED],
+        Proxy::NginxWithoutUpgradeHeaders => {
+            panic!("nginx without upgrade lines forwards no offer")
+        }
+    }
+}
+
+/// curl's h2c offer through `proxy` to the backend `start_backend` starts:
+/// the legs show `frontend` and `backend`, and curl got a complete
+/// response.
+fn curl_h2c_through<B>(
+    proxy: Proxy,
+    start_backend: impl FnOnce(&ProxyLab) -> B,
+    frontend: Leg,
+    backend: Leg,
+) -> CurlReceived {
+    let observed = through(proxy, start_backend, |lab| {
+        curl_http2(lab).expect("run curl")
+    });
+    assert_legs(&observed.events, frontend, backend);
+    assert_h2c_accepted_severities(&observed.events);
+    let curl = observed.received;
+    assert_eq!(
+        curl.exit_code,
+        Some(0),
+        "{curl:?}; proxy log:\n{}",
+        observed.proxy_log
+    );
+    curl
+}
+
 /// curl's h2c offer through `proxy` to a backend that accepts it: every
 /// proxy forwards the offer and passes the 101 on, so curl talks HTTP/2
 /// to the backend through a tunnel the proxy does not inspect.
-fn h2c_through(proxy: Proxy, backend_rules: &[&str]) -> CurlReceived {
-    let observed = through(proxy, Backend::H2c, |lab| {
-        curl_http2(lab).expect("run curl")
-    });
-    assert_legs(
-        &observed.events,
+fn h2c_through(proxy: Proxy) {
+    let curl = curl_h2c_through(
+        proxy,
+        lab_backend(Backend::H2c),
         Leg {
             outcomes: &["switched"],
             rules: &[H2C_DEPRECATED, H2C_ACCEPTED],
         },
         Leg {
             outcomes: &["switched"],
-            rules: backend_rules,
+            rules: &[forwarded_h2c_offer_rules(proxy), vec![H2C_ACCEPTED]].concat(),
         },
     );
-    assert_h2c_accepted_severities(&observed.events);
-    let curl = observed.received;
-    assert_eq!(curl.exit_code, Some(0), "{curl:?}");
-    assert!(
-        curl.output.starts_with("HTTP/1.1 101"),
-        "{curl:?}; proxy log:\n{}",
-        observed.proxy_log
-    );
+    assert!(curl.output.starts_with("HTTP/1.1 101"), "{curl:?}");
     assert_eq!(
         (curl.http_version.as_str(), curl.status),
         ("2", 200),
         "{curl:?}"
     );
-    curl
 }
 
 /// Caddy forwards `Upgrade: h2c` but drops `HTTP2-Settings` and its
@@ -602,15 +764,7 @@ fn h2c_through(proxy: Proxy, backend_rules: &[&str]) -> CurlReceived {
 #[ignore = "needs root"]
 fn caddy_forwards_h2c_without_its_settings() {
     require_privileges();
-    h2c_through(
-        Proxy::Caddy,
-        &[
-            H2C_DEPRECATED,
-            "h2c-settings-count",
-            "h2c-settings-not-connection-option",
-            H2C_ACCEPTED,
-        ],
-    );
+    h2c_through(Proxy::Caddy);
 }
 
 /// nginx forwards `HTTP2-Settings` but writes `Connection: upgrade`
@@ -619,14 +773,7 @@ fn caddy_forwards_h2c_without_its_settings() {
 #[ignore = "needs root"]
 fn nginx_forwards_h2c_without_the_settings_connection_option() {
     require_privileges();
-    h2c_through(
-        Proxy::Nginx,
-        &[
-            H2C_DEPRECATED,
-            "h2c-settings-not-connection-option",
-            H2C_ACCEPTED,
-        ],
-    );
+    h2c_through(Proxy::Nginx);
 }
 
 /// HAProxy forwards the offer as the client made it.
@@ -634,14 +781,145 @@ fn nginx_forwards_h2c_without_the_settings_connection_option() {
 #[ignore = "needs root"]
 fn haproxy_forwards_h2c_unchanged() {
     require_privileges();
-    h2c_through(Proxy::HAProxy, &[H2C_DEPRECATED, H2C_ACCEPTED]);
+    h2c_through(Proxy::HAProxy);
+}
+
+/// curl's h2c offer through `proxy` to a server without h2c: every proxy
+/// forwards the offer and passes the server's plain 200 on, so the offer
+/// is declined on both legs and curl goes on with HTTP/1.1.
+fn h2c_declined_by_the_backend_behind(proxy: Proxy) {
+    let curl = curl_h2c_through(
+        proxy,
+        lab_backend(Backend::WithoutH2c),
+        Leg {
+            outcomes: &["declined"],
+            rules: &[H2C_DEPRECATED],
+        },
+        Leg {
+            outcomes: &["declined"],
+            rules: &forwarded_h2c_offer_rules(proxy),
+        },
+    );
+    assert_eq!(
+        (curl.http_version.as_str(), curl.status),
+        ("1.1", 200),
+        "{curl:?}"
+    );
+    assert_eq!(curl.body(), HTTP11_BODY, "{curl:?}");
+}
+
+#[test]
+#[ignore = "needs root"]
+fn caddy_passes_a_backends_h2c_refusal_on() {
+    require_privileges();
+    h2c_declined_by_the_backend_behind(Proxy::Caddy);
+}
+
+#[test]
+#[ignore = "needs root"]
+fn nginx_passes_a_backends_h2c_refusal_on() {
+    require_privileges();
+    h2c_declined_by_the_backend_behind(Proxy::Nginx);
+}
+
+#[test]
+#[ignore = "needs root"]
+fn haproxy_passes_a_backends_h2c_refusal_on() {
+    require_privileges();
+    h2c_declined_by_the_backend_behind(Proxy::HAProxy);
+}
+
+/// Without `proxy_set_header Upgrade/Connection` nginx forwards curl's h2c
+/// offer as a plain GET: the frontend leg shows the declined offer, the
+/// backend leg nothing, and the h2c server answers over HTTP/1.1.
+#[test]
+#[ignore = "needs root"]
+fn nginx_without_upgrade_headers_strips_the_h2c_offer() {
+    require_privileges();
+    let curl = curl_h2c_through(
+        Proxy::NginxWithoutUpgradeHeaders,
+        lab_backend(Backend::H2c),
+        Leg {
+            outcomes: &["declined"],
+            rules: &[H2C_DEPRECATED],
+        },
+        Leg {
+            outcomes: &[],
+            rules: &[],
+        },
+    );
+    assert_eq!(
+        (curl.http_version.as_str(), curl.status),
+        ("1.1", 200),
+        "{curl:?}"
+    );
+    assert_eq!(curl.body(), HTTP11_BODY, "{curl:?}");
+}
+
+/// The lab client's h2c offer through `proxy` to a server that accepts
+/// it; after the 101 the client sends its probe where the HTTP/2
+/// connection preface belongs. The proxy tunnels the probe to the backend,
+/// so both legs show the client's missing preface; the server's SETTINGS
+/// comes first on both, so the client alone is at fault.
+fn h2c_without_preface_through(proxy: Proxy) {
+    let observed = offer_through(proxy, Backend::H2c, Offer::h2c(), send_offer);
+    assert_legs(
+        &observed.events,
+        Leg {
+            outcomes: &["switched"],
+            rules: &[H2C_DEPRECATED, H2C_ACCEPTED, H2C_MISSING_PREFACE],
+        },
+        Leg {
+            outcomes: &["switched"],
+            rules: &[
+                forwarded_h2c_offer_rules(proxy),
+                vec![H2C_ACCEPTED, H2C_MISSING_PREFACE],
+            ]
+            .concat(),
+        },
+    );
+    assert_h2c_accepted_severities(&observed.events);
+    for alert in of_type(&observed.events, "alert") {
+        if alert["alert"]["rule"] == H2C_MISSING_PREFACE {
+            assert_eq!(
+                alert["alert"]["message"],
+                "after the h2c 101 the client's first bytes are `lab-probe-after-101`, \
+                 not the connection preface",
+                "{alert}"
+            );
+        }
+    }
+    let received = &observed.received;
+    assert_eq!(received.status, 101, "{received:?}");
+    assert_eq!(received.header("Upgrade"), Some("h2c"), "{received:?}");
+}
+
+#[test]
+#[ignore = "needs root"]
+fn caddy_tunnels_an_h2c_client_without_preface() {
+    require_privileges();
+    h2c_without_preface_through(Proxy::Caddy);
+}
+
+#[test]
+#[ignore = "needs root"]
+fn nginx_tunnels_an_h2c_client_without_preface() {
+    require_privileges();
+    h2c_without_preface_through(Proxy::Nginx);
+}
+
+#[test]
+#[ignore = "needs root"]
+fn haproxy_tunnels_an_h2c_client_without_preface() {
+    require_privileges();
+    h2c_without_preface_through(Proxy::HAProxy);
 }
 
 /// A python3-websockets client through `proxy` to a python3-websockets
 /// echo server: the echo comes back, and both legs show one clean switch.
 fn python_websockets_through(proxy: Proxy) {
     const MESSAGE: &str = "hello from python3-websockets";
-    let observed = through_to(
+    let observed = through(
         proxy,
         |lab| RealBackend::python_websocket_echo(lab).unwrap_or_else(|error| panic!("{error}")),
         |lab| python_websocket_client(lab, "/echo", MESSAGE).expect("run the client"),
@@ -683,19 +961,11 @@ fn python_websockets_through_haproxy_is_clean_on_both_legs() {
 /// otherwise answers over HTTP/1.1: the legs show `frontend` and
 /// `backend`, and curl gets nghttpd's file either way.
 fn h2c_to_nghttpx_through(proxy: Proxy, frontend: Leg, backend: Leg) -> CurlReceived {
-    let observed = through_to(
+    let curl = curl_h2c_through(
         proxy,
         |lab| RealBackend::nghttpx_h2c(lab).unwrap_or_else(|error| panic!("{error}")),
-        |lab| curl_http2(lab).expect("run curl"),
-    );
-    assert_legs(&observed.events, frontend, backend);
-    assert_h2c_accepted_severities(&observed.events);
-    let curl = observed.received;
-    assert_eq!(
-        curl.exit_code,
-        Some(0),
-        "{curl:?}; proxy log:\n{}",
-        observed.proxy_log
+        frontend,
+        backend,
     );
     assert_eq!(curl.status, 200, "{curl:?}");
     assert!(curl.output.ends_with(H2C_BODY), "{curl:?}");
@@ -717,36 +987,25 @@ fn caddy_loses_the_h2c_upgrade_to_nghttpx() {
         },
         Leg {
             outcomes: &["declined"],
-            rules: &[
-                H2C_DEPRECATED,
-                "h2c-settings-count",
-                "h2c-settings-not-connection-option",
-            ],
+            rules: &forwarded_h2c_offer_rules(Proxy::Caddy),
         },
     );
     assert_eq!(curl.http_version, "1.1", "{curl:?}");
     assert!(curl.output.starts_with("HTTP/1.1 200"), "{curl:?}");
 }
 
-/// nghttpx accepts the offer nginx forwards, `HTTP2-Settings` connection
-/// option or not.
-#[test]
-#[ignore = "needs root"]
-fn nginx_passes_the_h2c_upgrade_to_nghttpx() {
-    require_privileges();
+/// nghttpx accepts the offer nginx and HAProxy forward, `HTTP2-Settings`
+/// connection option or not.
+fn h2c_upgrade_to_nghttpx_through(proxy: Proxy) {
     let curl = h2c_to_nghttpx_through(
-        Proxy::Nginx,
+        proxy,
         Leg {
             outcomes: &["switched"],
             rules: &[H2C_DEPRECATED, H2C_ACCEPTED],
         },
         Leg {
             outcomes: &["switched"],
-            rules: &[
-                H2C_DEPRECATED,
-                "h2c-settings-not-connection-option",
-                H2C_ACCEPTED,
-            ],
+            rules: &[forwarded_h2c_offer_rules(proxy), vec![H2C_ACCEPTED]].concat(),
         },
     );
     assert_eq!(curl.http_version, "2", "{curl:?}");
@@ -755,19 +1014,14 @@ fn nginx_passes_the_h2c_upgrade_to_nghttpx() {
 
 #[test]
 #[ignore = "needs root"]
+fn nginx_passes_the_h2c_upgrade_to_nghttpx() {
+    require_privileges();
+    h2c_upgrade_to_nghttpx_through(Proxy::Nginx);
+}
+
+#[test]
+#[ignore = "needs root"]
 fn haproxy_passes_the_h2c_upgrade_to_nghttpx() {
     require_privileges();
-    let curl = h2c_to_nghttpx_through(
-        Proxy::HAProxy,
-        Leg {
-            outcomes: &["switched"],
-            rules: &[H2C_DEPRECATED, H2C_ACCEPTED],
-        },
-        Leg {
-            outcomes: &["switched"],
-            rules: &[H2C_DEPRECATED, H2C_ACCEPTED],
-        },
-    );
-    assert_eq!(curl.http_version, "2", "{curl:?}");
-    assert!(curl.output.starts_with("HTTP/1.1 101"), "{curl:?}");
+    h2c_upgrade_to_nghttpx_through(Proxy::HAProxy);
 }

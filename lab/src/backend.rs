@@ -39,17 +39,26 @@ pub enum Backend {
     /// A server that accepts h2c upgrades (RFC 7540 §3.2): `101` with
     /// `Connection: Upgrade` and `Upgrade: h2c`, then its SETTINGS frame and
     /// a `200` on stream 1 over HTTP/2. Requests without an h2c offer get a
-    /// plain HTTP/1.1 `200`.
+    /// plain HTTP/1.1 `200` with [`HTTP11_BODY`].
     H2c,
+    /// A server without h2c, which ignores `Upgrade: h2c` (RFC 9110 §7.8
+    /// lets it) and answers every request with a plain HTTP/1.1 `200` with
+    /// [`HTTP11_BODY`].
+    WithoutH2c,
 }
+
+/// The body of the h2c backends' answers over HTTP/1.1.
+pub const HTTP11_BODY: &str = "http/1.1\n";
 
 impl Backend {
     /// The response head to `request`, and what the connection carries next.
     fn answer(self, request: &Head) -> (String, After) {
         const BAD_REQUEST: &str =
             "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
-        if self == Backend::H2c {
-            return h2c::answer(request);
+        match self {
+            Backend::H2c => return h2c::answer(request),
+            Backend::WithoutH2c => return (h2c::plain_200(), After::Close),
+            _ => {}
         }
         if request.header("Upgrade").is_none() {
             return (BAD_REQUEST.to_owned(), After::Close);
@@ -83,7 +92,9 @@ impl Backend {
                  Sec-WebSocket-Accept: {}\r\n\r\n",
                 websocket::accept(key)
             ),
-            (Backend::H2c, _) | (_, None) => return (BAD_REQUEST.to_owned(), After::Close),
+            (Backend::H2c | Backend::WithoutH2c, _) | (_, None) => {
+                return (BAD_REQUEST.to_owned(), After::Close)
+            }
         };
         let after = match self {
             Backend::ProxmoxBackup | Backend::UnofferedProtocol => After::EchoBytes,
@@ -202,7 +213,7 @@ fn serve(mut stream: TcpStream, backend: Backend) -> io::Result<()> {
 mod h2c {
     use std::io::{self, Read, Write};
 
-    use super::After;
+    use super::{After, HTTP11_BODY};
     use crate::head::Head;
 
     const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -226,12 +237,16 @@ mod h2c {
                 After::Http2,
             )
         } else {
-            (
-                "HTTP/1.1 200 OK\r\nContent-Length: 9\r\nConnection: close\r\n\r\nhttp/1.1\n"
-                    .to_owned(),
-                After::Close,
-            )
+            (plain_200(), After::Close)
         }
+    }
+
+    /// The answer without a switch.
+    pub(super) fn plain_200() -> String {
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{HTTP11_BODY}",
+            HTTP11_BODY.len()
+        )
     }
 
     fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {

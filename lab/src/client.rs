@@ -20,6 +20,9 @@ pub struct Offer {
     pub target: String,
     pub protocol: String,
     pub websocket_key: Option<String>,
+    /// The `HTTP2-Settings` of an h2c offer, which `Connection` then also
+    /// names.
+    pub http2_settings: Option<String>,
 }
 
 impl Offer {
@@ -29,6 +32,7 @@ impl Offer {
             target: "/chat".to_owned(),
             protocol: "websocket".to_owned(),
             websocket_key: Some("dGhlIHNhbXBsZSBub25jZQ==".to_owned()),
+            http2_settings: None,
         }
     }
 
@@ -38,19 +42,53 @@ impl Offer {
             target: "/api2/json/backup?backup-type=host&backup-id=lab&store=lab".to_owned(),
             protocol: "proxmox-backup-protocol-v1".to_owned(),
             websocket_key: None,
+            http2_settings: None,
         }
     }
 
-    fn request(&self) -> String {
-        let front = ProxyLab::proxy_front();
-        let mut request = format!(
-            "GET {} HTTP/1.1\r\nHost: {front}\r\nUpgrade: {}\r\nConnection: Upgrade\r\n",
-            self.target, self.protocol
-        );
+    /// A correct h2c offer (RFC 7540 §3.2). [`send_offer`] does not speak
+    /// HTTP/2: after a 101 it sends its probe where the connection preface
+    /// belongs.
+    pub fn h2c() -> Offer {
+        Offer {
+            target: "/h2c".to_owned(),
+            protocol: "h2c".to_owned(),
+            websocket_key: None,
+            // Three settings: HEADER_TABLE_SIZE, INITIAL_WINDOW_SIZE and
+            // ENABLE_PUSH.
+            http2_settings: Some("AAMAAABkAARAAAAAAAIAAAAA".to_owned()),
+        }
+    }
+
+    /// The header fields after `Host`, in order.
+    fn fields(&self) -> Vec<(&'static str, String)> {
+        let connection = if self.http2_settings.is_some() {
+            "Upgrade, HTTP2-Settings"
+        } else {
+            "Upgrade"
+        };
+        let mut fields = vec![
+            ("Upgrade", self.protocol.clone()),
+            ("Connection", connection.to_owned()),
+        ];
         if let Some(key) = &self.websocket_key {
-            request.push_str(&format!(
-                "Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-            ));
+            fields.push(("Sec-WebSocket-Key", key.clone()));
+            fields.push(("Sec-WebSocket-Version", "13".to_owned()));
+        }
+        if let Some(settings) = &self.http2_settings {
+            fields.push(("HTTP2-Settings", settings.clone()));
+        }
+        fields
+    }
+
+    fn request(&self) -> String {
+        let mut request = format!(
+            "GET {} HTTP/1.1\r\nHost: {}\r\n",
+            self.target,
+            ProxyLab::proxy_front()
+        );
+        for (name, value) in self.fields() {
+            request.push_str(&format!("{name}: {value}\r\n"));
         }
         request.push_str("\r\n");
         request
@@ -170,11 +208,11 @@ fn is_end_or_timeout(error: &io::Error) -> bool {
     )
 }
 
-/// What `curl --http2` got for a plain `http://` URL, the request curl
-/// turns into an h2c upgrade offer (`Upgrade: h2c`, `HTTP2-Settings`).
+/// What curl received: from [`curl_http2`] or [`curl_upgrade`].
 #[derive(Clone, Debug)]
 pub struct CurlReceived {
-    /// curl's exit code (0: a complete response).
+    /// curl's exit code: 0 for a complete response, 28 when `--max-time`
+    /// ran out.
     pub exit_code: Option<i32>,
     /// `%{http_version}` of the final response: `2` when the h2c upgrade
     /// went through end to end, `1.1` otherwise, `0` when nothing came.
@@ -188,15 +226,77 @@ pub struct CurlReceived {
     pub stderr: String,
 }
 
-/// Runs `curl --http2 http://PROXY/h2c` in the client namespace.
+impl CurlReceived {
+    /// The first value of the field `name` in the last head curl received,
+    /// compared case-insensitively.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let (heads, _) = self.heads_and_body();
+        let last_head = heads.last()?;
+        last_head
+            .split("\r\n")
+            .skip(1)
+            .filter_map(|line| line.split_once(':'))
+            .find(|(field, _)| field.trim().eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.trim())
+    }
+
+    /// What followed the last head.
+    pub fn body(&self) -> &str {
+        self.heads_and_body().1
+    }
+
+    /// `--include` writes each head, status line to empty line, before the
+    /// body.
+    fn heads_and_body(&self) -> (Vec<&str>, &str) {
+        let mut heads = Vec::new();
+        let mut rest = self.output.as_str();
+        while rest.starts_with("HTTP/") {
+            let Some((head, after)) = rest.split_once("\r\n\r\n") else {
+                break;
+            };
+            heads.push(head);
+            rest = after;
+        }
+        (heads, rest)
+    }
+}
+
+/// How long curl may take, in seconds.
+const CURL_MAX_TIME: &str = "5";
+
+/// Runs `curl --http2 http://PROXY/h2c` in the client namespace: for a
+/// plain `http://` URL curl makes an h2c upgrade offer (`Upgrade: h2c`,
+/// `HTTP2-Settings`).
 pub fn curl_http2(lab: &ProxyLab) -> io::Result<CurlReceived> {
+    run_curl(lab, "/h2c", ["--http2"])
+}
+
+/// Runs curl with `offer`'s header fields over HTTP/1.1 in the client
+/// namespace. curl 7.88 prints the 101 of a switch to anything but h2c,
+/// sends nothing after it and waits for a body until [`CURL_MAX_TIME`]:
+/// it exits with 28 and `%{response_code}` 101.
+pub fn curl_upgrade(lab: &ProxyLab, offer: &Offer) -> io::Result<CurlReceived> {
+    let mut args = vec!["--http1.1".to_owned()];
+    for (name, value) in offer.fields() {
+        args.push("--header".to_owned());
+        args.push(format!("{name}: {value}"));
+    }
+    run_curl(lab, &offer.target, args)
+}
+
+fn run_curl(
+    lab: &ProxyLab,
+    target: &str,
+    args: impl IntoIterator<Item = impl AsRef<std::ffi::OsStr>>,
+) -> io::Result<CurlReceived> {
     const WRITE_OUT: &str = "\n%{http_version} %{response_code}";
     let output = lab
         .client
         .command("curl")
-        .args(["--http2", "--silent", "--show-error", "--include"])
-        .args(["--max-time", "5", "--write-out", WRITE_OUT])
-        .arg(format!("http://{}/h2c", ProxyLab::proxy_front()))
+        .args(["--silent", "--show-error", "--include"])
+        .args(["--max-time", CURL_MAX_TIME, "--write-out", WRITE_OUT])
+        .args(args)
+        .arg(format!("http://{}{target}", ProxyLab::proxy_front()))
         .output()?;
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let (body, summary) = stdout.rsplit_once('\n').unwrap_or(("", &stdout));
@@ -208,4 +308,47 @@ pub fn curl_http2(lab: &ProxyLab) -> io::Result<CurlReceived> {
         output: body.to_owned(),
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn curl_output(output: &str) -> CurlReceived {
+        CurlReceived {
+            exit_code: Some(0),
+            http_version: "2".to_owned(),
+            status: 200,
+            output: output.to_owned(),
+            stderr: String::new(),
+        }
+    }
+
+    #[test]
+    fn the_last_head_and_the_body_after_it() {
+        let curl = curl_output(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n\
+             HTTP/2 200 \r\ncontent-length: 5\r\nupgrade: none\r\n\r\nHTTP/",
+        );
+        assert_eq!(curl.header("Content-Length"), Some("5"));
+        assert_eq!(curl.header("upgrade"), Some("none"));
+        assert_eq!(curl.body(), "HTTP/");
+    }
+
+    #[test]
+    fn a_101_without_a_body() {
+        let curl = curl_output("HTTP/1.1 101 Switching Protocols\r\nupgrade: x\r\n\r\n");
+        assert_eq!(curl.header("Upgrade"), Some("x"));
+        assert_eq!(curl.header("Connection"), None);
+        assert_eq!(curl.body(), "");
+    }
+
+    #[test]
+    fn an_h2c_offer_names_its_settings_in_connection() {
+        assert_eq!(
+            Offer::h2c().request(),
+            "GET /h2c HTTP/1.1\r\nHost: 10.240.1.2:8080\r\nUpgrade: h2c\r\n\
+             Connection: Upgrade, HTTP2-Settings\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n"
+        );
+    }
 }
