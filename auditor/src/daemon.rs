@@ -1,7 +1,10 @@
 //! `auditor run`: live capture through the kernel program into the
 //! pipeline, until SIGINT or SIGTERM.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::{
+    collections::BTreeMap,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
 use auditor_common::Counter;
 use tokio::signal::unix::{signal, SignalKind};
@@ -10,6 +13,7 @@ use crate::{
     capture::{flow_key, interfaces::Interface, Capture, CaptureError, CaptureOptions},
     config::Config,
     http::HttpLimits,
+    metrics::{self, MetricsListener},
     output::Sink,
     pipeline::{GateCommand, Pipeline},
     reporter::{KernelLoss, ReportSettings, Reporter},
@@ -31,13 +35,15 @@ pub enum Output {
 }
 
 /// Loads and attaches the program on `interfaces`, then feeds the pipeline,
-/// handing `output` to `sink`, until a stop signal.
+/// handing `output` to `sink`, until a stop signal. Scrapes of `metrics`
+/// are answered meanwhile.
 pub async fn run<S: Sink>(
     config: &Config,
     interfaces: &[Interface],
     options: CaptureOptions,
     output: Output,
     sink: S,
+    metrics: Option<MetricsListener>,
 ) -> Result<(), CaptureError> {
     let mut capture = Capture::load(options)?;
     for port in &config.ports {
@@ -60,6 +66,10 @@ pub async fn run<S: Sink>(
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
     let mut ticks = 0u32;
+    let stats_every = Duration::from_secs(config.reporting.stats_interval_secs);
+    // A sleep, not an interval: `sleep` copes with any duration.
+    let stats_timer = tokio::time::sleep(stats_every);
+    tokio::pin!(stats_timer);
     let interface_names = interfaces
         .iter()
         .map(|i| (i.index, i.name.clone()))
@@ -89,9 +99,18 @@ pub async fn run<S: Sink>(
                 apply_gates(&mut capture, &mut pipeline)?;
                 ticks += 1;
                 if ticks.is_multiple_of(COUNTERS_EVERY) {
-                    pipeline.report_loss(unix_now_ns(), kernel_loss(&capture)?)?;
+                    pipeline.report_loss(unix_now_ns(), kernel_loss(&capture.counters()?))?;
                     log_counters(&capture, &pipeline, tracing::Level::DEBUG)?;
                 }
+            }
+            _ = &mut stats_timer, if !stats_every.is_zero() => {
+                pipeline.report_stats(unix_now_ns(), kernel_loss(&capture.counters()?))?;
+                stats_timer.set(tokio::time::sleep(stats_every));
+            }
+            connection = metrics::accept(metrics.as_ref()) => {
+                let kernel = capture.counters()?;
+                let snapshot = pipeline.snapshot(kernel_loss(&kernel));
+                connection.respond(metrics::render(&kernel, &snapshot));
             }
         }
     };
@@ -100,7 +119,7 @@ pub async fn run<S: Sink>(
         pipeline.accept(record)?;
     }
     pipeline.finish()?;
-    pipeline.report_loss(unix_now_ns(), kernel_loss(&capture)?)?;
+    pipeline.report_loss(unix_now_ns(), kernel_loss(&capture.counters()?))?;
     log_counters(&capture, &pipeline, tracing::Level::INFO)?;
     let interfaces = capture.attachments().len();
     drop(capture);
@@ -129,13 +148,11 @@ fn apply_gates<S: Sink>(
     Ok(())
 }
 
-fn kernel_loss(capture: &Capture) -> Result<KernelLoss, CaptureError> {
-    let counters = capture.counters()?;
-    Ok(KernelLoss {
+fn kernel_loss(counters: &BTreeMap<Counter, u64>) -> KernelLoss {
+    KernelLoss {
         ring_buffer_full: counters[&Counter::RingBufferFull],
         records_truncated: counters[&Counter::RecordsTruncated],
-        undecodable_records: 0,
-    })
+    }
 }
 
 fn unix_now_ns() -> u64 {

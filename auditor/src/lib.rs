@@ -10,6 +10,7 @@ pub mod config;
 pub mod daemon;
 pub mod events;
 pub mod http;
+pub mod metrics;
 pub mod output;
 pub mod pipeline;
 pub mod reassembly;

@@ -6,6 +6,7 @@ use auditor::{
     config::{Config, EventFormat, Overrides, WatchedPort},
     daemon,
     http::HttpLimits,
+    metrics::MetricsListener,
     output::{self, Destination, LineWriter},
     pipeline::Pipeline,
     replay,
@@ -259,6 +260,14 @@ async fn run(args: RunArgs, log_level: LogLevel) -> Result<(), Failure> {
     let available = interfaces::list().context("cannot list network interfaces")?;
     let selected =
         interfaces::select(&available, &config.interfaces).map_err(|e| Failure::Usage(e.into()))?;
+    let metrics = match config.metrics.listen {
+        Some(address) => Some(
+            MetricsListener::bind(address)
+                .await
+                .map_err(|e| Failure::Usage(e.into()))?,
+        ),
+        None => None,
+    };
     let options = CaptureOptions {
         kernel_debug_log: matches!(log_level, LogLevel::Debug | LogLevel::Trace),
     };
@@ -270,7 +279,7 @@ async fn run(args: RunArgs, log_level: LogLevel) -> Result<(), Failure> {
         std::io::stdout().lock(),
         stdout_format(config.output.format),
     );
-    daemon::run(&config, &selected, options, output, sink).await?;
+    daemon::run(&config, &selected, options, output, sink, metrics).await?;
     Ok(())
 }
 
@@ -319,8 +328,10 @@ fn replay(args: ReplayArgs) -> Result<(), Failure> {
     );
     let mut broken = Vec::new();
     let mut last_seen_ns = 0;
-    for file in files {
-        for segment in file {
+    let mut progress = replay::ReplayProgress::for_files(&args.files);
+    for mut file in files {
+        while let Some(segment) = file.next() {
+            progress.reading(file.bytes_read());
             match segment {
                 Ok(segment) if watched(&segment) => {
                     last_seen_ns = segment.timestamp_ns;
@@ -333,7 +344,9 @@ fn replay(args: ReplayArgs) -> Result<(), Failure> {
                 }
             }
         }
+        progress.file_done(file.bytes_read());
     }
+    progress.finish();
     pipeline.finish()?;
     pipeline.report_loss(last_seen_ns, KernelLoss::default())?;
     if !broken.is_empty() {

@@ -5,7 +5,7 @@
 use std::{collections::HashMap, io, net::SocketAddr};
 
 use crate::{
-    events::Event,
+    events::{EmittedCounts, Event, LossCounters, StatsCounters},
     http::{GateUntil, HttpLimits, HttpOutput, HttpTracker},
     output::Sink,
     reassembly::{ConnectionId, Emit, Reassembler, ReassemblyLimits, ReassemblyStats, StreamEvent},
@@ -22,6 +22,38 @@ pub struct PipelineStats {
     pub segments: u64,
     pub undecodable_records: u64,
     pub exchanges: u64,
+}
+
+/// Everything the pipeline counted since start, for `stats` events and the
+/// metrics endpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PipelineSnapshot {
+    pub stats: PipelineStats,
+    pub reassembly: ReassemblyStats,
+    /// Gauge: connections reassembly tracks now.
+    pub connections_open: u64,
+    /// Gauge: out-of-order bytes reassembly holds now.
+    pub buffered_bytes: u64,
+    /// Without a reporter (`--exchanges`), nothing.
+    pub emitted: EmittedCounts,
+    /// Totals since start of everything lost.
+    pub loss: LossCounters,
+}
+
+impl PipelineSnapshot {
+    /// What a `stats` event carries.
+    pub fn stats_counters(&self) -> StatsCounters {
+        StatsCounters {
+            segments: self.stats.segments,
+            exchanges: self.stats.exchanges,
+            connections_opened: self.reassembly.connections_opened,
+            connections_open: self.connections_open,
+            buffered_bytes: self.buffered_bytes,
+            handshakes: self.emitted.handshakes_total(),
+            alerts: self.emitted.alerts_total(),
+            loss: self.loss,
+        }
+    }
 }
 
 /// A change to the kernel's payload gate for the direction `src` → `dst`.
@@ -132,19 +164,36 @@ impl<S: Sink> Pipeline<S> {
 
     /// Writes a `loss` event if anything was lost since the previous one.
     pub fn report_loss(&mut self, now_ns: u64, kernel: KernelLoss) -> io::Result<()> {
-        let kernel = KernelLoss {
-            undecodable_records: self.stats.undecodable_records,
-            ..kernel
-        };
-        let reassembly = self.reassembler.stats();
-        if let Some(event) = self
-            .reporter
-            .as_mut()
-            .and_then(|r| r.loss(now_ns, &reassembly, kernel))
-        {
+        let totals = self.loss_totals(kernel);
+        if let Some(event) = self.reporter.as_mut().and_then(|r| r.loss(now_ns, totals)) {
             self.events.push(event);
         }
         self.drain_outputs()
+    }
+
+    /// Writes a `stats` event with the totals since start (with a reporter).
+    pub fn report_stats(&mut self, now_ns: u64, kernel: KernelLoss) -> io::Result<()> {
+        let counters = self.snapshot(kernel).stats_counters();
+        if let Some(reporter) = &self.reporter {
+            self.events.push(reporter.stats(now_ns, counters));
+        }
+        self.drain_outputs()
+    }
+
+    /// The counters as of now; `kernel` is what the kernel program counted.
+    pub fn snapshot(&self, kernel: KernelLoss) -> PipelineSnapshot {
+        PipelineSnapshot {
+            stats: self.stats,
+            reassembly: self.reassembler.stats(),
+            connections_open: self.reassembler.connections() as u64,
+            buffered_bytes: self.reassembler.buffered_bytes() as u64,
+            emitted: self
+                .reporter
+                .as_ref()
+                .map(|r| r.emitted().clone())
+                .unwrap_or_default(),
+            loss: self.loss_totals(kernel),
+        }
     }
 
     /// The highest severity of any alert raised so far.
@@ -163,6 +212,19 @@ impl<S: Sink> Pipeline<S> {
 
     pub fn reassembly_stats(&self) -> ReassemblyStats {
         self.reassembler.stats()
+    }
+
+    fn loss_totals(&self, kernel: KernelLoss) -> LossCounters {
+        let totals = LossCounters {
+            kernel_drops: kernel.ring_buffer_full,
+            truncated_records: kernel.records_truncated,
+            undecodable_records: self.stats.undecodable_records,
+            ..LossCounters::reassembly(&self.reassembler.stats())
+        };
+        match &self.reporter {
+            Some(reporter) => reporter.with_rate_limit_loss(totals),
+            None => totals,
+        }
     }
 
     /// Runs one reassembly step with its stream events going to the HTTP layer.

@@ -1,17 +1,16 @@
 //! Exchanges to events: runs the rules, builds the `handshake` and `alert`
-//! events, rate-limits alerts, and keeps what `loss` events and
-//! `--fail-on` need.
+//! events, rate-limits alerts, and keeps what `loss` and `stats` events,
+//! the metrics and `--fail-on` need.
 
 use std::collections::HashMap;
 
 use crate::{
     config::{Config, Role},
     events::{
-        events_for, AlertRateLimiter, Event, EventBody, EventContext, LossCounters,
-        RateLimitSettings, RedactionAllowlist,
+        events_for, AlertRateLimiter, EmittedCounts, Event, EventBody, EventContext, LossCounters,
+        RateLimitSettings, RedactionAllowlist, StatsCounters,
     },
     http::Exchange,
-    reassembly::ReassemblyStats,
     rules::{self, Context, Severity},
 };
 
@@ -49,7 +48,6 @@ impl ReportSettings {
 pub struct KernelLoss {
     pub ring_buffer_full: u64,
     pub records_truncated: u64,
-    pub undecodable_records: u64,
 }
 
 pub struct Reporter {
@@ -57,6 +55,7 @@ pub struct Reporter {
     limiter: AlertRateLimiter,
     worst: Option<Severity>,
     reported_loss: LossCounters,
+    emitted: EmittedCounts,
 }
 
 impl Reporter {
@@ -66,11 +65,13 @@ impl Reporter {
             settings,
             worst: None,
             reported_loss: LossCounters::default(),
+            emitted: EmittedCounts::default(),
         }
     }
 
     /// The events of one exchange, alerts past the rate limit held back.
     pub fn report(&mut self, exchange: &Exchange, out: &mut Vec<Event>) {
+        let first = out.len();
         let role = self.settings.roles.get(&exchange.server.port()).copied();
         let findings = rules::evaluate(exchange, &Context { role });
         self.worst = findings.iter().map(|f| f.severity).chain(self.worst).max();
@@ -91,40 +92,110 @@ impl Reporter {
                 out.push(event);
             }
         }
+        self.emitted.count(&out[first..]);
     }
 
     /// Summaries of rate-limit intervals that ended by `now_ns`.
     pub fn expire(&mut self, now_ns: u64, out: &mut Vec<Event>) {
+        let first = out.len();
         self.limiter.expire(now_ns, out);
+        self.emitted.count(&out[first..]);
     }
 
     /// The input ended: the remaining summaries.
     pub fn finish(&mut self, out: &mut Vec<Event>) {
+        let first = out.len();
         self.limiter.finish(out);
+        self.emitted.count(&out[first..]);
     }
 
-    /// A `loss` event with what was lost since the previous one, if anything.
-    pub fn loss(
-        &mut self,
-        now_ns: u64,
-        reassembly: &ReassemblyStats,
-        kernel: KernelLoss,
-    ) -> Option<Event> {
-        let totals = LossCounters {
-            kernel_drops: kernel.ring_buffer_full,
-            truncated_records: kernel.records_truncated,
-            undecodable_records: kernel.undecodable_records,
+    /// `totals` with the rate limiter's share filled in.
+    pub fn with_rate_limit_loss(&self, totals: LossCounters) -> LossCounters {
+        LossCounters {
             alerts_suppressed: self.limiter.suppressed_total(),
             rate_limit_keys_evicted: self.limiter.keys_evicted(),
-            ..LossCounters::reassembly(reassembly)
-        };
+            ..totals
+        }
+    }
+
+    /// A `loss` event with what was lost since the previous one, if
+    /// anything; `totals` are the loss totals since start.
+    pub fn loss(&mut self, now_ns: u64, totals: LossCounters) -> Option<Event> {
         let since = totals.since(&self.reported_loss);
         self.reported_loss = totals;
         (!since.is_zero()).then(|| Event::loss(now_ns, &self.settings.host, since))
     }
 
+    /// A `stats` event with `counters`.
+    pub fn stats(&self, now_ns: u64, counters: StatsCounters) -> Event {
+        Event::stats(now_ns, &self.settings.host, counters)
+    }
+
+    /// The handshakes and alerts emitted since start.
+    pub fn emitted(&self) -> &EmittedCounts {
+        &self.emitted
+    }
+
     /// The highest severity any rule raised, rate-limited or not.
     pub fn worst_severity(&self) -> Option<Severity> {
         self.worst
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{events::HandshakeOutcome, rules::testing};
+
+    const PROXMOX_OFFER: &[u8] = b"GET /api2/json/backup HTTP/1.1\r\nHost: pbs\r\nUpgrade: proxmox-backup-protocol-v1\r\nConnection: upgrade\r\n\r\n";
+    const PROXMOX_101: &[u8] =
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: proxmox-backup-protocol-v1\r\n\r\n";
+
+    #[test]
+    fn counts_what_it_emitted_summaries_included() {
+        let mut reporter = Reporter::new(ReportSettings {
+            rate_limit: RateLimitSettings {
+                max_alerts: 1,
+                ..RateLimitSettings::default()
+            },
+            ..ReportSettings::default()
+        });
+        let exchange = testing::exchange(PROXMOX_OFFER, PROXMOX_101);
+        let mut events = Vec::new();
+        for _ in 0..3 {
+            reporter.report(&exchange, &mut events);
+        }
+        reporter.finish(&mut events);
+
+        let alerts = events
+            .iter()
+            .filter(|e| matches!(e.body, EventBody::Alert(_)))
+            .count();
+        assert_eq!(alerts, 2, "one alert and one summary");
+        let emitted = reporter.emitted();
+        assert_eq!(
+            emitted.handshakes.get(&HandshakeOutcome::Switched),
+            Some(&3)
+        );
+        assert_eq!(emitted.handshakes_total(), 3);
+        assert_eq!(
+            emitted
+                .alerts
+                .get(&("upgrade-101-missing-connection-option", Severity::Error)),
+            Some(&2)
+        );
+        assert_eq!(emitted.alerts_total(), 2);
+        let loss = reporter.with_rate_limit_loss(LossCounters {
+            kernel_drops: 5,
+            ..LossCounters::default()
+        });
+        assert_eq!(
+            loss,
+            LossCounters {
+                kernel_drops: 5,
+                alerts_suppressed: 2,
+                ..LossCounters::default()
+            }
+        );
     }
 }

@@ -69,6 +69,7 @@ struct Outcome {
     segments: Vec<Segment>,
     error: Option<ReplayError>,
     stats: ReplayStats,
+    bytes_read: u64,
 }
 
 fn read_capture(mut capture: CaptureFile, input_len: usize) -> Outcome {
@@ -96,6 +97,7 @@ fn read_capture(mut capture: CaptureFile, input_len: usize) -> Outcome {
         segments,
         error,
         stats,
+        bytes_read: capture.bytes_read(),
     }
 }
 
@@ -112,6 +114,11 @@ fn read_clean(name: &str, bytes: &[u8]) -> (Vec<Segment>, ReplayStats) {
     if let Some(error) = outcome.error {
         panic!("{error}");
     }
+    assert_eq!(
+        outcome.bytes_read,
+        bytes.len() as u64,
+        "the whole input read"
+    );
     (outcome.segments, outcome.stats)
 }
 

@@ -4,9 +4,12 @@
 //! between the totals now and at the previous `loss` event, a `stats` event
 //! the totals themselves.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
-use crate::reassembly::ReassemblyStats;
+use super::{Event, EventBody, HandshakeOutcome};
+use crate::{reassembly::ReassemblyStats, rules::Severity};
 
 /// What was not seen, or seen and not reported.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -91,6 +94,46 @@ pub struct StatsCounters {
     pub alerts: u64,
     /// The totals `loss` events report differences of.
     pub loss: LossCounters,
+}
+
+/// The `handshake` and `alert` events emitted since start. Bounded: the
+/// keys come from the rule catalogue and fixed enums.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EmittedCounts {
+    pub handshakes: BTreeMap<HandshakeOutcome, u64>,
+    /// By rule id and the severity the alert carried; summaries included.
+    pub alerts: BTreeMap<(&'static str, Severity), u64>,
+}
+
+impl EmittedCounts {
+    /// Counts the handshakes and alerts among `events`.
+    pub fn count(&mut self, events: &[Event]) {
+        for event in events {
+            match &event.body {
+                EventBody::Handshake(handshake) => {
+                    *self
+                        .handshakes
+                        .entry(handshake.handshake.outcome)
+                        .or_default() += 1;
+                }
+                EventBody::Alert(alert) => {
+                    *self
+                        .alerts
+                        .entry((alert.alert.rule, alert.alert.severity))
+                        .or_default() += 1;
+                }
+                EventBody::Loss { .. } | EventBody::Stats { .. } => {}
+            }
+        }
+    }
+
+    pub fn handshakes_total(&self) -> u64 {
+        self.handshakes.values().sum()
+    }
+
+    pub fn alerts_total(&self) -> u64 {
+        self.alerts.values().sum()
+    }
 }
 
 #[cfg(test)]

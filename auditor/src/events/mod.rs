@@ -24,7 +24,7 @@ use std::net::IpAddr;
 use serde::{Serialize, Serializer};
 
 pub use build::{events_for, EventContext};
-pub use counters::{LossCounters, StatsCounters};
+pub use counters::{EmittedCounts, LossCounters, StatsCounters};
 pub use http::{HttpRecord, RequestRecord, ResponseRecord};
 pub use rate_limit::{AlertRateLimiter, RateLimitSettings};
 pub use redact::RedactionAllowlist;
@@ -148,7 +148,7 @@ pub struct Handshake {
     pub rules: Vec<&'static str>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum HandshakeOutcome {
     /// A 101 answered the offer.
@@ -157,6 +157,23 @@ pub enum HandshakeOutcome {
     Declined,
     /// No final response was seen.
     Incomplete,
+}
+
+impl HandshakeOutcome {
+    pub const ALL: [HandshakeOutcome; 3] = [
+        HandshakeOutcome::Switched,
+        HandshakeOutcome::Declined,
+        HandshakeOutcome::Incomplete,
+    ];
+
+    /// The name events carry.
+    pub fn name(self) -> &'static str {
+        match self {
+            HandshakeOutcome::Switched => "switched",
+            HandshakeOutcome::Declined => "declined",
+            HandshakeOutcome::Incomplete => "incomplete",
+        }
+    }
 }
 
 impl Event {

@@ -4,7 +4,10 @@
 use std::{
     io::{self, Cursor, Read},
     path::Path,
-    sync::{Arc, Mutex},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
 };
 
 use pcap_parser::{traits::PcapReaderIterator, LegacyPcapReader, PcapError, PcapNGReader};
@@ -31,10 +34,26 @@ const PCAP_MAGICS: [[u8; 4]; 5] = [
 /// only reports that a read failed.
 pub(super) type LastReadError = Arc<Mutex<Option<io::Error>>>;
 
+/// How many bytes of the input were read so far, shared with the reader
+/// inside pcap-parser.
+#[derive(Clone, Debug, Default)]
+pub(super) struct BytesRead(Arc<AtomicU64>);
+
+impl BytesRead {
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn add(&self, count: usize) {
+        self.0.fetch_add(count as u64, Ordering::Relaxed);
+    }
+}
+
 pub(super) struct Opened {
     pub is_pcapng: bool,
     pub reader: Box<dyn PcapReaderIterator + Send>,
     pub last_read_error: LastReadError,
+    pub bytes_read: BytesRead,
 }
 
 /// Reads the first bytes, picks the reader for the format and sizes its buffer
@@ -99,9 +118,11 @@ pub(super) fn open_reader(
     };
 
     let last_read_error = LastReadError::default();
+    let bytes_read = BytesRead::default();
     let source = FillingReader {
         inner: Cursor::new(prefix.to_vec()).chain(input),
         last_error: last_read_error.clone(),
+        bytes_read: bytes_read.clone(),
     };
     let reader: Result<Box<dyn PcapReaderIterator + Send>, _> = if is_pcapng {
         PcapNGReader::new(buffer_len, source).map(|reader| Box::new(reader) as _)
@@ -121,6 +142,7 @@ pub(super) fn open_reader(
         is_pcapng,
         reader,
         last_read_error,
+        bytes_read,
     })
 }
 
@@ -160,18 +182,21 @@ pub(super) fn is_section_header(block: &[u8]) -> bool {
 struct FillingReader<R> {
     inner: R,
     last_error: LastReadError,
+    bytes_read: BytesRead,
 }
 
 impl<R: Read> Read for FillingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        fill(&mut self.inner, buf).map_err(|error| {
+        let filled = fill(&mut self.inner, buf).map_err(|error| {
             let kind = error.kind();
             *self
                 .last_error
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(error);
             io::Error::from(kind)
-        })
+        })?;
+        self.bytes_read.add(filled);
+        Ok(filled)
     }
 }
 

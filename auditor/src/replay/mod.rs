@@ -20,6 +20,7 @@
 
 mod input;
 mod packet;
+mod progress;
 
 use std::{
     collections::BTreeMap,
@@ -35,9 +36,12 @@ use pcap_parser::{
 };
 
 pub use packet::SkipReason;
+pub use progress::{ReplayProgress, PROGRESS_MIN_BYTES};
 
 use crate::segment::Segment;
-use input::{is_section_header, open_reader, read_error, section_header_len, LastReadError};
+use input::{
+    is_section_header, open_reader, read_error, section_header_len, BytesRead, LastReadError,
+};
 use packet::{tcp_segment, CapturedPacket};
 
 /// The largest block (pcap record or pcapng block) accepted; a block claiming
@@ -112,6 +116,7 @@ pub struct CaptureFile {
     path: PathBuf,
     reader: Box<dyn PcapReaderIterator + Send>,
     last_read_error: LastReadError,
+    bytes_read: BytesRead,
     blocks: BlockDecoder,
     finished: bool,
 }
@@ -141,6 +146,7 @@ impl CaptureFile {
             path,
             reader: opened.reader,
             last_read_error: opened.last_read_error,
+            bytes_read: opened.bytes_read,
             blocks: BlockDecoder {
                 format,
                 last_timestamp_ns: 0,
@@ -161,6 +167,12 @@ impl CaptureFile {
 
     pub fn stats(&self) -> ReplayStats {
         self.blocks.stats.clone()
+    }
+
+    /// Bytes of the input read so far; the reader reads ahead of the
+    /// segments it yielded by at most its buffer's length.
+    pub fn bytes_read(&self) -> u64 {
+        self.bytes_read.get()
     }
 
     fn fail(&mut self, error: ReplayError) -> Option<Result<Segment, ReplayError>> {
