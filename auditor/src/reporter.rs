@@ -5,14 +5,14 @@
 use std::collections::HashMap;
 
 use crate::{
-    config::{Config, Role},
+    config::{Config, Role, RuleSettings},
     events::{
         events_for, AlertRateLimiter, Event, EventBody, EventContext, LossCounters,
         RateLimitSettings, RedactionAllowlist,
     },
     http::Exchange,
     reassembly::ReassemblyStats,
-    rules::{self, Context, Severity},
+    rules::{self, Context, Finding, Severity},
 };
 
 /// What the reporter needs to know about where it runs.
@@ -25,6 +25,8 @@ pub struct ReportSettings {
     pub interface_names: HashMap<u32, String>,
     pub allowlist: RedactionAllowlist,
     pub rate_limit: RateLimitSettings,
+    /// Rules turned off, and severities changed.
+    pub rules: RuleSettings,
 }
 
 impl ReportSettings {
@@ -40,8 +42,27 @@ impl ReportSettings {
             interface_names,
             allowlist: config.redaction.clone(),
             rate_limit: config.rate_limit,
+            rules: config.rules.clone(),
         }
     }
+}
+
+/// The findings of rules that are not disabled, at their configured
+/// severity: an override replaces the catalogue's severity and the one a
+/// rule chose for what it saw.
+fn configured(findings: Vec<Finding>, settings: &RuleSettings) -> Vec<Finding> {
+    findings
+        .into_iter()
+        .filter(|finding| !settings.disabled.iter().any(|id| id == finding.rule.id))
+        .map(|finding| Finding {
+            severity: settings
+                .severity
+                .get(finding.rule.id)
+                .copied()
+                .unwrap_or(finding.severity),
+            ..finding
+        })
+        .collect()
 }
 
 /// Counts of what the kernel could not deliver, for `loss` events.
@@ -72,7 +93,10 @@ impl Reporter {
     /// The events of one exchange, alerts past the rate limit held back.
     pub fn report(&mut self, exchange: &Exchange, out: &mut Vec<Event>) {
         let role = self.settings.roles.get(&exchange.server.port()).copied();
-        let findings = rules::evaluate(exchange, &Context { role });
+        let findings = configured(
+            rules::evaluate(exchange, &Context { role }),
+            &self.settings.rules,
+        );
         self.worst = findings.iter().map(|f| f.severity).chain(self.worst).max();
         let interface = exchange
             .interface
