@@ -208,7 +208,10 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
         Err(Failure::Usage(error)) => {
-            eprintln!("auditor: {error:#}");
+            // An invalid configuration is one line per problem.
+            for line in format!("{error:#}").lines() {
+                eprintln!("auditor: {line}");
+            }
             ExitCode::from(2)
         }
         Err(Failure::Runtime(error)) => {
@@ -238,16 +241,37 @@ fn init_logging(level: LogLevel) {
 
 fn check_config(file: &std::path::Path) -> Result<(), Failure> {
     let config = Config::load(file).map_err(|e| Failure::Usage(e.into()))?;
+    let ports: Vec<String> = config
+        .ports
+        .iter()
+        .map(|p| match p.role {
+            Some(role) => format!("{}:{role}", p.port),
+            None => p.port.to_string(),
+        })
+        .collect();
+    let interfaces = match config.interfaces.is_empty() {
+        true => "every interface that is up".to_owned(),
+        false => config.interfaces.join(", "),
+    };
+    let outputs: Vec<String> = config
+        .output
+        .destinations
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let metrics = config
+        .metrics
+        .listen
+        .map_or("off".to_owned(), |listen| listen.to_string());
+    println!("{}: valid", file.display());
+    println!("  ports: {} on {interfaces}", ports.join(", "));
+    println!("  outputs: {}", outputs.join(", "));
     println!(
-        "{}: valid ({} ports, {})",
-        file.display(),
-        config.ports.len(),
-        if config.interfaces.is_empty() {
-            "every interface that is up".to_owned()
-        } else {
-            format!("interfaces {}", config.interfaces.join(", "))
-        }
+        "  rules: {} disabled, {} with a changed severity",
+        config.rules.disabled.len(),
+        config.rules.severity.len()
     );
+    println!("  metrics: {metrics}");
     Ok(())
 }
 
@@ -257,6 +281,9 @@ async fn run(args: RunArgs, log_level: LogLevel) -> Result<(), Failure> {
         None => Config::embedded_default(),
     };
     args.overrides().apply(&mut config);
+    config
+        .validate("the command line")
+        .map_err(|e| Failure::Usage(e.into()))?;
     let available = interfaces::list().context("cannot list network interfaces")?;
     let selected =
         interfaces::select(&available, &config.interfaces).map_err(|e| Failure::Usage(e.into()))?;

@@ -5,13 +5,13 @@
 use std::collections::HashMap;
 
 use crate::{
-    config::{Config, Role},
+    config::{Config, Role, RuleSettings},
     events::{
         events_for, AlertRateLimiter, EmittedCounts, Event, EventBody, EventContext, LossCounters,
         RateLimitSettings, RedactionAllowlist, StatsCounters,
     },
     http::Exchange,
-    rules::{self, Context, Severity},
+    rules::{self, Context, Finding, Severity},
 };
 
 /// What the reporter needs to know about where it runs.
@@ -24,6 +24,8 @@ pub struct ReportSettings {
     pub interface_names: HashMap<u32, String>,
     pub allowlist: RedactionAllowlist,
     pub rate_limit: RateLimitSettings,
+    /// Rules turned off, and severities changed.
+    pub rules: RuleSettings,
 }
 
 impl ReportSettings {
@@ -39,8 +41,27 @@ impl ReportSettings {
             interface_names,
             allowlist: config.redaction.clone(),
             rate_limit: config.rate_limit,
+            rules: config.rules.clone(),
         }
     }
+}
+
+/// The findings of rules that are not disabled, at their configured
+/// severity: an override replaces the catalogue's severity and the one a
+/// rule chose for what it saw.
+fn configured(findings: Vec<Finding>, settings: &RuleSettings) -> Vec<Finding> {
+    findings
+        .into_iter()
+        .filter(|finding| !settings.disabled.iter().any(|id| id == finding.rule.id))
+        .map(|finding| Finding {
+            severity: settings
+                .severity
+                .get(finding.rule.id)
+                .copied()
+                .unwrap_or(finding.severity),
+            ..finding
+        })
+        .collect()
 }
 
 /// Counts of what the kernel could not deliver, for `loss` events.
@@ -73,7 +94,10 @@ impl Reporter {
     pub fn report(&mut self, exchange: &Exchange, out: &mut Vec<Event>) {
         let first = out.len();
         let role = self.settings.roles.get(&exchange.server.port()).copied();
-        let findings = rules::evaluate(exchange, &Context { role });
+        let findings = configured(
+            rules::evaluate(exchange, &Context { role }),
+            &self.settings.rules,
+        );
         self.worst = findings.iter().map(|f| f.severity).chain(self.worst).max();
         let interface = exchange
             .interface

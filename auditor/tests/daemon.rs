@@ -179,50 +179,6 @@ fn missing_privileges_are_named() {
     }
 }
 
-#[test]
-fn check_config_accepts_valid_files_and_names_the_error_in_invalid_ones() {
-    let dir = std::env::temp_dir().join(format!("auditor-check-config-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let valid = dir.join("valid.toml");
-    std::fs::write(
-        &valid,
-        "interfaces = [\"lo\"]\n[[ports]]\nport = 8080\nrole = \"backend\"\n",
-    )
-    .unwrap();
-    let invalid = dir.join("invalid.toml");
-    std::fs::write(&invalid, "[[ports]]\nport = 99999\n").unwrap();
-
-    let ok = Command::new(AUDITOR)
-        .args(["check-config"])
-        .arg(&valid)
-        .output()
-        .unwrap();
-    assert!(ok.status.success());
-    assert!(String::from_utf8_lossy(&ok.stdout).contains("valid (1 ports, interfaces lo)"));
-
-    let bad = Command::new(AUDITOR)
-        .args(["check-config"])
-        .arg(&invalid)
-        .output()
-        .unwrap();
-    assert_eq!(bad.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&bad.stderr);
-    assert!(
-        stderr.contains("invalid.toml") && stderr.contains("99999"),
-        "{stderr}"
-    );
-
-    let missing = Command::new(AUDITOR)
-        .args(["check-config", "/nonexistent/auditor.toml"])
-        .output()
-        .unwrap();
-    assert_eq!(missing.status.code(), Some(2));
-    assert!(
-        String::from_utf8_lossy(&missing.stderr).contains("cannot read /nonexistent/auditor.toml")
-    );
-    std::fs::remove_dir_all(&dir).unwrap();
-}
-
 /// Stops the daemon once the traffic has been read; returns its log, the
 /// exchanges it printed, and how many payload bytes the kernel copied.
 fn stop_and_count_copied(daemon: Daemon) -> (String, Vec<String>, u64) {

@@ -130,6 +130,62 @@ fn fail_on_exits_1_at_or_above_the_threshold() {
     );
 }
 
+/// A configuration watching the Proxmox case's port, with `rules` as its
+/// `[rules]` table.
+fn rules_config(rules: &str) -> TempFile {
+    TempFile::new(
+        "rules.toml",
+        format!("[[ports]]\nport = 8007\n[rules]\n{rules}").as_bytes(),
+    )
+}
+
+#[test]
+fn a_disabled_rule_never_raises() {
+    let file = capture("proxmox.pcap", &[PROXMOX_REQUEST], &[PROXMOX_RESPONSE]);
+    let config = rules_config("disabled = [\"upgrade-101-missing-connection-option\"]\n");
+    let config = config.path().to_str().unwrap();
+    let run = replay(&["--config", config, "--fail-on", "info"], &[file.path()]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(alert_rules(&run), Vec::<&str>::new(), "{}", run.stdout);
+    let handshake = of_type(&run, "handshake")[0];
+    assert_eq!(handshake["handshake"]["outcome"], "switched");
+    assert_eq!(handshake["handshake"]["rules"], serde_json::json!([]));
+}
+
+#[test]
+fn a_severity_override_changes_the_alert_and_what_fail_on_compares() {
+    let file = capture("proxmox.pcap", &[PROXMOX_REQUEST], &[PROXMOX_RESPONSE]);
+    let config =
+        rules_config("severity = { \"upgrade-101-missing-connection-option\" = \"critical\" }\n");
+    let config = config.path().to_str().unwrap();
+    let run = replay(
+        &["--config", config, "--fail-on", "critical"],
+        &[file.path()],
+    );
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert_eq!(
+        run.stderr.trim_end(),
+        "auditor: an alert of severity critical was raised"
+    );
+    let alerts = of_type(&run, "alert");
+    assert_eq!(alerts.len(), 1, "{}", run.stdout);
+    assert_eq!(
+        alerts[0]["alert"]["rule"],
+        "upgrade-101-missing-connection-option"
+    );
+    assert_eq!(alerts[0]["alert"]["severity"], "critical");
+
+    let lowered =
+        rules_config("severity = { \"upgrade-101-missing-connection-option\" = \"info\" }\n");
+    let lowered = lowered.path().to_str().unwrap();
+    let run = replay(
+        &["--config", lowered, "--fail-on", "warning"],
+        &[file.path()],
+    );
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(of_type(&run, "alert")[0]["alert"]["severity"], "info");
+}
+
 #[test]
 fn real_compliant_handshakes_raise_nothing_at_warning_or_above() {
     let run = replay(

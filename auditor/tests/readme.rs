@@ -1,5 +1,5 @@
-//! The README's rule list is generated from the catalogue; this fails when
-//! it is stale.
+//! The README's rule list is generated from the catalogue, and its
+//! configuration example is a valid file; these fail when it is stale.
 
 use auditor::rules::{catalogue, render};
 
@@ -21,5 +21,23 @@ fn the_readme_lists_the_catalogue_as_it_is() {
     assert!(
         readme[start..end] == render::markdown(catalogue()),
         "the README's rule list is stale: run `cargo xtask readme`"
+    );
+}
+
+#[test]
+fn the_readme_configuration_example_is_valid() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let section = &readme[readme
+        .find("## Configuration\n")
+        .expect("the README has a Configuration section")..];
+    let start = section.find("```toml\n").expect("a TOML example") + "```toml\n".len();
+    let end = section[start..].find("```").unwrap() + start;
+    let config = auditor::config::Config::parse(&section[start..end], "README.md")
+        .unwrap_or_else(|error| panic!("{error}"));
+    assert_eq!(config.rules.disabled, ["h2c-upgrade-deprecated"]);
+    assert_eq!(
+        config.metrics.listen,
+        Some("127.0.0.1:9700".parse().unwrap())
     );
 }

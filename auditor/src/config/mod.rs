@@ -1,5 +1,8 @@
 //! The daemon's configuration: a TOML file, or the embedded defaults.
 
+mod locate;
+mod validate;
+
 use std::{collections::BTreeMap, fmt, net::SocketAddr, path::Path, str::FromStr};
 
 use serde::Deserialize;
@@ -158,25 +161,6 @@ impl ReassemblySettings {
             ..ReassemblyLimits::default()
         }
     }
-
-    fn validate(&self) -> Result<(), String> {
-        let positive = [
-            ("max_connections", self.max_connections as u64),
-            (
-                "max_buffered_per_connection",
-                self.max_buffered_per_connection as u64,
-            ),
-            ("max_buffered_total", self.max_buffered_total as u64),
-            ("idle_timeout_secs", self.idle_timeout_secs),
-        ];
-        if let Some((name, _)) = positive.iter().find(|(_, value)| *value == 0) {
-            return Err(format!("reassembly.{name} must be greater than 0"));
-        }
-        if self.max_buffered_per_connection > self.max_buffered_total {
-            return Err("reassembly.max_buffered_per_connection is larger than reassembly.max_buffered_total".into());
-        }
-        Ok(())
-    }
 }
 
 /// A TCP port to watch, and which leg of a proxy it serves.
@@ -189,7 +173,7 @@ pub struct WatchedPort {
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
+#[serde(try_from = "String")]
 pub enum Role {
     Frontend,
     Backend,
@@ -228,13 +212,41 @@ impl Overrides {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {reason}")]
     Read {
         path: String,
-        source: std::io::Error,
+        reason: std::io::Error,
     },
-    #[error("{origin}: {message}")]
-    Invalid { origin: String, message: String },
+    /// One line per problem: `ORIGIN:LINE: FIELD: message`.
+    #[error("{}", problems.iter().map(|p| p.located(origin)).collect::<Vec<_>>().join("\n"))]
+    Invalid {
+        origin: String,
+        problems: Vec<Problem>,
+    },
+}
+
+/// One thing wrong with a configuration, and where it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// 1-based; none when the text is not where the problem is (a field
+    /// left to its default, or the command line).
+    pub line: Option<usize>,
+    /// As `ports[1].role`; none for a syntax error.
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl Problem {
+    /// `ORIGIN:LINE: FIELD: message`, leaving out what is not known.
+    fn located(&self, origin: &str) -> String {
+        let line = self.line.map(|line| format!(":{line}")).unwrap_or_default();
+        let field = self
+            .field
+            .as_ref()
+            .map(|field| format!(" {field}:"))
+            .unwrap_or_default();
+        format!("{origin}{line}:{field} {}", self.message)
+    }
 }
 
 impl Config {
@@ -252,42 +264,62 @@ impl Config {
     }
 
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|reason| ConfigError::Read {
             path: path.display().to_string(),
-            source,
+            reason,
         })?;
         Config::parse(&text, &path.display().to_string())
     }
 
-    /// `origin` names the text in error messages.
+    /// `origin` names the text in error messages. A syntax or type error
+    /// stops the parse; otherwise every problem is reported.
     pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
-        let invalid = |message: String| ConfigError::Invalid {
-            origin: origin.to_owned(),
-            message,
-        };
-        let config: Config =
-            toml::from_str(text).map_err(|e| invalid(e.to_string().trim_end().to_owned()))?;
-        config.validate().map_err(invalid)?;
+        let source = locate::Source::new(text);
+        let config: Config = toml::from_str(text).map_err(|error| {
+            let span = error.span();
+            ConfigError::Invalid {
+                origin: origin.to_owned(),
+                problems: vec![Problem {
+                    line: span.as_ref().map(|span| source.line_at(span.start)),
+                    field: span
+                        .and_then(|span| source.field_at(span))
+                        .map(|field| field.to_string()),
+                    message: error.message().trim().replace('\n', "; "),
+                }],
+            }
+        })?;
+        config.check(origin, |field| source.line_of(field))?;
         Ok(config)
     }
 
-    fn validate(&self) -> Result<(), String> {
-        if self.ports.is_empty() {
-            return Err("`ports` is empty: nothing would be watched".into());
+    /// Checks a configuration that did not come from one text, such as a file
+    /// with the command line's overrides applied; `origin` names it.
+    pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
+        self.check(origin, |_| None)
+    }
+
+    fn check(
+        &self,
+        origin: &str,
+        line_of: impl Fn(&locate::FieldPath) -> Option<usize>,
+    ) -> Result<(), ConfigError> {
+        let mut problems: Vec<Problem> = validate::problems(self)
+            .into_iter()
+            .map(|(field, message)| Problem {
+                line: line_of(&field),
+                field: Some(field.to_string()),
+                message,
+            })
+            .collect();
+        // In the order of the file; what it does not write last.
+        problems.sort_by_key(|problem| problem.line.unwrap_or(usize::MAX));
+        match problems.is_empty() {
+            true => Ok(()),
+            false => Err(ConfigError::Invalid {
+                origin: origin.to_owned(),
+                problems,
+            }),
         }
-        if let Some(zero) = self.ports.iter().find(|p| p.port == 0) {
-            return Err(format!("port {} is not a valid TCP port", zero.port));
-        }
-        for (i, a) in self.ports.iter().enumerate() {
-            if self.ports[..i].iter().any(|b| b.port == a.port) {
-                return Err(format!("port {} is listed twice", a.port));
-            }
-        }
-        if let Some(empty) = self.interfaces.iter().find(|name| name.is_empty()) {
-            return Err(format!("interface name {empty:?} is empty"));
-        }
-        self.reassembly.validate()?;
-        self.rate_limit.validate()
     }
 }
 
@@ -304,15 +336,28 @@ impl FromStr for WatchedPort {
             Ok(port) if port > 0 => port,
             _ => return Err(format!("`{port}` is not a TCP port (1-65535)")),
         };
-        let role = match role {
-            None => None,
-            Some("frontend") => Some(Role::Frontend),
-            Some("backend") => Some(Role::Backend),
-            Some(other) => {
-                return Err(format!("`{other}` is not a role (frontend or backend)"));
-            }
-        };
+        let role = role.map(str::parse).transpose()?;
         Ok(WatchedPort { port, role })
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Role, String> {
+        match text {
+            "frontend" => Ok(Role::Frontend),
+            "backend" => Ok(Role::Backend),
+            other => Err(format!("`{other}` is not a role (frontend or backend)")),
+        }
+    }
+}
+
+impl TryFrom<String> for Role {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Role, String> {
+        text.parse()
     }
 }
 
@@ -326,108 +371,4 @@ impl fmt::Display for Role {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn embedded_default_watches_http_and_backend_ports_everywhere() {
-        let config = Config::embedded_default();
-        assert!(config.interfaces.is_empty());
-        let ports: Vec<u16> = config.ports.iter().map(|p| p.port).collect();
-        assert_eq!(ports, [80, 8080, 3000, 5000, 8000, 8081, 8888, 9000]);
-    }
-
-    #[test]
-    fn parses_ports_with_roles() {
-        let config = Config::parse(
-            "interfaces = [\"eth0\"]\n[[ports]]\nport = 443\n[[ports]]\nport = 8080\nrole = \"backend\"\n",
-            "test",
-        )
-        .unwrap();
-        assert_eq!(config.interfaces, ["eth0"]);
-        assert_eq!(config.ports[1].role, Some(Role::Backend));
-        assert_eq!(config.ports[0].role, None);
-    }
-
-    #[test]
-    fn rejects_invalid_files_precisely() {
-        let error = |text: &str| Config::parse(text, "x.toml").unwrap_err().to_string();
-        assert!(error("[[ports]]\nport = 70000\n").contains("x.toml"));
-        assert!(error("[[ports]]\nport = 0\n").contains("port 0"));
-        assert!(error("[[ports]]\nport = 80\n[[ports]]\nport = 80\n").contains("listed twice"));
-        assert!(error("ports = []\n").contains("nothing would be watched"));
-        assert!(error("[[ports]]\nport = 80\nrole = \"middle\"\n").contains("middle"));
-        assert!(error("colour = 1\n[[ports]]\nport = 80\n").contains("colour"));
-    }
-
-    #[test]
-    fn reassembly_bounds_have_defaults_and_can_be_set() {
-        assert_eq!(
-            Config::embedded_default().reassembly.limits(),
-            ReassemblyLimits::default()
-        );
-        let config = Config::parse(
-            "[[ports]]\nport = 80\n[reassembly]\nmax_connections = 10\nidle_timeout_secs = 2\n",
-            "test",
-        )
-        .unwrap();
-        let limits = config.reassembly.limits();
-        assert_eq!(limits.max_connections, 10);
-        assert_eq!(limits.idle_timeout_ns, 2_000_000_000);
-        assert_eq!(
-            limits.max_buffered_total,
-            ReassemblyLimits::default().max_buffered_total
-        );
-        let error = |text: &str| Config::parse(text, "x.toml").unwrap_err().to_string();
-        assert!(
-            error("[[ports]]\nport = 80\n[reassembly]\nmax_connections = 0\n")
-                .contains("reassembly.max_connections")
-        );
-        assert!(
-            error("[[ports]]\nport = 80\n[reassembly]\nmax_buffered_total = 10\n")
-                .contains("larger than")
-        );
-        assert!(error("[[ports]]\nport = 80\n[reassembly]\nwindow = 1\n").contains("window"));
-    }
-
-    #[test]
-    fn rate_limit_and_redaction_can_be_set() {
-        let config = Config::parse(
-            "[[ports]]\nport = 80\n[rate_limit]\nmax_alerts = 3\n[redaction]\nheaders = [\"Cookie\"]\n",
-            "test",
-        )
-        .unwrap();
-        assert_eq!(config.rate_limit.max_alerts, 3);
-        assert_eq!(
-            config.rate_limit.interval_secs,
-            RateLimitSettings::default().interval_secs
-        );
-        assert_eq!(config.redaction.headers, ["Cookie"]);
-        assert!(!config.redaction.query_strings);
-        let error = Config::parse(
-            "[[ports]]\nport = 80\n[rate_limit]\ninterval_secs = 0\n",
-            "x.toml",
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(error.contains("rate_limit.interval_secs"), "{error}");
-    }
-
-    #[test]
-    fn parses_command_line_ports() {
-        assert_eq!(
-            "8080:frontend".parse::<WatchedPort>(),
-            Ok(WatchedPort {
-                port: 8080,
-                role: Some(Role::Frontend)
-            })
-        );
-        assert_eq!("80".parse::<WatchedPort>().unwrap().role, None);
-        assert!("0".parse::<WatchedPort>().is_err());
-        assert!("http".parse::<WatchedPort>().is_err());
-        assert!("80:sideways"
-            .parse::<WatchedPort>()
-            .unwrap_err()
-            .contains("sideways"));
-    }
-}
+mod tests;

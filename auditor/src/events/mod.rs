@@ -27,7 +27,7 @@ pub use build::{events_for, EventContext};
 pub use counters::{EmittedCounts, LossCounters, StatsCounters};
 pub use http::{HttpRecord, RequestRecord, ResponseRecord};
 pub use rate_limit::{AlertRateLimiter, RateLimitSettings};
-pub use redact::RedactionAllowlist;
+pub use redact::{RedactionAllowlist, SECRET_FIELDS};
 
 use crate::{
     config::Role,

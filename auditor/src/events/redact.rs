@@ -15,7 +15,7 @@ use crate::http::Exchange;
 const REDACTED: &str = "[redacted]";
 
 /// Fields whose values are secret unless allow-listed.
-const SECRET_FIELDS: [&str; 4] = [
+pub const SECRET_FIELDS: [&str; 4] = [
     "authorization",
     "proxy-authorization",
     "cookie",

@@ -15,7 +15,7 @@ pub use view::Offer;
 
 /// Ordered: `info` < `warning` < `error` < `critical`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase", try_from = "String")]
 pub enum Severity {
     Info,
     Warning,
@@ -36,6 +36,14 @@ impl std::str::FromStr for Severity {
                 "`{other}` is not a severity (info, warning, error, critical)"
             )),
         }
+    }
+}
+
+impl TryFrom<String> for Severity {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Severity, String> {
+        text.parse()
     }
 }
 

@@ -645,9 +645,15 @@ fn pad(bytes: &mut Vec<u8>) {
 pub struct TempFile(PathBuf);
 
 impl TempFile {
+    /// `name` ends the file's name; each file is distinct, as tests that run
+    /// at once may use the same name.
     pub fn new(name: &str, bytes: &[u8]) -> TempFile {
-        let path =
-            std::env::temp_dir().join(format!("upgrade-auditor-{}-{name}", std::process::id()));
+        static CREATED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let serial = CREATED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!(
+            "upgrade-auditor-{}-{serial}-{name}",
+            std::process::id()
+        ));
         std::fs::write(&path, bytes).expect("write temporary capture");
         TempFile(path)
     }
