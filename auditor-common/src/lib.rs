@@ -14,13 +14,15 @@ pub const SMALL_RECORD_DATA: usize = 512;
 /// Most records emitted for one TCP segment.
 pub const RECORDS_PER_SEGMENT_MAX: usize = 4;
 
-/// Most payload bytes copied from one TCP segment (16 KiB). A header block of
-/// up to this size written at once reaches userspace whole, even when the
-/// kernel hands it to us as one GSO super-packet; the rest of a larger segment
-/// is reported as a known, explicitly sized hole.
+/// Most payload bytes copied from one TCP segment (16 KiB), and the default
+/// of [`GLOBAL_MAX_PAYLOAD_PER_SEGMENT`]. A header block of up to this size
+/// written at once reaches userspace whole, even when the kernel hands it to
+/// us as one GSO super-packet; the rest of a larger segment is reported as a
+/// known, explicitly sized hole.
 pub const SEGMENT_CAPTURE_MAX: usize = RECORD_DATA_MAX * RECORDS_PER_SEGMENT_MAX;
 
-/// Size of the ring buffer that carries records to userspace.
+/// Default size of the ring buffer that carries records to userspace; the
+/// loader may set another (`MAP_SEGMENTS`' max_entries).
 pub const RING_BUFFER_BYTES: u32 = 16 << 20;
 
 /// Entries of the port table: one per TCP port.
@@ -37,6 +39,10 @@ pub const MAP_SEGMENTS: &str = "SEGMENTS";
 pub const PROGRAM_INGRESS: &str = "capture_ingress";
 pub const PROGRAM_EGRESS: &str = "capture_egress";
 
+/// Read-only global of the kernel program: payload bytes copied per TCP
+/// segment, at most [`SEGMENT_CAPTURE_MAX`]; the loader sets it.
+pub const GLOBAL_MAX_PAYLOAD_PER_SEGMENT: &str = "MAX_PAYLOAD_PER_SEGMENT";
+
 /// Value stored in `WATCHED_PORTS` for a watched port (0 means not watched).
 pub const PORT_WATCHED: u8 = 1;
 
@@ -52,7 +58,8 @@ pub mod tcp_flags {
 /// Bits of [`RecordHeader::record_flags`].
 pub mod record_flags {
     /// This is the last record of its segment, and payload bytes after it
-    /// were not copied because of [`super::SEGMENT_CAPTURE_MAX`].
+    /// were not copied because of the per-segment maximum
+    /// ([`super::GLOBAL_MAX_PAYLOAD_PER_SEGMENT`]).
     pub const TRUNCATED: u8 = 0x01;
     /// Copying started late or not at all because userspace closed the
     /// flow's payload gate: the bytes before `data_offset` were not copied.

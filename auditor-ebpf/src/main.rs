@@ -17,6 +17,7 @@ use aya_ebpf::{
     macros::{classifier, map},
     maps::{Array, LruHashMap, PerCpuArray, RingBuf},
     programs::TcContext,
+    Global,
 };
 use aya_log_ebpf::debug;
 
@@ -37,6 +38,10 @@ static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Counter::COUNT
 
 #[map]
 static SEGMENTS: RingBuf = RingBuf::with_byte_size(RING_BUFFER_BYTES, 0);
+
+/// `GLOBAL_MAX_PAYLOAD_PER_SEGMENT`, set by the loader.
+#[unsafe(no_mangle)]
+static MAX_PAYLOAD_PER_SEGMENT: Global<u32> = Global::new(SEGMENT_CAPTURE_MAX as u32);
 
 #[classifier]
 pub fn capture_ingress(ctx: TcContext) -> i32 {
@@ -118,14 +123,19 @@ fn payload_copy_start(header: &RecordHeader) -> u32 {
     }
 }
 
-/// Copies up to `SEGMENT_CAPTURE_MAX` payload bytes from `copy_from`, one
-/// record per `RECORD_DATA_MAX` bytes; a segment without payload to copy
+/// Copies up to `MAX_PAYLOAD_PER_SEGMENT` payload bytes from `copy_from`,
+/// one record per `RECORD_DATA_MAX` bytes; a segment without payload to copy
 /// still yields one record for its flags and lengths.
 #[inline(always)]
 fn emit_records(ctx: &TcContext, segment: &TcpSegment, header: RecordHeader, copy_from: u32) {
     let payload_len = header.payload_len;
-    let capture_end = if payload_len - copy_from > SEGMENT_CAPTURE_MAX as u32 {
-        copy_from + SEGMENT_CAPTURE_MAX as u32
+    // The loop below emits at most RECORDS_PER_SEGMENT_MAX records, so a
+    // larger setting could not be honoured anyway.
+    let max_payload = MAX_PAYLOAD_PER_SEGMENT
+        .load()
+        .min(SEGMENT_CAPTURE_MAX as u32);
+    let capture_end = if payload_len - copy_from > max_payload {
+        copy_from + max_payload
     } else {
         payload_len
     };

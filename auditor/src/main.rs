@@ -276,14 +276,11 @@ fn check_config(file: &std::path::Path) -> Result<(), Failure> {
 }
 
 async fn run(args: RunArgs, log_level: LogLevel) -> Result<(), Failure> {
-    let mut config = match &args.config {
-        Some(path) => Config::load(path).map_err(|e| Failure::Usage(e.into()))?,
-        None => Config::embedded_default(),
+    let source = daemon::ConfigSource {
+        file: args.config.clone(),
+        overrides: args.overrides(),
     };
-    args.overrides().apply(&mut config);
-    config
-        .validate("the command line")
-        .map_err(|e| Failure::Usage(e.into()))?;
+    let config = source.load().map_err(|e| Failure::Usage(e.into()))?;
     let available = interfaces::list().context("cannot list network interfaces")?;
     let selected =
         interfaces::select(&available, &config.interfaces).map_err(|e| Failure::Usage(e.into()))?;
@@ -297,6 +294,8 @@ async fn run(args: RunArgs, log_level: LogLevel) -> Result<(), Failure> {
     };
     let options = CaptureOptions {
         kernel_debug_log: matches!(log_level, LogLevel::Debug | LogLevel::Trace),
+        max_payload_per_segment: config.capture.max_payload_per_segment,
+        ring_buffer_bytes: config.capture.ring_buffer_bytes,
     };
     let output = match args.exchanges {
         true => daemon::Output::Exchanges,
@@ -306,7 +305,7 @@ async fn run(args: RunArgs, log_level: LogLevel) -> Result<(), Failure> {
         std::io::stdout().lock(),
         stdout_format(config.output.format),
     );
-    daemon::run(&config, &selected, options, output, sink, metrics).await?;
+    daemon::run(source, config, &selected, options, output, sink, metrics).await?;
     Ok(())
 }
 

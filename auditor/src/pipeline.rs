@@ -9,7 +9,7 @@ use crate::{
     http::{GateUntil, HttpLimits, HttpOutput, HttpTracker},
     output::Sink,
     reassembly::{ConnectionId, Emit, Reassembler, ReassemblyLimits, ReassemblyStats, StreamEvent},
-    reporter::{KernelLoss, Reporter},
+    reporter::{KernelLoss, ReportSettings, Reporter},
     rules::Severity,
     segment::{DecodeError, Segment},
 };
@@ -176,6 +176,15 @@ impl<S: Sink> Pipeline<S> {
         let counters = self.snapshot(kernel).stats_counters();
         if let Some(reporter) = &self.reporter {
             self.events.push(reporter.stats(now_ns, counters));
+        }
+        self.drain_outputs()
+    }
+
+    /// Gives the reporter new settings (a reload); without a reporter there
+    /// is nothing to change.
+    pub fn replace_report_settings(&mut self, settings: ReportSettings) -> io::Result<()> {
+        if let Some(reporter) = &mut self.reporter {
+            reporter.replace_settings(settings, &mut self.events);
         }
         self.drain_outputs()
     }

@@ -90,6 +90,13 @@ impl Reporter {
         }
     }
 
+    /// Applies settings changed on reload to the exchanges to come; summaries
+    /// of rate-limit keys it forgets go to `out`.
+    pub fn replace_settings(&mut self, settings: ReportSettings, out: &mut Vec<Event>) {
+        self.limiter.reconfigure(settings.rate_limit, out);
+        self.settings = settings;
+    }
+
     /// The events of one exchange, alerts past the rate limit held back.
     pub fn report(&mut self, exchange: &Exchange, out: &mut Vec<Event>) {
         let first = out.len();

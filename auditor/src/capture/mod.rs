@@ -10,12 +10,13 @@ use std::{
 };
 
 use auditor_common::{
-    gate_mode, Counter, FlowKey, PayloadGate, MAP_COUNTERS, MAP_PAYLOAD_GATES, MAP_SEGMENTS,
-    MAP_WATCHED_PORTS, PORT_WATCHED, PROGRAM_EGRESS, PROGRAM_INGRESS,
+    gate_mode, Counter, FlowKey, PayloadGate, GLOBAL_MAX_PAYLOAD_PER_SEGMENT, MAP_COUNTERS,
+    MAP_PAYLOAD_GATES, MAP_SEGMENTS, MAP_WATCHED_PORTS, PORT_WATCHED, PROGRAM_EGRESS,
+    PROGRAM_INGRESS, RING_BUFFER_BYTES, SEGMENT_CAPTURE_MAX,
 };
 use aya::{
-    maps::{Array, HashMap, MapData, MapError, PerCpuArray, RingBuf},
-    programs::{ProgramError, SchedClassifier, TcAttachType},
+    maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray, RingBuf},
+    programs::{tc::SchedClassifierLink, ProgramError, SchedClassifier, TcAttachType},
     Ebpf, EbpfError, EbpfLoader,
 };
 use tokio::io::unix::AsyncFd;
@@ -66,19 +67,41 @@ pub enum CaptureError {
     Io(#[from] std::io::Error),
 }
 
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub struct CaptureOptions {
     /// Let the kernel program log diagnostics through aya-log.
     pub kernel_debug_log: bool,
+    /// Payload bytes the kernel program copies per TCP segment; it never
+    /// copies more than `SEGMENT_CAPTURE_MAX`.
+    pub max_payload_per_segment: u32,
+    /// Size of the segment ring buffer: a power of two, at least one page.
+    pub ring_buffer_bytes: u32,
+}
+
+impl Default for CaptureOptions {
+    fn default() -> Self {
+        CaptureOptions {
+            kernel_debug_log: false,
+            max_payload_per_segment: SEGMENT_CAPTURE_MAX as u32,
+            ring_buffer_bytes: RING_BUFFER_BYTES,
+        }
+    }
 }
 
 /// Where the kernel program is attached on one interface.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Attachment {
     pub interface: String,
+    pub index: u32,
     /// On loopback every packet crosses egress and then ingress, so only
     /// ingress is hooked there: each segment is recorded once.
     pub hooks: Vec<TcAttachType>,
+}
+
+/// An attachment and the links that hold it: dropping them detaches.
+struct AttachedInterface {
+    attachment: Attachment,
+    _links: Vec<SchedClassifierLink>,
 }
 
 /// The loaded kernel program and its maps. Dropping it detaches the program
@@ -89,7 +112,8 @@ pub struct Capture {
     payload_gates: HashMap<MapData, FlowKey, PayloadGate>,
     counters: PerCpuArray<MapData, u64>,
     segments: Option<RingBuf<MapData>>,
-    attachments: Vec<Attachment>,
+    ring_buffer_bytes: u32,
+    attached: Vec<AttachedInterface>,
 }
 
 impl Capture {
@@ -108,6 +132,12 @@ impl Capture {
         };
         let mut ebpf = EbpfLoader::new()
             .override_global(aya_log::LEVEL, &log_level, false)
+            .override_global(
+                GLOBAL_MAX_PAYLOAD_PER_SEGMENT,
+                &options.max_payload_per_segment,
+                true,
+            )
+            .map_max_entries(MAP_SEGMENTS, options.ring_buffer_bytes)
             .load(OBJECT)?;
         if options.kernel_debug_log {
             start_kernel_log(&mut ebpf);
@@ -117,14 +147,30 @@ impl Capture {
                 .load()
                 .map_err(|error| verifier_error(program, error))?;
         }
+        let ring_buffer_bytes = match ebpf.map(MAP_SEGMENTS) {
+            Some(Map::RingBuf(map)) => map
+                .info()
+                .map_err(|source| CaptureError::Map {
+                    map: MAP_SEGMENTS,
+                    source,
+                })?
+                .max_entries(),
+            _ => return Err(CaptureError::MissingMap(MAP_SEGMENTS)),
+        };
         Ok(Capture {
             watched_ports: take_map(&mut ebpf, MAP_WATCHED_PORTS)?,
             payload_gates: take_map(&mut ebpf, MAP_PAYLOAD_GATES)?,
             counters: take_map(&mut ebpf, MAP_COUNTERS)?,
             segments: Some(take_map(&mut ebpf, MAP_SEGMENTS)?),
-            attachments: Vec::new(),
+            ring_buffer_bytes,
+            attached: Vec::new(),
             ebpf,
         })
+    }
+
+    /// The segment ring buffer's size, as the kernel reports it.
+    pub fn ring_buffer_bytes(&self) -> u32 {
+        self.ring_buffer_bytes
     }
 
     /// Attaches to `interface` in the calling thread's network namespace.
@@ -134,28 +180,44 @@ impl Capture {
         } else {
             vec![TcAttachType::Ingress, TcAttachType::Egress]
         };
+        let mut links = Vec::with_capacity(hooks.len());
         for &hook in &hooks {
             let (program, direction) = match hook {
                 TcAttachType::Egress => (PROGRAM_EGRESS, "egress"),
                 _ => (PROGRAM_INGRESS, "ingress"),
             };
-            classifier(&mut self.ebpf, program)?
+            let attach_error = |source| CaptureError::Attach {
+                interface: interface.name.clone(),
+                direction,
+                source,
+            };
+            let classifier = classifier(&mut self.ebpf, program)?;
+            let link_id = classifier
                 .attach(&interface.name, hook)
-                .map_err(|source| CaptureError::Attach {
-                    interface: interface.name.clone(),
-                    direction,
-                    source,
-                })?;
+                .map_err(attach_error)?;
+            links.push(classifier.take_link(link_id).map_err(attach_error)?);
         }
-        self.attachments.push(Attachment {
-            interface: interface.name.clone(),
-            hooks,
+        self.attached.push(AttachedInterface {
+            attachment: Attachment {
+                interface: interface.name.clone(),
+                index: interface.index,
+                hooks,
+            },
+            _links: links,
         });
-        Ok(self.attachments.last().expect("just pushed"))
+        Ok(&self.attached.last().expect("just pushed").attachment)
     }
 
-    pub fn attachments(&self) -> &[Attachment] {
-        &self.attachments
+    /// Detaches the program from the interface with index `index`; returns
+    /// whether it was attached there.
+    pub fn detach(&mut self, index: u32) -> bool {
+        let before = self.attached.len();
+        self.attached.retain(|a| a.attachment.index != index);
+        self.attached.len() != before
+    }
+
+    pub fn attachments(&self) -> impl ExactSizeIterator<Item = &Attachment> {
+        self.attached.iter().map(|a| &a.attachment)
     }
 
     /// Ids of the loaded kernel programs, as `bpftool prog show` lists them.
@@ -185,6 +247,7 @@ impl Capture {
         self.set_port(port, PORT_WATCHED)
     }
 
+    /// Stops copying segments to or from `port`; takes effect at once.
     pub fn unwatch_port(&mut self, port: u16) -> Result<(), CaptureError> {
         self.set_port(port, 0)
     }

@@ -67,13 +67,27 @@ pub struct AlertRateLimiter {
 
 impl AlertRateLimiter {
     pub fn new(settings: RateLimitSettings) -> AlertRateLimiter {
-        let capacity = NonZeroUsize::new(settings.max_tracked_keys).unwrap_or(NonZeroUsize::MIN);
         AlertRateLimiter {
             settings,
-            intervals: LruCache::new(capacity),
+            intervals: LruCache::new(key_capacity(&settings)),
             suppressed_total: 0,
             keys_evicted: 0,
         }
+    }
+
+    /// Applies new settings to the intervals open and to come. When fewer
+    /// keys may be tracked, the least recently alerted are forgotten as on
+    /// eviction: counted, their summaries pushed to `out`.
+    pub fn reconfigure(&mut self, settings: RateLimitSettings, out: &mut Vec<Event>) {
+        let capacity = key_capacity(&settings);
+        while self.intervals.len() > capacity.get() {
+            if let Some((_, evicted)) = self.intervals.pop_lru() {
+                self.keys_evicted += 1;
+                out.extend(summary(&self.settings, evicted));
+            }
+        }
+        self.intervals.resize(capacity);
+        self.settings = settings;
     }
 
     /// Pushes to `out` what of `event` may be emitted: other events as they
@@ -158,6 +172,10 @@ impl AlertRateLimiter {
     fn interval_ns(&self) -> u64 {
         self.settings.interval_secs.saturating_mul(1_000_000_000)
     }
+}
+
+fn key_capacity(settings: &RateLimitSettings) -> NonZeroUsize {
+    NonZeroUsize::new(settings.max_tracked_keys).unwrap_or(NonZeroUsize::MIN)
 }
 
 /// The last suppressed alert, turned into the interval's summary.
@@ -309,5 +327,37 @@ mod tests {
         limiter.finish(&mut out);
         assert_eq!(limiter.suppressed_total(), 2);
         assert_eq!(suppressed_of(out.last().unwrap()), Some((1, 60)));
+    }
+
+    #[test]
+    fn reconfiguring_forgets_keys_over_the_new_bound_and_applies_the_new_limit() {
+        let mut limiter = AlertRateLimiter::new(settings(1, 3));
+        let mut out = Vec::new();
+        for port in [80, 81, 82] {
+            limiter.admit(alert(0, port, 0), &mut out);
+            limiter.admit(alert(0, port, 1), &mut out);
+        }
+        out.clear();
+        limiter.reconfigure(settings(3, 1), &mut out);
+        assert_eq!(limiter.keys_evicted(), 2);
+        let summarized: Vec<_> = out
+            .iter()
+            .map(|e| match &e.body {
+                EventBody::Alert(a) => (a.flow.dest_port, suppressed_of(e)),
+                _ => unreachable!(),
+            })
+            .collect();
+        assert_eq!(
+            summarized,
+            [(80, Some((1, 60))), (81, Some((1, 60)))],
+            "the least recently alerted first"
+        );
+        out.clear();
+        limiter.admit(alert(0, 82, 2), &mut out);
+        limiter.admit(alert(0, 82, 3), &mut out);
+        assert_eq!(out.len(), 2, "three alerts per interval now, one was used");
+        limiter.admit(alert(0, 82, 4), &mut out);
+        assert_eq!(out.len(), 2);
+        assert_eq!(limiter.suppressed_total(), 4);
     }
 }

@@ -2,7 +2,8 @@
 //! stderr log collected line by line.
 
 use std::{
-    io::{BufRead, BufReader},
+    io::{BufRead, BufReader, Read},
+    path::PathBuf,
     process::{Child, ExitStatus, Stdio},
     sync::mpsc::{self, Receiver, RecvTimeoutError},
     thread,
@@ -19,7 +20,8 @@ pub struct Daemon {
     child: Child,
     lines: Receiver<String>,
     log: Vec<String>,
-    stdout: Option<thread::JoinHandle<Vec<String>>>,
+    stdout_lines: Receiver<String>,
+    stdout: Vec<String>,
 }
 
 impl Daemon {
@@ -33,49 +35,36 @@ impl Daemon {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start auditor");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let stdout = thread::spawn(move || {
-            BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-                .collect()
-        });
-        let stderr = child.stderr.take().expect("piped stderr");
-        let (sender, lines) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if sender.send(line).is_err() {
-                    return;
-                }
-            }
-        });
+        let stdout_lines = forward_lines(child.stdout.take().expect("piped stdout"));
+        let lines = forward_lines(child.stderr.take().expect("piped stderr"));
         Daemon {
             child,
             lines,
             log: Vec::new(),
-            stdout: Some(stdout),
+            stdout_lines,
+            stdout: Vec::new(),
         }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Waits for a log line containing `needle` and returns it; panics with
     /// the log so far after `timeout` or when the daemon exits.
     pub fn wait_for(&mut self, needle: &str, timeout: Duration) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.log.push(line.clone());
-                    if line.contains(needle) {
-                        return line;
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => panic!(
-                    "no log line with {needle:?}; log so far:\n{}",
-                    self.log.join("\n")
-                ),
-            }
-        }
+        next_line_with(&self.lines, &mut self.log, needle, timeout).unwrap_or_else(|| {
+            panic!(
+                "no log line with {needle:?}; log so far:\n{}",
+                self.log.join("\n")
+            )
+        })
+    }
+
+    /// Waits for a line on stdout containing `needle` and returns it; `None`
+    /// after `timeout` or when the daemon exits.
+    pub fn next_output_with(&mut self, needle: &str, timeout: Duration) -> Option<String> {
+        next_line_with(&self.stdout_lines, &mut self.stdout, needle, timeout)
     }
 
     pub fn signal(&self, signal: Signal) {
@@ -93,18 +82,90 @@ impl Daemon {
     /// lines it wrote on stdout.
     pub fn wait_with_output(mut self) -> (ExitStatus, String, Vec<String>) {
         let status = self.child.wait().expect("wait for the daemon");
-        self.log.extend(self.lines.try_iter());
-        // The reader thread may still hold the last lines for a moment.
-        while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(500)) {
-            self.log.push(line);
+        // The reader threads may still hold the last lines for a moment;
+        // they end at the pipes' end.
+        for (lines, seen) in [
+            (&self.lines, &mut self.log),
+            (&self.stdout_lines, &mut self.stdout),
+        ] {
+            while let Ok(line) = lines.recv_timeout(Duration::from_secs(5)) {
+                seen.push(line);
+            }
         }
-        let stdout = self
-            .stdout
-            .take()
-            .expect("stdout not taken yet")
-            .join()
-            .expect("stdout reader");
+        let stdout = std::mem::take(&mut self.stdout);
         (status, self.log.join("\n"), stdout)
+    }
+}
+
+/// The lines of `pipe`, read on a thread of their own.
+fn forward_lines(pipe: impl Read + Send + 'static) -> Receiver<String> {
+    let (sender, lines) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            if sender.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    lines
+}
+
+/// Receives lines into `seen` until one contains `needle`; `None` after
+/// `timeout` or at the end of the lines.
+fn next_line_with(
+    lines: &Receiver<String>,
+    seen: &mut Vec<String>,
+    needle: &str,
+    timeout: Duration,
+) -> Option<String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) => {
+                seen.push(line.clone());
+                if line.contains(needle) {
+                    return Some(line);
+                }
+            }
+            Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => return None,
+        }
+    }
+}
+
+/// A configuration file in a directory of its own, deleted on drop.
+pub struct ConfigFile {
+    dir: PathBuf,
+    path: PathBuf,
+}
+
+impl ConfigFile {
+    /// `name` tells the tests' files apart.
+    pub fn new(name: &str, text: &str) -> ConfigFile {
+        let dir = std::env::temp_dir().join(format!("auditor-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("create the configuration's directory");
+        let file = ConfigFile {
+            path: dir.join("auditor.toml"),
+            dir,
+        };
+        file.write(text);
+        file
+    }
+
+    /// Replaces the file's contents.
+    pub fn write(&self, text: &str) {
+        std::fs::write(&self.path, text).expect("write the configuration");
+    }
+
+    /// The path as a command-line argument.
+    pub fn arg(&self) -> &str {
+        self.path.to_str().expect("a UTF-8 temporary path")
+    }
+}
+
+impl Drop for ConfigFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
