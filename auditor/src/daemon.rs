@@ -15,11 +15,10 @@ use crate::{
     reporter::{KernelLoss, ReportSettings, Reporter},
 };
 
-/// How often idle connections are expired; every `COUNTERS_EVERY` ticks a
-/// `loss` event is written if anything was lost, and counters are logged at
-/// debug level.
+/// How often idle connections are expired; every `[reporting]
+/// loss_interval_secs` ticks a `loss` event is written if anything was lost,
+/// and counters are logged at debug level.
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
-const COUNTERS_EVERY: u32 = 60;
 
 /// What `auditor run` reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,8 +57,11 @@ pub async fn run<S: Sink>(
 
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sighup = signal(SignalKind::hangup())?;
     let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
     let mut ticks = 0u32;
+    let loss_every =
+        u32::try_from(config.reporting.loss_interval_secs).map_or(u32::MAX, |secs| secs.max(1));
     let interface_names = interfaces
         .iter()
         .map(|i| (i.index, i.name.clone()))
@@ -77,6 +79,10 @@ pub async fn run<S: Sink>(
         tokio::select! {
             _ = sigint.recv() => break "SIGINT",
             _ = sigterm.recv() => break "SIGTERM",
+            _ = sighup.recv() => match pipeline.reopen_outputs() {
+                Ok(()) => tracing::info!("SIGHUP: outputs reopened"),
+                Err(error) => tracing::warn!(%error, "SIGHUP: the outputs named keep writing to their old files"),
+            },
             read = reader.read(&mut batch) => {
                 read?;
                 for record in batch.drain(..) {
@@ -88,7 +94,7 @@ pub async fn run<S: Sink>(
                 pipeline.tick(unix_now_ns())?;
                 apply_gates(&mut capture, &mut pipeline)?;
                 ticks += 1;
-                if ticks.is_multiple_of(COUNTERS_EVERY) {
+                if ticks.is_multiple_of(loss_every) {
                     pipeline.report_loss(unix_now_ns(), kernel_loss(&capture)?)?;
                     log_counters(&capture, &pipeline, tracing::Level::DEBUG)?;
                 }

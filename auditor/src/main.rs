@@ -6,7 +6,7 @@ use auditor::{
     config::{Config, EventFormat, Overrides, WatchedPort},
     daemon,
     http::HttpLimits,
-    output::{self, Destination, LineWriter},
+    output::{self, Destination, LineWriter, QueuedOutputs},
     pipeline::Pipeline,
     replay,
     reporter::{KernelLoss, ReportSettings, Reporter},
@@ -266,10 +266,12 @@ async fn run(args: RunArgs, log_level: LogLevel) -> Result<(), Failure> {
         true => daemon::Output::Exchanges,
         false => daemon::Output::Events,
     };
-    let sink = LineWriter::new(
-        std::io::stdout().lock(),
+    let sink = QueuedOutputs::open(
+        &config.output.destinations,
         stdout_format(config.output.format),
-    );
+        config.output.queue_capacity,
+    )
+    .map_err(|e| Failure::Usage(e.into()))?;
     daemon::run(&config, &selected, options, output, sink).await?;
     Ok(())
 }

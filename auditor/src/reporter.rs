@@ -104,16 +104,19 @@ impl Reporter {
     }
 
     /// A `loss` event with what was lost since the previous one, if anything.
+    /// `output_drops`: events the outputs dropped so far.
     pub fn loss(
         &mut self,
         now_ns: u64,
         reassembly: &ReassemblyStats,
         kernel: KernelLoss,
+        output_drops: u64,
     ) -> Option<Event> {
         let totals = LossCounters {
             kernel_drops: kernel.ring_buffer_full,
             truncated_records: kernel.records_truncated,
             undecodable_records: kernel.undecodable_records,
+            output_drops,
             alerts_suppressed: self.limiter.suppressed_total(),
             rate_limit_keys_evicted: self.limiter.keys_evicted(),
             ..LossCounters::reassembly(reassembly)

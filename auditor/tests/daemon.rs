@@ -11,7 +11,7 @@ use support::{
     lab::NetNs,
     require_privileges,
     schema::valid_events,
-    traffic::{exchange, pattern},
+    traffic::{exchange, pattern, proxmox_upgrade},
 };
 
 const STARTUP: Duration = Duration::from_secs(20);
@@ -377,29 +377,11 @@ fn a_large_body_is_skipped_in_the_kernel_and_the_next_request_still_parsed() {
 #[test]
 #[ignore = "needs root"]
 fn a_live_101_without_connection_raises_the_proxmox_alert() {
-    use std::io::{Read, Write};
     require_privileges();
     let netns = NetNs::new();
     let (daemon, _) = start_on_loopback(&netns, &[]);
     netns
-        .spawn(|| {
-            let listener = std::net::TcpListener::bind("127.0.0.1:8080").unwrap();
-            let server = std::thread::spawn(move || {
-                let (mut stream, _) = listener.accept().unwrap();
-                let mut head = [0u8; 1024];
-                let _ = stream.read(&mut head).unwrap();
-                stream
-                    .write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: proxmox-backup-protocol-v1\r\n\r\n")
-                    .unwrap();
-            });
-            let mut client = std::net::TcpStream::connect("127.0.0.1:8080").unwrap();
-            client
-                .write_all(b"GET /api2/json/backup HTTP/1.1\r\nHost: pbs\r\nUpgrade: proxmox-backup-protocol-v1\r\nConnection: upgrade\r\n\r\n")
-                .unwrap();
-            let mut answer = Vec::new();
-            client.read_to_end(&mut answer).unwrap();
-            server.join().unwrap();
-        })
+        .spawn(|| proxmox_upgrade(SocketAddr::new("127.0.0.1".parse().unwrap(), 8080)))
         .join()
         .unwrap();
     let (log, lines, _) = stop_and_count_copied(daemon);

@@ -13,7 +13,7 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 
 /// Commands the integration tests run, and the Debian package of each; an
 /// absolute path names a file of a package that provides no command.
-const TEST_COMMANDS: [(&str, &str); 9] = [
+const TEST_COMMANDS: [(&str, &str); 10] = [
     ("ip", "iproute2"),
     ("curl", "curl"),
     ("setpriv", "util-linux"),
@@ -26,6 +26,7 @@ const TEST_COMMANDS: [(&str, &str); 9] = [
     ),
     ("nghttpd", "nghttp2-server"),
     ("nghttpx", "nghttp2-proxy"),
+    ("rsyslogd", "rsyslog"),
 ];
 
 pub fn is_root() -> bool {

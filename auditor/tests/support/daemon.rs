@@ -26,20 +26,26 @@ impl Daemon {
     /// `auditor ARGS...` inside `netns`. `ip netns exec` execs the binary,
     /// so signals sent to the child reach the daemon itself.
     pub fn start(netns: &NetNs, args: &[&str]) -> Daemon {
-        let mut child = netns
-            .command(AUDITOR)
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start auditor");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let stdout = thread::spawn(move || {
+        let mut daemon = Daemon::start_with_stdout(netns, args, Stdio::piped());
+        let stdout = daemon.child.stdout.take().expect("piped stdout");
+        daemon.stdout = Some(thread::spawn(move || {
             BufReader::new(stdout)
                 .lines()
                 .map_while(Result::ok)
                 .collect()
-        });
+        }));
+        daemon
+    }
+
+    /// Like [`Daemon::start`], with stdout going to `stdout` and not read here.
+    pub fn start_with_stdout(netns: &NetNs, args: &[&str], stdout: Stdio) -> Daemon {
+        let mut child = netns
+            .command(AUDITOR)
+            .args(args)
+            .stdout(stdout)
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start auditor");
         let stderr = child.stderr.take().expect("piped stderr");
         let (sender, lines) = mpsc::channel();
         thread::spawn(move || {
@@ -53,7 +59,7 @@ impl Daemon {
             child,
             lines,
             log: Vec::new(),
-            stdout: Some(stdout),
+            stdout: None,
         }
     }
 
@@ -89,8 +95,12 @@ impl Daemon {
         (status, log)
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Waits for the daemon to exit; returns its status, whole log and the
-    /// lines it wrote on stdout.
+    /// lines it wrote on stdout (none when stdout was not read here).
     pub fn wait_with_output(mut self) -> (ExitStatus, String, Vec<String>) {
         let status = self.child.wait().expect("wait for the daemon");
         self.log.extend(self.lines.try_iter());
@@ -101,9 +111,8 @@ impl Daemon {
         let stdout = self
             .stdout
             .take()
-            .expect("stdout not taken yet")
-            .join()
-            .expect("stdout reader");
+            .map(|reader| reader.join().expect("stdout reader"))
+            .unwrap_or_default();
         (status, self.log.join("\n"), stdout)
     }
 }
