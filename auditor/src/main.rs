@@ -7,7 +7,7 @@ use auditor::{
     daemon,
     http::HttpLimits,
     metrics::MetricsListener,
-    output::{self, Destination, LineWriter},
+    output::{self, Destination, LineWriter, QueuedOutputs},
     pipeline::Pipeline,
     replay,
     reporter::{KernelLoss, ReportSettings, Reporter},
@@ -301,10 +301,12 @@ async fn run(args: RunArgs, log_level: LogLevel) -> Result<(), Failure> {
         true => daemon::Output::Exchanges,
         false => daemon::Output::Events,
     };
-    let sink = LineWriter::new(
-        std::io::stdout().lock(),
+    let sink = QueuedOutputs::open(
+        &config.output.destinations,
         stdout_format(config.output.format),
-    );
+        config.output.queue_capacity,
+    )
+    .map_err(|e| Failure::Usage(e.into()))?;
     daemon::run(source, config, &selected, options, output, sink, metrics).await?;
     Ok(())
 }

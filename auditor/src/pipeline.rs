@@ -205,6 +205,11 @@ impl<S: Sink> Pipeline<S> {
         }
     }
 
+    /// SIGHUP: the sink opens its files again (after logrotate moved them).
+    pub fn reopen_outputs(&mut self) -> io::Result<()> {
+        self.sink.reopen()
+    }
+
     /// The highest severity of any alert raised so far.
     pub fn worst_severity(&self) -> Option<Severity> {
         self.reporter.as_ref().and_then(Reporter::worst_severity)
@@ -228,6 +233,7 @@ impl<S: Sink> Pipeline<S> {
             kernel_drops: kernel.ring_buffer_full,
             truncated_records: kernel.records_truncated,
             undecodable_records: self.stats.undecodable_records,
+            output_drops: self.sink.dropped(),
             ..LossCounters::reassembly(&self.reassembler.stats())
         };
         match &self.reporter {
@@ -318,6 +324,62 @@ fn printable_prefix(data: &[u8], max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{events::EventBody, http::Exchange, reporter::ReportSettings};
+
+    /// Keeps the events; `dropped` is what its destinations lost.
+    #[derive(Default)]
+    struct Recorded {
+        events: Vec<Event>,
+        dropped: u64,
+    }
+
+    impl Sink for Recorded {
+        fn event(&mut self, event: &Event) -> io::Result<()> {
+            self.events.push(event.clone());
+            Ok(())
+        }
+        fn exchange(&mut self, _: &Exchange) -> io::Result<()> {
+            Ok(())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+        fn reopen(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+        fn dropped(&self) -> u64 {
+            self.dropped
+        }
+    }
+
+    #[test]
+    fn loss_events_count_what_the_outputs_dropped_since_the_previous_one() {
+        let mut pipeline = Pipeline::new(
+            ReassemblyLimits::default(),
+            HttpLimits::default(),
+            Some(Reporter::new(ReportSettings::default())),
+            Recorded::default(),
+        );
+        let output_drops = |pipeline: &Pipeline<Recorded>| -> Vec<u64> {
+            pipeline
+                .sink
+                .events
+                .iter()
+                .map(|event| match &event.body {
+                    EventBody::Loss { loss } => loss.output_drops,
+                    other => panic!("only loss events expected: {other:?}"),
+                })
+                .collect()
+        };
+        pipeline.report_loss(1, KernelLoss::default()).unwrap();
+        assert_eq!(output_drops(&pipeline), [0; 0], "nothing lost, no event");
+        pipeline.sink.dropped = 7;
+        pipeline.report_loss(2, KernelLoss::default()).unwrap();
+        pipeline.sink.dropped = 10;
+        pipeline.report_loss(3, KernelLoss::default()).unwrap();
+        pipeline.report_loss(4, KernelLoss::default()).unwrap();
+        assert_eq!(output_drops(&pipeline), [7, 3]);
+    }
 
     #[test]
     fn escapes_binary_in_the_log() {

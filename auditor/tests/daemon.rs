@@ -20,7 +20,7 @@ use support::{
     lab::NetNs,
     require_privileges,
     schema::valid_events,
-    traffic::{exchange, pattern},
+    traffic::{exchange, pattern, proxmox_upgrade},
 };
 
 const STARTUP: Duration = Duration::from_secs(20);
@@ -377,31 +377,10 @@ fn a_large_body_is_skipped_in_the_kernel_and_the_next_request_still_parsed() {
 #[test]
 #[ignore = "needs root"]
 fn a_live_101_without_connection_raises_the_proxmox_alert() {
-    use std::io::{Read, Write};
     require_privileges();
     let netns = NetNs::new();
     let (daemon, _) = start_on_loopback(&netns, &[]);
-    netns
-        .spawn(|| {
-            let listener = std::net::TcpListener::bind("127.0.0.1:8080").unwrap();
-            let server = std::thread::spawn(move || {
-                let (mut stream, _) = listener.accept().unwrap();
-                let mut head = [0u8; 1024];
-                let _ = stream.read(&mut head).unwrap();
-                stream
-                    .write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: proxmox-backup-protocol-v1\r\n\r\n")
-                    .unwrap();
-            });
-            let mut client = std::net::TcpStream::connect("127.0.0.1:8080").unwrap();
-            client
-                .write_all(b"GET /api2/json/backup HTTP/1.1\r\nHost: pbs\r\nUpgrade: proxmox-backup-protocol-v1\r\nConnection: upgrade\r\n\r\n")
-                .unwrap();
-            let mut answer = Vec::new();
-            client.read_to_end(&mut answer).unwrap();
-            server.join().unwrap();
-        })
-        .join()
-        .unwrap();
+    proxmox_upgrade_in(&netns, 8080, "/api2/json/backup");
     let (log, lines, _) = stop_and_count_copied(daemon);
     let events = valid_events(lines.iter().map(String::as_str));
     let alert = events
@@ -418,17 +397,11 @@ fn a_live_101_without_connection_raises_the_proxmox_alert() {
 
 /// An upgrade offer to 127.0.0.1:`port` in `netns` for `target`, answered
 /// by a 101 without `Connection`: a handshake and an alert.
-fn proxmox_upgrade(netns: &NetNs, port: u16, target: &str) {
-    let request = format!(
-        "GET {target} HTTP/1.1\r\nHost: pbs\r\nUpgrade: proxmox-backup-protocol-v1\r\nConnection: upgrade\r\n\r\n"
-    );
+fn proxmox_upgrade_in(netns: &NetNs, port: u16, target: &str) {
+    let target = target.to_owned();
     netns
         .spawn(move || {
-            exchange(
-                SocketAddr::new("127.0.0.1".parse().unwrap(), port),
-                request.as_bytes(),
-                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: proxmox-backup-protocol-v1\r\n\r\n",
-            );
+            proxmox_upgrade(SocketAddr::new("127.0.0.1".parse().unwrap(), port), &target)
         })
         .join()
         .unwrap();
@@ -461,8 +434,8 @@ fn sighup_adds_ports_and_changes_roles_without_reloading_the_program() {
     let config = ConfigFile::new("reload-add", "[[ports]]\nport = 8080\n");
     // The command line's --interface applies again on top of the new file.
     let (mut daemon, ids) = start_with_config(&netns, &config, &["--interface", "lo"]);
-    proxmox_upgrade(&netns, 9090, "/not-watched-yet");
-    proxmox_upgrade(&netns, 8080, "/before");
+    proxmox_upgrade_in(&netns, 9090, "/not-watched-yet");
+    proxmox_upgrade_in(&netns, 8080, "/before");
 
     config.write("[[ports]]\nport = 8080\nrole = \"backend\"\n[[ports]]\nport = 9090\n");
     daemon.signal(Signal::SIGHUP);
@@ -476,8 +449,8 @@ fn sighup_adds_ports_and_changes_roles_without_reloading_the_program() {
         [ids[0]],
         "the program loaded at start stays attached"
     );
-    proxmox_upgrade(&netns, 9090, "/added");
-    proxmox_upgrade(&netns, 8080, "/as-backend");
+    proxmox_upgrade_in(&netns, 9090, "/added");
+    proxmox_upgrade_in(&netns, 8080, "/as-backend");
 
     let (log, lines, _) = stop_and_count_copied(daemon);
     assert_eq!(log.matches("capture started").count(), 1, "{log}");
@@ -510,15 +483,15 @@ fn sighup_with_an_invalid_file_keeps_the_running_configuration_and_a_valid_one_r
         refused.contains(config.arg()) && refused.contains("colour"),
         "names the file and the problem: {refused}"
     );
-    proxmox_upgrade(&netns, 8080, "/still-8080");
-    proxmox_upgrade(&netns, 9090, "/still-9090");
+    proxmox_upgrade_in(&netns, 8080, "/still-8080");
+    proxmox_upgrade_in(&netns, 9090, "/still-9090");
 
     config.write("[[ports]]\nport = 9090\n");
     daemon.signal(Signal::SIGHUP);
     let reloaded = daemon.wait_for("configuration reloaded", STARTUP);
     assert!(reloaded.contains("ports [9090]"), "{reloaded}");
-    proxmox_upgrade(&netns, 8080, "/removed");
-    proxmox_upgrade(&netns, 9090, "/kept");
+    proxmox_upgrade_in(&netns, 8080, "/removed");
+    proxmox_upgrade_in(&netns, 9090, "/kept");
 
     let (_, lines, _) = stop_and_count_copied(daemon);
     assert_eq!(

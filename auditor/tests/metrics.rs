@@ -19,14 +19,11 @@ use support::{
     pcap_writer::TempFile,
     require_privileges,
     schema::valid_events,
-    traffic::exchange,
+    traffic::proxmox_upgrade,
 };
 
 const STARTUP: Duration = Duration::from_secs(20);
 const METRICS_ADDRESS: &str = "127.0.0.1:9700";
-const PROXMOX_OFFER: &[u8] = b"GET /api2/json/backup HTTP/1.1\r\nHost: pbs\r\nUpgrade: proxmox-backup-protocol-v1\r\nConnection: upgrade\r\n\r\n";
-const PROXMOX_101: &[u8] =
-    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: proxmox-backup-protocol-v1\r\n\r\n";
 const PROXMOX_ALERT: &str =
     "auditor_alerts_total{rule=\"upgrade-101-missing-connection-option\",severity=\"error\"}";
 const LOSS_KINDS: [&str; 9] = [
@@ -51,13 +48,9 @@ fn start(netns: &NetNs, extra: &[&str]) -> Daemon {
 }
 
 /// The Proxmox upgrade the daemon raises one alert for, on port 8080 in `netns`.
-fn proxmox_upgrade(netns: &NetNs) {
+fn proxmox_upgrade_in(netns: &NetNs) {
     netns.run(|| {
-        exchange(
-            "127.0.0.1:8080".parse().unwrap(),
-            PROXMOX_OFFER,
-            PROXMOX_101,
-        );
+        proxmox_upgrade("127.0.0.1:8080".parse().unwrap(), "/api2/json/backup");
     });
 }
 
@@ -117,7 +110,7 @@ fn a_scrape_counts_the_proxmox_alert_and_every_stage_exactly() {
     assert_eq!(value(&before, "auditor_exchanges_total"), 0);
     assert_eq!(sample(&before, PROXMOX_ALERT), None);
 
-    proxmox_upgrade(&netns);
+    proxmox_upgrade_in(&netns);
     let switched = "auditor_handshakes_total{outcome=\"switched\"}";
     let deadline = Instant::now() + Duration::from_secs(10);
     while value(&scrape(&netns), switched) == 0 {
@@ -272,7 +265,7 @@ fn stats_events_carry_the_totals_every_interval() {
         &["run", "--config", config.path().to_str().unwrap()],
     );
     daemon.wait_for("capture started", STARTUP);
-    proxmox_upgrade(&netns);
+    proxmox_upgrade_in(&netns);
     std::thread::sleep(Duration::from_millis(2500));
     let events = stop(daemon);
 

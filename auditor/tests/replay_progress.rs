@@ -19,12 +19,8 @@ use support::{
     daemon::AUDITOR,
     pcap_writer::{pcap, Conversation, Link, TempFile},
     replay::{json_lines, replay},
-    traffic::pattern,
+    traffic::{pattern, PROXMOX_101, PROXMOX_OFFER},
 };
-
-const PROXMOX_OFFER: &[u8] = b"GET /api2/json/backup HTTP/1.1\r\nHost: pbs\r\nUpgrade: proxmox-backup-protocol-v1\r\nConnection: upgrade\r\n\r\n";
-const PROXMOX_101: &[u8] =
-    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: proxmox-backup-protocol-v1\r\n\r\n";
 
 /// A Proxmox upgrade followed by `bulk_bytes` of backup data.
 fn capture(name: &str, bulk_bytes: u64) -> TempFile {

@@ -27,6 +27,7 @@ const TEST_COMMANDS: [(&str, &str); 10] = [
     ("nghttpd", "nghttp2-server"),
     ("nghttpx", "nghttp2-proxy"),
     ("systemd-analyze", "systemd"),
+    ("rsyslogd", "rsyslog"),
 ];
 
 pub fn is_root() -> bool {

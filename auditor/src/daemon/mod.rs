@@ -1,7 +1,6 @@
 //! `auditor run`: live capture through the kernel program into the
 //! pipeline, until SIGINT or SIGTERM. SIGHUP reloads the configuration.
 
-mod privileges;
 mod reload;
 
 use std::{
@@ -15,8 +14,9 @@ use tokio::{
     time::{Instant, Interval, MissedTickBehavior},
 };
 
-pub use self::{privileges::PrivilegeError, reload::ConfigSource};
+pub use self::reload::ConfigSource;
 use crate::{
+    capabilities::{self, PrivilegeError},
     capture::{flow_key, interfaces::Interface, Capture, CaptureError, CaptureOptions},
     config::{Config, ReportingSettings},
     http::HttpLimits,
@@ -88,7 +88,7 @@ pub async fn run<S: Sink>(
     let mut reader = capture
         .take_segment_reader()?
         .expect("a freshly loaded capture has its reader");
-    let bounding_set_cleared = privileges::drop_all()?;
+    let bounding_set_cleared = capabilities::drop_all()?;
     tracing::info!(
         interfaces = ?interfaces.iter().map(|i| &i.name).collect::<Vec<_>>(),
         ports = ?config.ports.iter().map(|p| p.port).collect::<Vec<_>>(),
@@ -126,7 +126,10 @@ pub async fn run<S: Sink>(
         tokio::select! {
             _ = sigint.recv() => break "SIGINT",
             _ = sigterm.recv() => break "SIGTERM",
-            _ = sighup.recv() => running.reload()?,
+            _ = sighup.recv() => {
+                running.reload()?;
+                running.reopen_outputs();
+            }
             read = reader.read(&mut batch) => {
                 read?;
                 running.accept(&mut batch)?;
@@ -164,6 +167,15 @@ impl<S: Sink> Running<S> {
             self.pipeline.accept(record)?;
         }
         self.apply_gates()
+    }
+
+    /// After logrotate moved the files: the outputs that cannot reopen keep
+    /// writing to their old files.
+    fn reopen_outputs(&mut self) {
+        match self.pipeline.reopen_outputs() {
+            Ok(()) => tracing::info!("SIGHUP: outputs reopened"),
+            Err(error) => tracing::warn!(%error, "SIGHUP: an output keeps writing to its old file"),
+        }
     }
 
     fn housekeeping(&mut self) -> Result<(), DaemonError> {

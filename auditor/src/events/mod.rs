@@ -206,7 +206,7 @@ fn serialize_timestamp<S: Serializer>(
     serializer.serialize_str(&format_timestamp(*timestamp_ns))
 }
 
-fn format_timestamp(timestamp_ns: u64) -> String {
+pub(crate) fn format_timestamp(timestamp_ns: u64) -> String {
     // u64 nanoseconds end in 2554, well inside what `time` represents.
     let time = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(timestamp_ns))
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);

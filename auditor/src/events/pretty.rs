@@ -3,18 +3,26 @@
 use std::fmt::Write as _;
 
 use super::{format_timestamp, Event, EventBody, Flow};
-use crate::rules::Outcome;
+use crate::rules::{Outcome, Severity};
 
-/// `colour`: ANSI colours for a terminal.
+const BOLD: &str = "\x1b[1m";
+const RESET: &str = "\x1b[0m";
+
+/// `colour`: ANSI colours for a terminal: an alert's severity in its colour,
+/// its rule id in bold.
 pub fn render(event: &Event, colour: bool) -> String {
-    let _ = colour;
     let time = format_timestamp(event.timestamp_ns);
     let mut out = String::new();
     match &event.body {
         EventBody::Alert(alert) => {
             let a = &alert.alert;
-            let severity = a.severity.to_string().to_uppercase();
-            let _ = writeln!(out, "{time} {severity} {} on {}", a.rule, flow(&alert.flow));
+            let mut severity = a.severity.to_string().to_uppercase();
+            let mut rule = a.rule.to_owned();
+            if colour {
+                severity = format!("{}{severity}{RESET}", severity_colour(a.severity));
+                rule = format!("{BOLD}{rule}{RESET}");
+            }
+            let _ = writeln!(out, "{time} {severity} {rule} on {}", flow(&alert.flow));
             let _ = writeln!(out, "  {}", a.message);
             if let Some(suppressed) = a.suppressed {
                 let _ = writeln!(out, "  {suppressed} more held back by the rate limit");
@@ -76,6 +84,15 @@ pub fn render(event: &Event, colour: bool) -> String {
         }
     }
     out
+}
+
+fn severity_colour(severity: Severity) -> &'static str {
+    match severity {
+        Severity::Critical => "\x1b[1;31m",
+        Severity::Error => "\x1b[31m",
+        Severity::Warning => "\x1b[33m",
+        Severity::Info => "\x1b[36m",
+    }
 }
 
 fn flow(flow: &Flow) -> String {

@@ -448,3 +448,31 @@ fn the_schema_rejects_missing_misspelled_and_out_of_range_fields() {
         );
     }
 }
+
+#[test]
+fn pretty_alerts_are_coloured_only_when_asked() {
+    let events = evaluated(&timed_exchange(PROXMOX_OFFER, PROXMOX_101));
+    let alert = events
+        .iter()
+        .find(|e| matches!(e.body, EventBody::Alert(_)))
+        .unwrap();
+    let flow = "192.0.2.1:40000 → 192.0.2.2:8080 (frontend) on eth0";
+    let plain = pretty::render(alert, false);
+    assert_eq!(
+        plain.lines().next().unwrap(),
+        format!(
+            "2026-11-26T07:13:08.421539Z ERROR upgrade-101-missing-connection-option on {flow}"
+        )
+    );
+    assert!(!plain.contains('\x1b'), "{plain:?}");
+    let coloured = pretty::render(alert, true);
+    assert_eq!(
+        coloured.lines().next().unwrap(),
+        format!("2026-11-26T07:13:08.421539Z \x1b[31mERROR\x1b[0m \x1b[1mupgrade-101-missing-connection-option\x1b[0m on {flow}")
+    );
+    assert_eq!(
+        coloured.lines().skip(1).collect::<Vec<_>>(),
+        plain.lines().skip(1).collect::<Vec<_>>(),
+        "only the first line is coloured"
+    );
+}

@@ -1,13 +1,18 @@
 //! Where events go. The pipeline hands each event (or, with `--exchanges`,
-//! each exchange) to a [`Sink`]; a [`LineWriter`] writes them to one stream.
+//! each exchange) to a [`Sink`]: a [`LineWriter`] writes them to one stream,
+//! [`QueuedOutputs`] to every destination of `auditor run`.
 
 mod destination;
+mod file;
+mod queued;
+mod syslog;
 
 use std::io::{self, Write};
 
 use serde::Serialize;
 
 pub use destination::{Destination, SYSLOG_SOCKET};
+pub use queued::{OpenError, QueuedOutputs};
 
 use crate::{
     events::{pretty, Event},
@@ -21,6 +26,11 @@ pub trait Sink {
     fn exchange(&mut self, exchange: &Exchange) -> io::Result<()>;
     /// The end of a batch: whatever is buffered should reach its destination.
     fn flush(&mut self) -> io::Result<()>;
+    /// SIGHUP: files are opened again at their paths, after logrotate moved them.
+    fn reopen(&mut self) -> io::Result<()>;
+    /// Events dropped so far because a destination could not keep up or
+    /// failed, for `loss` events.
+    fn dropped(&self) -> u64;
 }
 
 /// How events are written for a stream.
@@ -66,5 +76,15 @@ impl<W: Write> Sink for LineWriter<W> {
 
     fn flush(&mut self) -> io::Result<()> {
         self.writer.flush()
+    }
+
+    /// A stream has no path to open again.
+    fn reopen(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+
+    /// Write errors are returned, not dropped.
+    fn dropped(&self) -> u64 {
+        0
     }
 }

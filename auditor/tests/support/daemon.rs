@@ -28,14 +28,23 @@ impl Daemon {
     /// `auditor ARGS...` inside `netns`. `ip netns exec` execs the binary,
     /// so signals sent to the child reach the daemon itself.
     pub fn start(netns: &NetNs, args: &[&str]) -> Daemon {
+        Daemon::start_with_stdout(netns, args, Stdio::piped())
+    }
+
+    /// Like [`Daemon::start`], with stdout going to `stdout`, read here only
+    /// when it is a pipe.
+    pub fn start_with_stdout(netns: &NetNs, args: &[&str], stdout: Stdio) -> Daemon {
         let mut child = netns
             .command(AUDITOR)
             .args(args)
-            .stdout(Stdio::piped())
+            .stdout(stdout)
             .stderr(Stdio::piped())
             .spawn()
             .expect("start auditor");
-        let stdout_lines = forward_lines(child.stdout.take().expect("piped stdout"));
+        let stdout_lines = match child.stdout.take() {
+            Some(pipe) => forward_lines(pipe),
+            None => mpsc::channel().1,
+        };
         let lines = forward_lines(child.stderr.take().expect("piped stderr"));
         Daemon {
             child,

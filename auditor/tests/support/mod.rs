@@ -11,6 +11,7 @@ pub mod frames;
 pub mod lab;
 pub mod pcap_writer;
 pub mod replay;
+pub mod rsyslog;
 pub mod schema;
 pub mod session;
 pub mod streams;

@@ -53,3 +53,18 @@ pub fn exchange(server: SocketAddr, request_bytes: &[u8], response_bytes: &[u8])
     assert_eq!(response, response_bytes);
     client
 }
+
+/// The Proxmox Backup case: an upgrade offer answered by a 101 without
+/// `Connection`, which raises `upgrade-101-missing-connection-option`.
+pub const PROXMOX_OFFER: &[u8] = b"GET /api2/json/backup HTTP/1.1\r\nHost: pbs\r\nUpgrade: proxmox-backup-protocol-v1\r\nConnection: upgrade\r\n\r\n";
+pub const PROXMOX_101: &[u8] =
+    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: proxmox-backup-protocol-v1\r\n\r\n";
+
+/// One Proxmox-style exchange for `target` against a fresh listener on
+/// `server`; returns the client's address.
+pub fn proxmox_upgrade(server: SocketAddr, target: &str) -> SocketAddr {
+    let offer = format!(
+        "GET {target} HTTP/1.1\r\nHost: pbs\r\nUpgrade: proxmox-backup-protocol-v1\r\nConnection: upgrade\r\n\r\n"
+    );
+    exchange(server, offer.as_bytes(), PROXMOX_101)
+}

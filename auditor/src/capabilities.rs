@@ -1,12 +1,13 @@
-//! Capabilities after start-up. Loading the program needs CAP_BPF,
+//! Dropping capabilities after start-up. Loading the program needs CAP_BPF,
 //! CAP_PERFMON and CAP_NET_ADMIN; once it is loaded and attached, the daemon
 //! needs none. It reads the ring buffer and updates the maps through
 //! descriptors it already holds, and attaching to another interface on
 //! reload creates a TCX link from the program's descriptor: on Linux 6.18
 //! none of these checks a capability (the checks are at load time).
 //!
-//! Capabilities belong to a thread: this must run on the thread that keeps
-//! working with the program, and threads started before keep what they had.
+//! Capabilities belong to a thread: [`drop_all`] must run on the thread that
+//! keeps working with the program, and on every thread started before it
+//! (the output writers drop theirs as they start).
 
 use caps::{errors::CapsError, CapSet, Capability};
 

@@ -1,0 +1,445 @@
+//! The outputs of `auditor run`: each destination has its own writer thread
+//! behind its own bounded queue, so a slow or broken destination holds up
+//! neither capture nor the other destinations. An event that finds a queue
+//! full, or that its destination fails to take, is dropped and counted.
+
+use std::{
+    io::{self, Write},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        mpsc::{self, Receiver, SyncSender},
+        Arc,
+    },
+    thread::{self, JoinHandle},
+    time::{Duration, Instant},
+};
+
+use serde::Serialize;
+
+use super::{
+    file::{self, AppendFile, Reopener},
+    syslog::{SyslogSeverity, SyslogSocket},
+    Destination, Format, Sink,
+};
+use crate::{
+    capabilities,
+    events::{pretty, Event, EventBody},
+    http::Exchange,
+};
+
+/// How long shutdown waits for the writers to empty their queues.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot open output {destination}: {source}")]
+pub struct OpenError {
+    destination: Destination,
+    source: io::Error,
+}
+
+/// Every destination of `auditor run`; dropping it drains every queue and
+/// waits for the writers.
+pub struct QueuedOutputs {
+    queues: Vec<Queue>,
+    /// `Some(colour)` when stdout wants the pretty rendering.
+    stdout_pretty: Option<bool>,
+}
+
+struct Queue {
+    destination: Destination,
+    /// `None` once closed, so that the writer finishes.
+    sender: Option<SyncSender<Arc<Rendered>>>,
+    /// Events refused by the full queue or not taken by the destination.
+    dropped: Arc<AtomicU64>,
+    writer: Option<JoinHandle<()>>,
+    reopener: Option<Reopener>,
+}
+
+/// One event, rendered once for every destination.
+struct Rendered {
+    /// JSON and a newline.
+    json_line: String,
+    /// For stdout with `--format pretty`.
+    pretty: Option<String>,
+    severity: SyslogSeverity,
+    /// The syslog MSGID: the event type.
+    kind: &'static str,
+}
+
+enum Writer {
+    Stdout,
+    File(AppendFile),
+    Syslog(SyslogSocket),
+}
+
+impl QueuedOutputs {
+    /// Opens every destination, then starts their writers; stdout is written
+    /// in `stdout_format`, the others get JSON. Each queue holds up to
+    /// `queue_capacity` events.
+    pub fn open(
+        destinations: &[Destination],
+        stdout_format: Format,
+        queue_capacity: usize,
+    ) -> Result<QueuedOutputs, OpenError> {
+        let opened = destinations
+            .iter()
+            .map(|destination| {
+                open_writer(destination).map_err(|source| OpenError {
+                    destination: destination.clone(),
+                    source,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let stdout_pretty = match stdout_format {
+            Format::Pretty { colour } if destinations.contains(&Destination::Stdout) => {
+                Some(colour)
+            }
+            _ => None,
+        };
+        let mut outputs = QueuedOutputs {
+            queues: Vec::with_capacity(opened.len()),
+            stdout_pretty,
+        };
+        for (destination, (writer, reopener)) in destinations.iter().zip(opened) {
+            let (sender, receiver) = mpsc::sync_channel(queue_capacity);
+            let dropped = Arc::new(AtomicU64::new(0));
+            let thread = {
+                let destination = destination.clone();
+                let dropped = Arc::clone(&dropped);
+                thread::Builder::new()
+                    .name(format!("output {destination}"))
+                    .spawn(move || write_queued(&destination, writer, receiver, &dropped))
+            };
+            let writer = thread.map_err(|source| OpenError {
+                destination: destination.clone(),
+                source,
+            })?;
+            outputs.queues.push(Queue {
+                destination: destination.clone(),
+                sender: Some(sender),
+                dropped,
+                writer: Some(writer),
+                reopener,
+            });
+        }
+        Ok(outputs)
+    }
+
+    fn enqueue(&self, rendered: Rendered) {
+        let rendered = Arc::new(rendered);
+        for queue in &self.queues {
+            let sent = queue
+                .sender
+                .as_ref()
+                .is_some_and(|sender| sender.try_send(Arc::clone(&rendered)).is_ok());
+            if !sent {
+                queue.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+impl Sink for QueuedOutputs {
+    fn event(&mut self, event: &Event) -> io::Result<()> {
+        let (severity, kind) = match &event.body {
+            EventBody::Alert(alert) => (alert.alert.severity.into(), "alert"),
+            EventBody::Handshake(_) => (SyslogSeverity::Informational, "handshake"),
+            EventBody::Loss { .. } => (SyslogSeverity::Warning, "loss"),
+            EventBody::Stats { .. } => (SyslogSeverity::Informational, "stats"),
+        };
+        self.enqueue(Rendered {
+            json_line: json_line(event)?,
+            pretty: self
+                .stdout_pretty
+                .map(|colour| pretty::render(event, colour)),
+            severity,
+            kind,
+        });
+        Ok(())
+    }
+
+    fn exchange(&mut self, exchange: &Exchange) -> io::Result<()> {
+        self.enqueue(Rendered {
+            json_line: json_line(exchange)?,
+            pretty: None,
+            severity: SyslogSeverity::Informational,
+            kind: "exchange",
+        });
+        Ok(())
+    }
+
+    /// Every writer writes through.
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+
+    /// Opens every file output again; tries them all and names each that
+    /// failed, which keeps writing to its old file.
+    fn reopen(&mut self) -> io::Result<()> {
+        let failures: Vec<String> = self
+            .queues
+            .iter()
+            .filter_map(|queue| {
+                let error = queue.reopener.as_ref()?.reopen().err()?;
+                Some(format!(
+                    "cannot reopen output {}: {error}",
+                    queue.destination
+                ))
+            })
+            .collect();
+        match failures.is_empty() {
+            true => Ok(()),
+            false => Err(io::Error::other(failures.join("; "))),
+        }
+    }
+
+    fn dropped(&self) -> u64 {
+        self.queues
+            .iter()
+            .map(|queue| queue.dropped.load(Ordering::Relaxed))
+            .sum()
+    }
+}
+
+impl Drop for QueuedOutputs {
+    /// Closes every queue and waits for the writers to write what is left;
+    /// a destination that takes nothing for [`DRAIN_DEADLINE`] (a stdout
+    /// nobody reads) does not keep the daemon from exiting.
+    fn drop(&mut self) {
+        for queue in &mut self.queues {
+            queue.sender = None;
+        }
+        let deadline = Instant::now() + DRAIN_DEADLINE;
+        for queue in &mut self.queues {
+            let Some(writer) = queue.writer.take() else {
+                continue;
+            };
+            while !writer.is_finished() && Instant::now() < deadline {
+                thread::sleep(Duration::from_millis(10));
+            }
+            if !writer.is_finished() {
+                tracing::error!(output = %queue.destination, "the output took no event for {DRAIN_DEADLINE:?} at shutdown; the events still queued for it are lost");
+            } else if writer.join().is_err() {
+                tracing::error!(output = %queue.destination, "the output's writer panicked");
+            }
+        }
+    }
+}
+
+fn open_writer(destination: &Destination) -> io::Result<(Writer, Option<Reopener>)> {
+    Ok(match destination {
+        Destination::Stdout => (Writer::Stdout, None),
+        Destination::File(path) => {
+            let (file, reopener) = file::open(path)?;
+            (Writer::File(file), Some(reopener))
+        }
+        Destination::Syslog(socket) => (Writer::Syslog(SyslogSocket::connect(socket)?), None),
+    })
+}
+
+impl Writer {
+    fn write(&mut self, rendered: &Rendered) -> io::Result<()> {
+        match self {
+            Writer::Stdout => {
+                let text = rendered.pretty.as_ref().unwrap_or(&rendered.json_line);
+                let mut stdout = io::stdout().lock();
+                stdout.write_all(text.as_bytes())?;
+                stdout.flush()
+            }
+            Writer::File(file) => file.write_line(rendered.json_line.as_bytes()),
+            Writer::Syslog(socket) => {
+                let json = rendered.json_line.trim_end_matches('\n');
+                socket.send(rendered.severity, rendered.kind, json)
+            }
+        }
+    }
+}
+
+/// A writer thread: until the queue is closed and empty. A failing
+/// destination is logged when it starts and stops failing, not per event.
+fn write_queued(
+    destination: &Destination,
+    mut writer: Writer,
+    queue: Receiver<Arc<Rendered>>,
+    dropped: &AtomicU64,
+) {
+    // Started before the daemon drops its capabilities; a writer needs none.
+    if let Err(error) = capabilities::drop_all() {
+        tracing::warn!(output = %destination, %error, "the output's writer keeps its capabilities");
+    }
+    let mut failing = false;
+    for rendered in queue {
+        match writer.write(&rendered) {
+            Ok(()) if failing => {
+                failing = false;
+                tracing::info!(output = %destination, "the output takes events again");
+            }
+            Ok(()) => {}
+            Err(error) => {
+                dropped.fetch_add(1, Ordering::Relaxed);
+                if !failing {
+                    failing = true;
+                    tracing::warn!(output = %destination, %error, "an event was not written; until the output takes events again they are dropped and counted in `loss` events");
+                }
+            }
+        }
+    }
+}
+
+fn json_line(value: &impl Serialize) -> io::Result<String> {
+    let mut line = serde_json::to_string(value)?;
+    line.push('\n');
+    Ok(line)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::net::UnixDatagram;
+
+    use super::*;
+    use crate::events::{Event, LossCounters};
+
+    fn loss_event(n: u64) -> Event {
+        Event::loss(
+            1_795_677_188_420_039_999,
+            "sensor",
+            LossCounters {
+                kernel_drops: n,
+                ..LossCounters::default()
+            },
+        )
+    }
+
+    /// A syslog socket nobody reads: a destination that blocks once its
+    /// receive queue is full.
+    fn unread_syslog(dir: &std::path::Path) -> (UnixDatagram, Destination) {
+        let path = dir.join("unread.sock");
+        let server = UnixDatagram::bind(&path).unwrap();
+        (server, Destination::Syslog(path))
+    }
+
+    fn file_lines(path: &std::path::Path) -> usize {
+        std::fs::read_to_string(path).unwrap().lines().count()
+    }
+
+    #[test]
+    fn a_blocked_destination_drops_and_counts_while_the_others_get_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        let (blocked, syslog) = unread_syslog(dir.path());
+        let path = dir.path().join("events.json");
+        let mut outputs =
+            QueuedOutputs::open(&[syslog, Destination::File(path.clone())], Format::Json, 64)
+                .unwrap();
+        let events = 2000;
+        for n in 0..events {
+            outputs.event(&loss_event(n)).unwrap();
+            // Let the file writer keep up, well inside its queue; the syslog
+            // writer stays stuck.
+            if n % 32 == 31 {
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while file_lines(&path) < n as usize + 1 {
+                    assert!(Instant::now() < deadline, "the file writer was held up");
+                    thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
+        let dropped = outputs.dropped();
+        assert!(dropped > 0, "the unread socket's queue filled up");
+        // Read what the syslog destination got, which unblocks its writer.
+        let draining = thread::spawn(move || drop(outputs));
+        blocked
+            .set_read_timeout(Some(Duration::from_secs(1)))
+            .unwrap();
+        let mut received = 0;
+        while blocked.recv(&mut [0; 4096]).is_ok() {
+            received += 1;
+        }
+        draining.join().unwrap();
+        assert_eq!(received + dropped, events, "every event sent or counted");
+        let lines: Vec<u64> = std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .map(|line| {
+                serde_json::from_str::<serde_json::Value>(line).unwrap()["loss"]["kernel_drops"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(
+            lines,
+            (0..events).collect::<Vec<_>>(),
+            "the file got every event, in order"
+        );
+    }
+
+    #[test]
+    fn a_full_queue_counts_each_event_it_refuses() {
+        let dir = tempfile::tempdir().unwrap();
+        let (blocked, syslog) = unread_syslog(dir.path());
+        let mut outputs = QueuedOutputs::open(&[syslog], Format::Json, 2).unwrap();
+        let mut sent = 0;
+        // Fill the socket's receive queue, then the writer's hand, then the queue.
+        while outputs.dropped() == 0 {
+            outputs.event(&loss_event(sent)).unwrap();
+            sent += 1;
+            thread::sleep(Duration::from_millis(1));
+        }
+        for n in 0..10 {
+            outputs.event(&loss_event(n)).unwrap();
+        }
+        assert_eq!(outputs.dropped(), 11);
+        drop(blocked);
+    }
+
+    #[test]
+    fn a_destination_that_cannot_be_opened_is_named() {
+        let error = QueuedOutputs::open(
+            &[
+                Destination::Stdout,
+                Destination::File("/nonexistent/dir/events.json".into()),
+            ],
+            Format::Json,
+            4,
+        )
+        .err()
+        .unwrap();
+        assert_eq!(
+            error.to_string(),
+            "cannot open output file:/nonexistent/dir/events.json: No such file or directory (os error 2)"
+        );
+        let error = QueuedOutputs::open(
+            &[Destination::Syslog("/nonexistent/log.sock".into())],
+            Format::Json,
+            4,
+        )
+        .err()
+        .unwrap();
+        assert!(
+            error
+                .to_string()
+                .starts_with("cannot open output syslog:/nonexistent/log.sock: "),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn reopen_names_the_file_it_could_not_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = dir.path().join("logs");
+        std::fs::create_dir(&logs).unwrap();
+        let path = logs.join("events.json");
+        let mut outputs =
+            QueuedOutputs::open(&[Destination::File(path.clone())], Format::Json, 4).unwrap();
+        outputs.reopen().unwrap();
+        std::fs::remove_file(&path).unwrap();
+        std::fs::remove_dir(&logs).unwrap();
+        let error = outputs.reopen().unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "cannot reopen output file:{}: No such file or directory (os error 2)",
+                path.display()
+            )
+        );
+    }
+}
