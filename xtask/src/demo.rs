@@ -3,18 +3,7 @@
 //! Server, with a 101 that has no `Connection`; Caddy hands the client an
 //! empty 200; the auditor, watching both of Caddy's legs, says why.
 
-use std::{
-    ffi::c_int,
-    io::{BufRead, BufReader},
-    path::Path,
-    process::{Child, ExitStatus, Stdio},
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        mpsc::{self, Receiver, RecvTimeoutError},
-    },
-    thread,
-    time::{Duration, Instant},
-};
+use std::{path::Path, time::Duration};
 
 use anyhow::{bail, Context as _, Result};
 use lab::{
@@ -23,20 +12,16 @@ use lab::{
     proxy::{Proxy, RunningProxy},
     ProxyLab, BACKEND_PORT, CLIENT_ADDR, PROXY_PORT,
 };
-use nix::{
-    sys::signal::{self, SaFlags, SigAction, SigHandler, SigSet, Signal},
-    unistd::Pid,
-};
 use serde_json::Value;
 
-use crate::setup;
+use crate::{
+    daemon::{check_interrupt, interrupted, teardown_on_interrupt, PrintedEvent, RunningAuditor},
+    setup,
+};
 
 const RULE: &str = "upgrade-101-missing-connection-option";
 const CAPTURE_STARTUP: Duration = Duration::from_secs(20);
 const EVENT_WAIT: Duration = Duration::from_secs(10);
-const STOP_WAIT: Duration = Duration::from_secs(5);
-/// How often waits look at the interrupt flag.
-const POLL: Duration = Duration::from_millis(100);
 const LINE_WIDTH: usize = 80;
 const LABEL_WIDTH: usize = 12;
 
@@ -76,7 +61,24 @@ fn show(root: &Path, auditor: &Path) -> Result<()> {
     check_interrupt()?;
 
     step(2, "the auditor, watching both of Caddy's legs");
-    let mut daemon = RunningAuditor::start(&lab, root, auditor)?;
+    let args = [
+        "run".to_owned(),
+        "--interface".to_owned(),
+        ProxyLab::PROXY_CLIENT_IF.to_owned(),
+        "--interface".to_owned(),
+        ProxyLab::PROXY_BACKEND_IF.to_owned(),
+        "--port".to_owned(),
+        format!("{PROXY_PORT}:frontend"),
+        "--port".to_owned(),
+        format!("{BACKEND_PORT}:backend"),
+    ];
+    println!(
+        "  ip netns exec {} {} {}",
+        lab.proxy.name,
+        auditor.strip_prefix(root).unwrap_or(auditor).display(),
+        args.join(" ")
+    );
+    let mut daemon = RunningAuditor::start(&lab.proxy, auditor, &args)?;
     daemon.wait_for_log("capture started", CAPTURE_STARTUP)?;
     println!("  capture started");
     check_interrupt()?;
@@ -160,12 +162,6 @@ fn print_received(received: &Received) {
         )
     };
     println!("  → {verdict}");
-}
-
-/// A line the auditor printed on stdout, and its JSON.
-struct PrintedEvent {
-    line: String,
-    event: Value,
 }
 
 fn alert_for<'a>(events: &'a [PrintedEvent], rule: &str) -> Option<&'a PrintedEvent> {
@@ -257,198 +253,4 @@ fn labelled(label: &str, content: &str) {
         line_is_empty = false;
     }
     println!("{line}");
-}
-
-/// `auditor run` in the lab's proxy namespace, on both of the proxy's
-/// interfaces, printing JSON events; stopped with SIGINT on drop.
-struct RunningAuditor {
-    child: Child,
-    log: Receiver<String>,
-    events: Receiver<String>,
-    log_so_far: Vec<String>,
-}
-
-impl RunningAuditor {
-    fn start(lab: &ProxyLab, root: &Path, auditor: &Path) -> Result<RunningAuditor> {
-        let args = [
-            "run".to_owned(),
-            "--interface".to_owned(),
-            ProxyLab::PROXY_CLIENT_IF.to_owned(),
-            "--interface".to_owned(),
-            ProxyLab::PROXY_BACKEND_IF.to_owned(),
-            "--port".to_owned(),
-            format!("{PROXY_PORT}:frontend"),
-            "--port".to_owned(),
-            format!("{BACKEND_PORT}:backend"),
-        ];
-        println!(
-            "  ip netns exec {} {} {}",
-            lab.proxy.name,
-            auditor.strip_prefix(root).unwrap_or(auditor).display(),
-            args.join(" ")
-        );
-        // `ip netns exec` execs the auditor: the child's pid is the daemon's.
-        let mut child = lab
-            .proxy
-            .command(auditor)
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("cannot start {}", auditor.display()))?;
-        let events = lines_of(child.stdout.take().expect("piped stdout"));
-        let log = lines_of(child.stderr.take().expect("piped stderr"));
-        Ok(RunningAuditor {
-            child,
-            log,
-            events,
-            log_so_far: Vec::new(),
-        })
-    }
-
-    fn wait_for_log(&mut self, needle: &str, timeout: Duration) -> Result<()> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            match self.log.recv_timeout(POLL) {
-                Ok(line) => {
-                    let found = line.contains(needle);
-                    self.log_so_far.push(line);
-                    if found {
-                        return Ok(());
-                    }
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    check_interrupt()?;
-                    bail!(
-                        "the auditor exited before logging {needle:?}; its log:\n{}",
-                        self.log_so_far.join("\n")
-                    );
-                }
-                Err(RecvTimeoutError::Timeout) => {
-                    check_interrupt()?;
-                    if Instant::now() > deadline {
-                        bail!(
-                            "the auditor did not log {needle:?} within {timeout:?}; its log:\n{}",
-                            self.log_so_far.join("\n")
-                        );
-                    }
-                }
-            }
-        }
-    }
-
-    /// The events printed so far and those that follow, until `enough`
-    /// says they are.
-    fn wait_for_events(
-        &mut self,
-        timeout: Duration,
-        enough: impl Fn(&[PrintedEvent]) -> bool,
-    ) -> Result<Vec<PrintedEvent>> {
-        let deadline = Instant::now() + timeout;
-        let mut events = Vec::new();
-        while !enough(&events) {
-            match self.events.recv_timeout(POLL) {
-                Ok(line) => {
-                    let event = serde_json::from_str(&line).with_context(|| {
-                        format!("the auditor printed a line that is not JSON: {line}")
-                    })?;
-                    events.push(PrintedEvent { line, event });
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    check_interrupt()?;
-                    self.log_so_far.extend(self.log.try_iter());
-                    bail!(
-                        "the auditor exited before the expected events; its log:\n{}",
-                        self.log_so_far.join("\n")
-                    );
-                }
-                Err(RecvTimeoutError::Timeout) => {
-                    check_interrupt()?;
-                    if Instant::now() > deadline {
-                        let lines: Vec<&str> = events.iter().map(|e| e.line.as_str()).collect();
-                        bail!(
-                            "the expected events did not come within {timeout:?}; it printed:\n{}",
-                            lines.join("\n")
-                        );
-                    }
-                }
-            }
-        }
-        Ok(events)
-    }
-
-    /// SIGINT, as an operator would stop it, then its exit status; killed
-    /// when it does not exit within [`STOP_WAIT`].
-    fn stop(&mut self) -> Result<ExitStatus> {
-        if let Some(status) = self.child.try_wait()? {
-            return Ok(status);
-        }
-        let pid = Pid::from_raw(self.child.id().try_into()?);
-        signal::kill(pid, Signal::SIGINT).context("cannot signal the auditor")?;
-        let deadline = Instant::now() + STOP_WAIT;
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait()? {
-                return Ok(status);
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        bail!("the auditor did not stop within {STOP_WAIT:?} of SIGINT and was killed")
-    }
-}
-
-impl Drop for RunningAuditor {
-    fn drop(&mut self) {
-        let _ = self.stop();
-    }
-}
-
-/// The lines `stream` delivers, read on their own thread.
-fn lines_of(stream: impl std::io::Read + Send + 'static) -> Receiver<String> {
-    let (sender, lines) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(stream).lines().map_while(Result::ok) {
-            if sender.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    lines
-}
-
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn note_interrupt(_: c_int) {
-    INTERRUPTED.store(true, Ordering::SeqCst);
-}
-
-/// From here on the first SIGINT or SIGTERM only raises a flag, which the
-/// demo checks between steps and while it waits, so that the drops tear the
-/// lab down; a second one terminates at once.
-fn teardown_on_interrupt() -> Result<()> {
-    let action = SigAction::new(
-        SigHandler::Handler(note_interrupt),
-        SaFlags::SA_RESTART | SaFlags::SA_RESETHAND,
-        SigSet::empty(),
-    );
-    for interrupt in [Signal::SIGINT, Signal::SIGTERM] {
-        // SAFETY: the handler only stores to an atomic, which is
-        // async-signal-safe.
-        unsafe { signal::sigaction(interrupt, &action) }
-            .with_context(|| format!("cannot handle {interrupt}"))?;
-    }
-    Ok(())
-}
-
-fn interrupted() -> bool {
-    INTERRUPTED.load(Ordering::SeqCst)
-}
-
-fn check_interrupt() -> Result<()> {
-    if interrupted() {
-        bail!("interrupted");
-    }
-    Ok(())
 }

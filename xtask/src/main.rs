@@ -1,7 +1,9 @@
 //! The project's two commands, `cargo xtask run` and `cargo xtask test`, with
-//! `cargo xtask build` and, for a first look, `cargo xtask demo`. Each
-//! installs what it needs first.
+//! `cargo xtask build`, for a first look `cargo xtask demo`, and
+//! `cargo xtask bench`. Each installs what it needs first.
 
+mod bench;
+mod daemon;
 mod demo;
 mod setup;
 
@@ -36,6 +38,15 @@ enum Task {
     Readme,
     /// As root: a backup through Caddy to a backend that answers like Proxmox Backup Server, watched by the auditor, in network namespaces removed afterwards.
     Demo,
+    /// Benchmarks against baselines measured in the same run: a table, target/bench/results.json and BENCHMARKS.md.
+    Bench(bench::BenchArgs),
+    /// For the memory benchmark: hold COUNT connections from SOURCE, stopped mid-head, until stdin closes.
+    #[command(hide = true)]
+    HoldFlows {
+        source: std::net::Ipv4Addr,
+        count: usize,
+        port: u16,
+    },
 }
 
 fn main() -> Result<()> {
@@ -54,6 +65,12 @@ fn main() -> Result<()> {
         Task::Test => test(&root),
         Task::Readme => readme(&root),
         Task::Demo => demo::demo(&root),
+        Task::Bench(args) => bench::bench(&root, args),
+        Task::HoldFlows {
+            source,
+            count,
+            port,
+        } => bench::hold_flows(source, count, port),
     }
 }
 
@@ -68,10 +85,13 @@ fn workspace_root() -> PathBuf {
 fn build(root: &Path) -> Result<PathBuf> {
     setup::ensure_ebpf_toolchain()?;
     run(cargo(root).args(["build", "--release", "--package", "auditor"]))?;
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+    Ok(target_dir(root).join("release").join("auditor"))
+}
+
+fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    Ok(target_dir.join("release").join("auditor"))
+        .unwrap_or_else(|| root.join("target"))
 }
 
 fn test(root: &Path) -> Result<()> {

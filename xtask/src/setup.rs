@@ -13,7 +13,7 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 
 /// Commands the integration tests run, and the Debian package of each; an
 /// absolute path names a file of a package that provides no command.
-const TEST_COMMANDS: [(&str, &str); 10] = [
+const TEST_COMMANDS: &[(&str, &str)] = &[
     ("ip", "iproute2"),
     ("curl", "curl"),
     ("setpriv", "util-linux"),
@@ -118,7 +118,14 @@ pub fn nightly(tool: &str) -> Command {
 }
 
 pub fn ensure_test_packages() -> Result<()> {
-    let missing: Vec<&str> = TEST_COMMANDS
+    ensure_packages(&TEST_COMMANDS)
+}
+
+/// Installs the Debian package of each of `commands` (command, package)
+/// that is missing, without questions: debconf takes its defaults (for
+/// tshark's wireshark-common: no capturing as non-root).
+pub fn ensure_packages(commands: &[(&str, &str)]) -> Result<()> {
+    let missing: Vec<&str> = commands
         .iter()
         .filter(|(command, _)| !is_installed(command))
         .map(|&(_, package)| package)
@@ -151,7 +158,7 @@ impl ServicesHeldBack {
         }
         std::fs::write(
             Self::PATH,
-            "#!/bin/sh\n# Written by cargo xtask while installing test packages.\nexit 101\n",
+            "#!/bin/sh\n# Written by cargo xtask while installing packages.\nexit 101\n",
         )
         .with_context(|| format!("cannot write {}", Self::PATH))?;
         std::fs::set_permissions(Self::PATH, std::fs::Permissions::from_mode(0o755))?;

@@ -212,6 +212,10 @@ impl HeadReader {
             return (step, 0);
         }
         for (i, &b) in input.iter().enumerate() {
+            if self.first_line_read() {
+                let (step, taken) = self.push_rest(&input[i..], max_head_bytes);
+                return (step, i + taken);
+            }
             if self.bytes.is_empty() && (b == b'\r' || b == b'\n') {
                 continue;
             }
@@ -229,6 +233,42 @@ impl HeadReader {
                 return (HeadStep::Complete, i + 1);
             }
         }
+        (HeadStep::NeedMore, input.len())
+    }
+
+    /// Both sniffers have decided, and the verdict let the head go on: what
+    /// is left is to find its end, which [`Self::push_rest`] does a line at
+    /// a time rather than a byte at a time.
+    fn first_line_read(&self) -> bool {
+        self.request.looks() != Looks::Undecided && self.status.looks() != Looks::Undecided
+    }
+
+    /// [`Self::push`] once the first line is read: the same steps, found by
+    /// looking only at line ends.
+    fn push_rest(&mut self, input: &[u8], max_head_bytes: usize) -> (HeadStep, usize) {
+        let room = max_head_bytes.saturating_sub(self.bytes.len());
+        let mut searched = 0;
+        while let Some(found) = input[searched..].iter().position(|&b| b == b'\n') {
+            let lf = searched + found;
+            if lf >= room {
+                break;
+            }
+            let ends_head = match lf {
+                0 => self.ends_with_line_end(),
+                1 => input[0] == b'\n' || (input[0] == b'\r' && self.bytes.last() == Some(&b'\n')),
+                _ => input[lf - 1] == b'\n' || (input[lf - 1] == b'\r' && input[lf - 2] == b'\n'),
+            };
+            if ends_head {
+                self.bytes.extend_from_slice(&input[..=lf]);
+                return (HeadStep::Complete, lf + 1);
+            }
+            searched = lf + 1;
+        }
+        if input.len() > room {
+            self.bytes.extend_from_slice(&input[..room]);
+            return (HeadStep::TooLarge, room);
+        }
+        self.bytes.extend_from_slice(input);
         (HeadStep::NeedMore, input.len())
     }
 
@@ -261,7 +301,7 @@ pub(crate) enum HeadError {
 }
 
 pub(crate) fn parse_request(head: &[u8], max_headers: usize) -> Result<RequestHead, HeadError> {
-    let mut slots = vec![httparse::EMPTY_HEADER; max_headers];
+    let mut slots = header_slots(head, max_headers);
     let mut request = httparse::Request::new(&mut slots);
     let status = request.parse(head).map_err(head_error)?;
     if status != httparse::Status::Complete(head.len()) {
@@ -281,7 +321,7 @@ pub(crate) fn parse_request(head: &[u8], max_headers: usize) -> Result<RequestHe
 }
 
 pub(crate) fn parse_response(head: &[u8], max_headers: usize) -> Result<ResponseHead, HeadError> {
-    let mut slots = vec![httparse::EMPTY_HEADER; max_headers];
+    let mut slots = header_slots(head, max_headers);
     let mut response = httparse::Response::new(&mut slots);
     let mut config = httparse::ParserConfig::default();
     // Servers are the ones audited: read what sloppy ones send rather than
@@ -304,6 +344,14 @@ pub(crate) fn parse_response(head: &[u8], max_headers: usize) -> Result<Response
         reason: raw_reason(head),
         headers: owned_headers(response.headers),
     })
+}
+
+/// Room for the headers of `head`: no more than it has lines, so that a
+/// typical head does not pay for `max_headers` slots, and no more than
+/// `max_headers`, so that a head with more still fails as TooManyHeaders.
+fn header_slots(head: &[u8], max_headers: usize) -> Vec<httparse::Header<'static>> {
+    let lines = head.iter().filter(|&&b| b == b'\n').count();
+    vec![httparse::EMPTY_HEADER; lines.min(max_headers)]
 }
 
 fn head_error(error: httparse::Error) -> HeadError {

@@ -269,6 +269,12 @@ impl Conversation {
         self.packets
     }
 
+    /// The packets added since the last call, for conversations played
+    /// step by step and interleaved.
+    pub fn take_packets(&mut self) -> Vec<TcpPacket> {
+        std::mem::take(&mut self.packets)
+    }
+
     fn send(&mut self, from_client: bool, flags: u8, payload: &[u8]) -> &mut Conversation {
         let ack = if from_client {
             self.server_seq
@@ -397,6 +403,13 @@ impl PcapWriter {
 
     pub fn bytes(&self) -> &[u8] {
         &self.out
+    }
+
+    /// The bytes written since the last call, so that a large capture is
+    /// written out as it is made; [`Self::block_ends`] starts over.
+    pub fn take_bytes(&mut self) -> Vec<u8> {
+        self.block_ends.clear();
+        std::mem::take(&mut self.out)
     }
 
     fn u16(&mut self, value: u16) {
