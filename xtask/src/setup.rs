@@ -118,7 +118,7 @@ pub fn nightly(tool: &str) -> Command {
 }
 
 pub fn ensure_test_packages() -> Result<()> {
-    ensure_packages(&TEST_COMMANDS)
+    ensure_packages(TEST_COMMANDS)
 }
 
 /// Installs the Debian package of each of `commands` (command, package)
