@@ -286,11 +286,11 @@ fn pretty_output_tells_a_person_the_rule_the_fix_and_the_proxies() {
     let run = support::replay::replay(&["--format", "pretty"], &[file.path()], |_| Vec::new());
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     for expected in [
-        "ERROR upgrade-101-missing-connection-option on 10.20.0.1:43000 → 10.20.0.2:8007",
-        "  the 101 carried `Upgrade: proxmox-backup-protocol-v1` but no `Connection`",
-        "  spec: RFC 9110 §7.8, §7.6.1",
-        "  breaks: Caddy (the client receives an empty 200",
-        "  tolerates: nginx (",
+        "Z ERROR upgrade-101-missing-connection-option\n  seen on    10.20.0.1:43000 → 10.20.0.2:8007\n",
+        "\n  what       the 101 carried `Upgrade: proxmox-backup-protocol-v1` but no\n",
+        "\n  spec       RFC 9110 §7.8, §7.6.1\n",
+        "\n  breaks     Caddy: the client receives an empty 200",
+        "\n  tolerates  nginx: ",
         "handshake switched offered proxmox-backup-protocol-v1 on 10.20.0.1:43000 → 10.20.0.2:8007, switched to proxmox-backup-protocol-v1, rules: upgrade-101-missing-connection-option",
     ] {
         assert!(run.stdout.contains(expected), "{expected:?} in\n{}", run.stdout);

@@ -1,10 +1,15 @@
-//! `--format pretty`: events for a person at a terminal, a few lines each.
+//! `--format pretty`: events for a person at a terminal: a block per alert,
+//! a line for each other event.
 
 use std::fmt::Write as _;
 
 use super::{format_timestamp, Event, EventBody, Flow};
 use crate::rules::{Outcome, Severity};
 
+/// An alert's details follow a label column this wide, wrapped at
+/// [`LINE_WIDTH`].
+const LABEL_WIDTH: usize = 10;
+const LINE_WIDTH: usize = 80;
 const BOLD: &str = "\x1b[1m";
 const RESET: &str = "\x1b[0m";
 
@@ -22,25 +27,27 @@ pub fn render(event: &Event, colour: bool) -> String {
                 severity = format!("{}{severity}{RESET}", severity_colour(a.severity));
                 rule = format!("{BOLD}{rule}{RESET}");
             }
-            let _ = writeln!(out, "{time} {severity} {rule} on {}", flow(&alert.flow));
-            let _ = writeln!(out, "  {}", a.message);
-            if let Some(suppressed) = a.suppressed {
-                let _ = writeln!(out, "  {suppressed} more held back by the rate limit");
+            let _ = writeln!(out, "{time} {severity} {rule}");
+            labelled(&mut out, "seen on", &flow(&alert.flow));
+            labelled(&mut out, "what", &a.message);
+            if let (Some(suppressed), Some(interval)) = (a.suppressed, a.interval_s) {
+                let held_back = format!("{suppressed} more in {interval} s, by the rate limit");
+                labelled(&mut out, "held back", &held_back);
             }
-            let _ = writeln!(out, "  spec: {}", a.spec);
-            let _ = writeln!(out, "  fix:  {}", a.remediation);
+            labelled(&mut out, "spec", a.spec);
+            labelled(&mut out, "fix", a.remediation);
             for (outcome, word) in [
                 (Outcome::Breaks, "breaks"),
                 (Outcome::Tolerates, "tolerates"),
             ] {
-                let proxies: Vec<String> = a
-                    .proxy_impact
-                    .iter()
-                    .filter(|impact| impact.outcome == outcome)
-                    .map(|impact| format!("{} ({})", impact.proxy, impact.effect))
-                    .collect();
-                if !proxies.is_empty() {
-                    let _ = writeln!(out, "  {word}: {}", proxies.join("; "));
+                let mut label = word;
+                for impact in a.proxy_impact.iter().filter(|i| i.outcome == outcome) {
+                    labelled(
+                        &mut out,
+                        label,
+                        &format!("{}: {}", impact.proxy, impact.effect),
+                    );
+                    label = "";
                 }
             }
         }
@@ -84,6 +91,28 @@ pub fn render(event: &Event, colour: bool) -> String {
         }
     }
     out
+}
+
+/// `  LABEL     content`, the content's words wrapped under itself.
+fn labelled(out: &mut String, label: &str, content: &str) {
+    let indent = 2 + LABEL_WIDTH + 1;
+    let mut line = format!("  {label:<LABEL_WIDTH$} ");
+    let mut line_is_empty = true;
+    for word in content.split_whitespace() {
+        if !line_is_empty && line.chars().count() + 1 + word.chars().count() > LINE_WIDTH {
+            out.push_str(line.trim_end());
+            out.push('\n');
+            line = " ".repeat(indent);
+            line_is_empty = true;
+        }
+        if !line_is_empty {
+            line.push(' ');
+        }
+        line.push_str(word);
+        line_is_empty = false;
+    }
+    out.push_str(line.trim_end());
+    out.push('\n');
 }
 
 fn severity_colour(severity: Severity) -> &'static str {

@@ -458,17 +458,28 @@ fn pretty_alerts_are_coloured_only_when_asked() {
         .unwrap();
     let flow = "192.0.2.1:40000 → 192.0.2.2:8080 (frontend) on eth0";
     let plain = pretty::render(alert, false);
+    let lines: Vec<&str> = plain.lines().collect();
     assert_eq!(
-        plain.lines().next().unwrap(),
-        format!(
-            "2026-11-26T07:13:08.421539Z ERROR upgrade-101-missing-connection-option on {flow}"
-        )
+        lines[..3],
+        [
+            "2026-11-26T07:13:08.421539Z ERROR upgrade-101-missing-connection-option",
+            &format!("  seen on    {flow}"),
+            "  what       the 101 carried `Upgrade: proxmox-backup-protocol-v1` but no",
+        ]
+    );
+    assert_eq!(
+        lines[3], "             `Connection`",
+        "wrapped under itself"
+    );
+    assert!(
+        lines.iter().all(|line| line.chars().count() <= 80),
+        "{plain}"
     );
     assert!(!plain.contains('\x1b'), "{plain:?}");
     let coloured = pretty::render(alert, true);
     assert_eq!(
         coloured.lines().next().unwrap(),
-        format!("2026-11-26T07:13:08.421539Z \x1b[31mERROR\x1b[0m \x1b[1mupgrade-101-missing-connection-option\x1b[0m on {flow}")
+        "2026-11-26T07:13:08.421539Z \x1b[31mERROR\x1b[0m \x1b[1mupgrade-101-missing-connection-option\x1b[0m"
     );
     assert_eq!(
         coloured.lines().skip(1).collect::<Vec<_>>(),
