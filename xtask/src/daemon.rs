@@ -28,7 +28,7 @@ const STOP_WAIT: Duration = Duration::from_secs(30);
 /// How often waits look at the interrupt flag.
 const POLL: Duration = Duration::from_millis(100);
 
-/// A line the auditor printed on stdout, and its JSON.
+/// An event's JSON line, and the JSON.
 pub struct PrintedEvent {
     pub line: String,
     pub event: Value,
@@ -38,7 +38,7 @@ pub struct PrintedEvent {
 pub struct RunningAuditor {
     child: Child,
     log: Receiver<String>,
-    events: Receiver<String>,
+    stdout: Receiver<String>,
     log_so_far: Vec<String>,
 }
 
@@ -54,12 +54,12 @@ impl RunningAuditor {
             .stderr(Stdio::piped())
             .spawn()
             .with_context(|| format!("cannot start {}", auditor.display()))?;
-        let events = lines_of(child.stdout.take().expect("piped stdout"));
+        let stdout = lines_of(child.stdout.take().expect("piped stdout"));
         let log = lines_of(child.stderr.take().expect("piped stderr"));
         Ok(RunningAuditor {
             child,
             log,
-            events,
+            stdout,
             log_so_far: Vec::new(),
         })
     }
@@ -106,44 +106,55 @@ impl RunningAuditor {
         }
     }
 
-    /// The events printed so far and those that follow, until `enough`
-    /// says they are.
-    pub fn wait_for_events(
+    /// The events in `file` (an `--output file:` of this auditor), read
+    /// again until `enough` says they are.
+    pub fn wait_for_events_in(
         &mut self,
+        file: &Path,
         timeout: Duration,
         enough: impl Fn(&[PrintedEvent]) -> bool,
     ) -> Result<Vec<PrintedEvent>> {
         let deadline = Instant::now() + timeout;
-        let mut events = Vec::new();
-        while !enough(&events) {
-            match self.events.recv_timeout(POLL) {
-                Ok(line) => {
-                    let event = serde_json::from_str(&line).with_context(|| {
-                        format!("the auditor printed a line that is not JSON: {line}")
+        loop {
+            // A missing file is no events yet; the writer only appends whole lines.
+            let text = std::fs::read_to_string(file).unwrap_or_default();
+            let events = text
+                .lines()
+                .map(|line| {
+                    let event = serde_json::from_str(line).with_context(|| {
+                        format!("{} holds a line that is not JSON: {line}", file.display())
                     })?;
-                    events.push(PrintedEvent { line, event });
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    check_interrupt()?;
-                    self.log_so_far.extend(self.log.try_iter());
-                    bail!(
-                        "the auditor exited before the expected events; its log:\n{}",
-                        self.log_so_far.join("\n")
-                    );
-                }
-                Err(RecvTimeoutError::Timeout) => {
-                    check_interrupt()?;
-                    if Instant::now() > deadline {
-                        let lines: Vec<&str> = events.iter().map(|e| e.line.as_str()).collect();
-                        bail!(
-                            "the expected events did not come within {timeout:?}; it printed:\n{}",
-                            lines.join("\n")
-                        );
-                    }
-                }
+                    Ok(PrintedEvent {
+                        line: line.to_owned(),
+                        event,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            if enough(&events) {
+                return Ok(events);
             }
+            check_interrupt()?;
+            if self.child.try_wait()?.is_some() {
+                self.log_so_far.extend(self.log.try_iter());
+                bail!(
+                    "the auditor exited before the expected events; its log:\n{}",
+                    self.log_so_far.join("\n")
+                );
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "the expected events did not come within {timeout:?}; {} holds:\n{text}",
+                    file.display()
+                );
+            }
+            thread::sleep(POLL);
         }
-        Ok(events)
+    }
+
+    /// What it printed on stdout; call it after [`Self::stop`], as it waits
+    /// for the end of its output.
+    pub fn printed(&mut self) -> Vec<String> {
+        self.stdout.iter().collect()
     }
 
     /// SIGINT, as an operator would stop it, then its exit status; killed

@@ -3,7 +3,10 @@
 //! Server, with a 101 that has no `Connection`; Caddy hands the client an
 //! empty 200; the auditor, watching both of Caddy's legs, says why.
 
-use std::{path::Path, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use anyhow::{bail, Context as _, Result};
 use lab::{
@@ -22,8 +25,6 @@ use crate::{
 const RULE: &str = "upgrade-101-missing-connection-option";
 const CAPTURE_STARTUP: Duration = Duration::from_secs(20);
 const EVENT_WAIT: Duration = Duration::from_secs(10);
-const LINE_WIDTH: usize = 80;
-const LABEL_WIDTH: usize = 12;
 
 pub fn demo(root: &Path) -> Result<()> {
     if !setup::is_root() {
@@ -61,6 +62,7 @@ fn show(root: &Path, auditor: &Path) -> Result<()> {
     check_interrupt()?;
 
     step(2, "the auditor, watching both of Caddy's legs");
+    let events_file = EventsFile::new()?;
     let args = [
         "run".to_owned(),
         "--interface".to_owned(),
@@ -71,6 +73,12 @@ fn show(root: &Path, auditor: &Path) -> Result<()> {
         format!("{PROXY_PORT}:frontend"),
         "--port".to_owned(),
         format!("{BACKEND_PORT}:backend"),
+        "--format".to_owned(),
+        "pretty".to_owned(),
+        "--output".to_owned(),
+        "stdout".to_owned(),
+        "--output".to_owned(),
+        format!("file:{}", events_file.path.display()),
     ];
     println!(
         "  ip netns exec {} {} {}",
@@ -100,7 +108,7 @@ fn show(root: &Path, auditor: &Path) -> Result<()> {
     check_interrupt()?;
 
     step(4, "what the auditor saw on Caddy's two legs");
-    let events = daemon.wait_for_events(EVENT_WAIT, |events| {
+    let events = daemon.wait_for_events_in(&events_file.path, EVENT_WAIT, |events| {
         alert_for(events, RULE).is_some()
             && events.iter().any(|e| {
                 e.event["event_type"] == "handshake" && e.event["flow"]["role"] == "frontend"
@@ -116,14 +124,18 @@ fn show(root: &Path, auditor: &Path) -> Result<()> {
         }
     }
     let alert = alert_for(&events, RULE).expect("waited for the alert");
+    // Stopped now so that everything it printed has been read.
+    let status = daemon.stop()?;
     println!();
-    print_alert(&alert.event);
+    println!("  what it printed for a person (`--format pretty`):");
+    for line in pretty_block(&daemon.printed(), RULE) {
+        println!("  {line}");
+    }
     println!();
     println!("  the same alert as your log pipeline receives it, one JSON line:");
     println!("{}", alert.line);
 
     step(5, "teardown");
-    let status = daemon.stop()?;
     println!("  auditor stopped by SIGINT ({status})");
     let namespaces = [&lab.client, &lab.proxy, &lab.backend].map(|netns| netns.name.clone());
     drop((caddy, backend, lab));
@@ -180,77 +192,50 @@ fn print_handshake(event: &Value) {
         other => other.to_owned(),
     };
     let leg = format!("{} leg", text(&event["flow"]["role"]));
-    labelled(&leg, &outcome);
+    println!("  {leg:<13}{outcome}");
 }
 
-/// `the ROLE leg, SRC → DEST on INTERFACE`, without the parts it lacks.
-fn flow_summary(flow: &Value) -> String {
-    let leg = match flow["role"].as_str() {
-        Some(role) => format!("the {role} leg, "),
-        None => String::new(),
+/// The block `--format pretty` printed for the alert of `rule`: its first
+/// line (`TIME SEVERITY RULE`) and the indented lines after it.
+fn pretty_block<'a>(printed: &'a [String], rule: &str) -> Vec<&'a str> {
+    let Some(first) = printed
+        .iter()
+        .position(|line| line.split_whitespace().skip(2).eq([rule]))
+    else {
+        return Vec::new();
     };
-    let interface = match flow["interface"].as_str() {
-        Some(interface) => format!(" on {interface}"),
-        None => String::new(),
-    };
-    format!(
-        "{leg}{}:{} → {}:{}{interface}",
-        text(&flow["src_ip"]),
-        flow["src_port"],
-        text(&flow["dest_ip"]),
-        flow["dest_port"]
-    )
-}
-
-/// One alert event, for a person: rule and severity, where it was seen,
-/// what, the spec, the fix, and which proxies break or tolerate it.
-fn print_alert(event: &Value) {
-    let alert = &event["alert"];
-    println!(
-        "  {}  {}",
-        text(&alert["severity"]).to_uppercase(),
-        text(&alert["rule"])
-    );
-    labelled("seen on", &flow_summary(&event["flow"]));
-    labelled("what", text(&alert["message"]));
-    labelled("spec", text(&alert["spec"]));
-    labelled("fix", text(&alert["remediation"]));
-    let impacts = alert["proxy_impact"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    for outcome in ["breaks", "tolerates"] {
-        let mut label = outcome;
-        for impact in impacts.iter().filter(|impact| impact["outcome"] == outcome) {
-            labelled(
-                label,
-                &format!("{}: {}", text(&impact["proxy"]), text(&impact["effect"])),
-            );
-            label = "";
-        }
-    }
+    let details = printed[first + 1..]
+        .iter()
+        .take_while(|line| line.starts_with("  "));
+    std::iter::once(&printed[first])
+        .chain(details)
+        .map(String::as_str)
+        .collect()
 }
 
 fn text(value: &Value) -> &str {
     value.as_str().unwrap_or("?")
 }
 
-/// `label` in a column, then `content` wrapped to the line width.
-fn labelled(label: &str, content: &str) {
-    let indent = 2 + LABEL_WIDTH + 1;
-    let mut line = format!("  {label:<LABEL_WIDTH$} ");
-    let mut line_is_empty = true;
-    for word in content.split_whitespace() {
-        if !line_is_empty && line.chars().count() + 1 + word.chars().count() > LINE_WIDTH {
-            println!("{line}");
-            line = " ".repeat(indent);
-            line_is_empty = true;
-        }
-        if !line_is_empty {
-            line.push(' ');
-        }
-        line.push_str(word);
-        line_is_empty = false;
+/// Where the demo's auditor also writes its events as JSON lines; removed on
+/// drop.
+struct EventsFile {
+    dir: PathBuf,
+    path: PathBuf,
+}
+
+impl EventsFile {
+    fn new() -> Result<EventsFile> {
+        let dir = std::env::temp_dir().join(format!("auditor-demo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        let path = dir.join("events.json");
+        Ok(EventsFile { dir, path })
     }
-    println!("{line}");
+}
+
+impl Drop for EventsFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
