@@ -344,8 +344,10 @@ fn replay(args: ReplayArgs) -> Result<(), Failure> {
         .iter()
         .map(|path| replay::open(path).map_err(|e| Failure::Usage(e.into())))
         .collect::<Result<Vec<_>, _>>()?;
+    // Flushed at the end and once a second of capture time (see
+    // `Pipeline::flush`): a large buffer means few writes.
     let stdout = LineWriter::new(
-        std::io::BufWriter::new(std::io::stdout().lock()),
+        std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock()),
         stdout_format(args.format.into()),
     );
     let mut pipeline = Pipeline::new(

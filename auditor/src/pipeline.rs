@@ -141,6 +141,13 @@ impl<S: Sink> Pipeline<S> {
         Ok(())
     }
 
+    /// The end of a batch of segments: what the sink buffered goes out.
+    /// [`Self::accept`] leaves that to the caller, so that a capture file is
+    /// not written a few events at a time; every other method flushes.
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.sink.flush()
+    }
+
     /// Closes idle connections and ends post-switch waits as of `now_ns`.
     pub fn tick(&mut self, now_ns: u64) -> io::Result<()> {
         self.next_tick_ns = now_ns.saturating_add(TICK_NS);
@@ -149,7 +156,8 @@ impl<S: Sink> Pipeline<S> {
         if let Some(reporter) = &mut self.reporter {
             reporter.expire(now_ns, &mut self.events);
         }
-        self.drain_outputs()
+        self.drain_outputs()?;
+        self.sink.flush()
     }
 
     /// The input ended: delivers what is buffered and closes everything.
@@ -168,7 +176,8 @@ impl<S: Sink> Pipeline<S> {
         if let Some(event) = self.reporter.as_mut().and_then(|r| r.loss(now_ns, totals)) {
             self.events.push(event);
         }
-        self.drain_outputs()
+        self.drain_outputs()?;
+        self.sink.flush()
     }
 
     /// Writes a `stats` event with the totals since start (with a reporter).
@@ -177,7 +186,8 @@ impl<S: Sink> Pipeline<S> {
         if let Some(reporter) = &self.reporter {
             self.events.push(reporter.stats(now_ns, counters));
         }
-        self.drain_outputs()
+        self.drain_outputs()?;
+        self.sink.flush()
     }
 
     /// Gives the reporter new settings (a reload); without a reporter there
@@ -186,7 +196,8 @@ impl<S: Sink> Pipeline<S> {
         if let Some(reporter) = &mut self.reporter {
             reporter.replace_settings(settings, &mut self.events);
         }
-        self.drain_outputs()
+        self.drain_outputs()?;
+        self.sink.flush()
     }
 
     /// The counters as of now; `kernel` is what the kernel program counted.
@@ -259,8 +270,9 @@ impl<S: Sink> Pipeline<S> {
         });
     }
 
+    /// Hands what the HTTP layer and the reporter produced to the sink,
+    /// without flushing it (see [`Self::flush`]).
     fn drain_outputs(&mut self) -> io::Result<()> {
-        let mut wrote = false;
         for output in self.http_outputs.drain(..) {
             match output {
                 HttpOutput::Exchange(exchange) => {
@@ -269,7 +281,6 @@ impl<S: Sink> Pipeline<S> {
                         Some(reporter) => reporter.report(&exchange, &mut self.events),
                         None => {
                             self.sink.exchange(&exchange)?;
-                            wrote = true;
                         }
                     }
                 }
@@ -303,10 +314,6 @@ impl<S: Sink> Pipeline<S> {
         }
         for event in self.events.drain(..) {
             self.sink.event(&event)?;
-            wrote = true;
-        }
-        if wrote {
-            self.sink.flush()?;
         }
         Ok(())
     }

@@ -166,6 +166,7 @@ impl<S: Sink> Running<S> {
         for record in batch.drain(..) {
             self.pipeline.accept(record)?;
         }
+        self.pipeline.flush()?;
         self.apply_gates()
     }
 

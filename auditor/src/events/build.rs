@@ -29,6 +29,30 @@ pub struct EventContext<'a> {
 /// response's, else the request's.
 pub fn events_for(exchange: &Exchange, findings: &[Finding], context: &EventContext) -> Vec<Event> {
     let redactor = Redactor::new(context.allowlist, exchange);
+    let alerts = findings.iter().map(|finding| {
+        let rule = finding.rule;
+        Subject::Alert(Alert {
+            rule: rule.id,
+            severity: finding.severity,
+            actor: rule.actor,
+            spec: rule.spec,
+            message: redactor.text(&finding.message),
+            remediation: rule.remediation,
+            proxy_impact: rule.proxy_impact,
+            suppressed: None,
+            interval_s: None,
+        })
+    });
+    let mut subjects: Vec<Subject> = handshake(exchange, findings, &redactor)
+        .map(Subject::Handshake)
+        .into_iter()
+        .chain(alerts)
+        .collect();
+    // Most exchanges (keep-alive requests without an offer, with no
+    // finding) make no event: nothing more is built for them.
+    let Some(last) = subjects.pop() else {
+        return Vec::new();
+    };
     let timestamp_ns = exchange
         .response_ns
         .or(exchange.request_ns)
@@ -44,39 +68,37 @@ pub fn events_for(exchange: &Exchange, findings: &[Finding], context: &EventCont
     };
     let http = HttpRecord::of(exchange, &redactor);
     let capture = CaptureRecord::from(exchange.quality);
-
-    let mut events = Vec::with_capacity(findings.len() + 1);
-    if let Some(handshake) = handshake(exchange, findings, &redactor) {
-        let body = EventBody::Handshake(HandshakeEvent {
-            flow: flow.clone(),
-            http: http.clone(),
-            capture,
-            handshake,
-        });
-        events.push(Event::new(timestamp_ns, context.host, body));
-    }
-    for finding in findings {
-        let rule = finding.rule;
-        let alert = Alert {
-            rule: rule.id,
-            severity: finding.severity,
-            actor: rule.actor,
-            spec: rule.spec,
-            message: redactor.text(&finding.message),
-            remediation: rule.remediation,
-            proxy_impact: rule.proxy_impact,
-            suppressed: None,
-            interval_s: None,
+    let event = |subject: Subject, flow: Flow, http: HttpRecord| {
+        let body = match subject {
+            Subject::Handshake(handshake) => EventBody::Handshake(HandshakeEvent {
+                flow,
+                http,
+                capture,
+                handshake,
+            }),
+            Subject::Alert(alert) => EventBody::Alert(AlertEvent {
+                flow,
+                http,
+                capture,
+                alert,
+            }),
         };
-        let body = EventBody::Alert(AlertEvent {
-            flow: flow.clone(),
-            http: http.clone(),
-            capture,
-            alert,
-        });
-        events.push(Event::new(timestamp_ns, context.host, body));
+        Event::new(timestamp_ns, context.host, body)
+    };
+    // Each event carries the same `flow` and `http`: copies for all but the
+    // last, which takes them.
+    let mut events = Vec::with_capacity(subjects.len() + 1);
+    for subject in subjects {
+        events.push(event(subject, flow.clone(), http.clone()));
     }
+    events.push(event(last, flow, http));
     events
+}
+
+/// What one event of an exchange is about.
+enum Subject {
+    Handshake(Handshake),
+    Alert(Alert),
 }
 
 /// None unless the request is an upgrade offer.

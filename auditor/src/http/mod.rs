@@ -47,6 +47,7 @@ use std::net::SocketAddr;
 
 use connection::{Connection, Cx};
 pub use exchange::{Exchange, Header, HttpVersion, Quality, RequestHead, ResponseHead, Switched};
+use foldhash::fast::RandomState;
 
 use crate::reassembly::{ConnectionId, StreamEvent};
 
@@ -108,7 +109,10 @@ pub enum GateUntil {
 /// Follows every connection the reassembly reports.
 pub struct HttpTracker {
     limits: HttpLimits,
-    connections: HashMap<ConnectionId, Connection>,
+    /// Boxed: a connection is a few hundred bytes, and a table of them
+    /// inline would hold that much again in free slots (memory for many
+    /// idle connections). The ids are ours, but the hasher is seeded anyway.
+    connections: HashMap<ConnectionId, Box<Connection>, RandomState>,
     /// Connections waiting for first bytes after a 101, by deadline.
     switch_deadlines: BTreeSet<(u64, ConnectionId)>,
 }
@@ -117,7 +121,7 @@ impl HttpTracker {
     pub fn new(limits: HttpLimits) -> HttpTracker {
         HttpTracker {
             limits,
-            connections: HashMap::new(),
+            connections: HashMap::default(),
             switch_deadlines: BTreeSet::new(),
         }
     }
@@ -142,7 +146,7 @@ impl HttpTracker {
                 self.forget(id, &mut cx);
                 let connection =
                     Connection::open(id, first, second, syn_sender, midstream, interface);
-                self.connections.insert(id, connection);
+                self.connections.insert(id, Box::new(connection));
             }
             StreamEvent::Closed { .. } => self.forget(id, &mut cx),
             _ => self.follow(event, &mut cx),

@@ -1,7 +1,7 @@
 //! One direction of a connection: sequence numbers turned into stream
 //! offsets, out-of-order bytes held until the hole before them fills.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 
 /// Segments further ahead of the next expected byte than this are out of
 /// window: no real sender is that far ahead of what its peer acknowledged.
@@ -59,8 +59,9 @@ pub struct DirectionStream {
     pending: BTreeMap<u64, Chunk>,
     pending_bytes: usize,
     /// The last delivered bytes, kept to notice retransmissions whose
-    /// contents differ from what was delivered.
-    recent: VecDeque<u8>,
+    /// contents differ from what was delivered. A Vec rather than a ring:
+    /// it is short, and moving it up is cheaper than popping bytes one by one.
+    recent: Vec<u8>,
     /// Stream offset of the FIN, once seen.
     fin_at: Option<u64>,
     finished: bool,
@@ -250,10 +251,9 @@ impl DirectionStream {
 
     fn remember(&mut self, bytes: &[u8], recent_limit: usize) {
         let keep = bytes.len().min(recent_limit);
-        self.recent.extend(&bytes[bytes.len() - keep..]);
-        while self.recent.len() > recent_limit {
-            self.recent.pop_front();
-        }
+        let excess = (self.recent.len() + keep).saturating_sub(recent_limit);
+        self.recent.drain(..excess);
+        self.recent.extend_from_slice(&bytes[bytes.len() - keep..]);
     }
 
     /// Gives up the hole at the head of the stream: up to the first buffered

@@ -9,6 +9,7 @@ mod event;
 
 use std::net::SocketAddr;
 
+use foldhash::fast::RandomState;
 use lru::LruCache;
 
 use self::direction::{Chunk, Delivery, DirectionStream};
@@ -70,18 +71,29 @@ impl ConnectionKey {
     }
 }
 
+/// One entry of the flow table; its key holds the endpoints (the table
+/// holds a connection's addresses once, not twice: 64 bytes a connection).
 struct Connection {
     id: ConnectionId,
-    /// The sender of the first segment seen, and its peer; `directions` is
-    /// indexed the same way.
-    endpoints: [SocketAddr; 2],
+    /// Side 0, the sender of the first segment seen, is the key's second
+    /// endpoint (else its first); `directions` is indexed by side.
+    first_is_second: bool,
     directions: [DirectionStream; 2],
     last_seen_ns: u64,
 }
 
 impl Connection {
-    fn side_of(&self, src: SocketAddr) -> usize {
-        usize::from(self.endpoints[0] != src)
+    fn side_of(&self, key: &ConnectionKey, src: SocketAddr) -> usize {
+        usize::from(self.endpoint(key, 0) != src)
+    }
+
+    /// The sender of side `side`'s bytes.
+    fn endpoint(&self, key: &ConnectionKey, side: usize) -> SocketAddr {
+        if (side == 0) == self.first_is_second {
+            key.1
+        } else {
+            key.0
+        }
     }
 
     fn buffered(&self) -> usize {
@@ -93,7 +105,9 @@ pub type Emit<'e> = dyn FnMut(&StreamEvent<'_>) + 'e;
 
 pub struct Reassembler {
     limits: ReassemblyLimits,
-    connections: LruCache<ConnectionKey, Connection>,
+    /// Keyed by both endpoints: strangers choose them, so the hasher is
+    /// randomly seeded (foldhash, much faster than SipHash on these 64-byte keys).
+    connections: LruCache<ConnectionKey, Connection, RandomState>,
     next_id: u64,
     buffered_total: usize,
     stats: ReassemblyStats,
@@ -103,7 +117,7 @@ impl Reassembler {
     pub fn new(limits: ReassemblyLimits) -> Reassembler {
         Reassembler {
             limits,
-            connections: LruCache::unbounded(),
+            connections: LruCache::unbounded_with_hasher(RandomState::default()),
             next_id: 0,
             buffered_total: 0,
             stats: ReassemblyStats::default(),
@@ -124,8 +138,9 @@ impl Reassembler {
 
     /// The sequence number of the byte `src` sends at stream `offset`.
     pub fn seq_of(&self, src: SocketAddr, dst: SocketAddr, offset: u64) -> Option<u32> {
-        let connection = self.connections.peek(&ConnectionKey::new(src, dst))?;
-        connection.directions[connection.side_of(src)].seq_of(offset)
+        let key = ConnectionKey::new(src, dst);
+        let connection = self.connections.peek(&key)?;
+        connection.directions[connection.side_of(&key, src)].seq_of(offset)
     }
 
     pub fn push(&mut self, segment: &Segment, emit: &mut Emit<'_>) {
@@ -145,7 +160,7 @@ impl Reassembler {
         let connection = self.connections.get_mut(&key).expect("opened above");
         let before = connection.buffered();
         connection.last_seen_ns = segment.timestamp_ns;
-        let side = connection.side_of(segment.src);
+        let side = connection.side_of(&key, segment.src);
         let peer = 1 - side;
         let syn_len = u32::from(syn);
         if syn {
@@ -209,6 +224,7 @@ impl Reassembler {
         }
         deliver(
             connection,
+            &key,
             side,
             &limits,
             &mut self.stats,
@@ -224,6 +240,7 @@ impl Reassembler {
                 if acked > peer_stream.next() && peer_stream.has_buffered() {
                     skip_lost(
                         connection,
+                        &key,
                         peer,
                         Some(acked),
                         &mut self.stats,
@@ -232,6 +249,7 @@ impl Reassembler {
                     );
                     deliver(
                         connection,
+                        &key,
                         peer,
                         &limits,
                         &mut self.stats,
@@ -245,6 +263,7 @@ impl Reassembler {
             self.stats.buffer_overflows += 1;
             if !give_up_oldest_hole(
                 connection,
+                &key,
                 &limits,
                 &mut self.stats,
                 segment.timestamp_ns,
@@ -302,7 +321,7 @@ impl Reassembler {
             key,
             Connection {
                 id,
-                endpoints: [segment.src, segment.dst],
+                first_is_second: segment.src != key.0,
                 directions: Default::default(),
                 last_seen_ns: segment.timestamp_ns,
             },
@@ -324,7 +343,7 @@ impl Reassembler {
         let Some(connection) = self.connections.peek(&key) else {
             return;
         };
-        let base = connection.directions[connection.side_of(segment.src)].base();
+        let base = connection.directions[connection.side_of(&key, segment.src)].base();
         if base.is_some_and(|base| base != segment.seq.wrapping_add(1)) {
             self.close(key, CloseReason::Evicted, segment.timestamp_ns, emit);
         }
@@ -346,6 +365,7 @@ impl Reassembler {
             loop {
                 deliver(
                     &mut connection,
+                    &key,
                     side,
                     &self.limits,
                     &mut self.stats,
@@ -354,6 +374,7 @@ impl Reassembler {
                 );
                 if !skip_lost(
                     &mut connection,
+                    &key,
                     side,
                     None,
                     &mut self.stats,
@@ -381,7 +402,14 @@ impl Reassembler {
         self.stats.buffer_overflows += 1;
         if let Some(connection) = self.connections.peek_mut(&key) {
             let before = connection.buffered();
-            while give_up_oldest_hole(connection, &limits, &mut self.stats, timestamp_ns, emit) {}
+            while give_up_oldest_hole(
+                connection,
+                &key,
+                &limits,
+                &mut self.stats,
+                timestamp_ns,
+                emit,
+            ) {}
             self.buffered_total -= before - connection.buffered();
         }
         while self.buffered_total > limits.max_buffered_total {
@@ -397,13 +425,14 @@ impl Reassembler {
 /// Emits every in-order piece of one direction, then its end if reached.
 fn deliver(
     connection: &mut Connection,
+    key: &ConnectionKey,
     side: usize,
     limits: &ReassemblyLimits,
     stats: &mut ReassemblyStats,
     timestamp_ns: u64,
     emit: &mut Emit<'_>,
 ) {
-    let (id, src) = (connection.id, connection.endpoints[side]);
+    let (id, src) = (connection.id, connection.endpoint(key, side));
     let stream = &mut connection.directions[side];
     while let Some(delivery) = stream.next_delivery(limits.recent_bytes) {
         match delivery {
@@ -440,6 +469,7 @@ fn deliver(
 /// first buffered chunk or the FIN). False when there is no hole.
 fn skip_lost(
     connection: &mut Connection,
+    key: &ConnectionKey,
     side: usize,
     until: Option<u64>,
     stats: &mut ReassemblyStats,
@@ -453,7 +483,7 @@ fn skip_lost(
     stats.lost_bytes += len;
     emit(&StreamEvent::Gap {
         id: connection.id,
-        src: connection.endpoints[side],
+        src: connection.endpoint(key, side),
         offset,
         len,
         kind: GapKind::Lost,
@@ -467,6 +497,7 @@ fn skip_lost(
 /// buffered.
 fn give_up_oldest_hole(
     connection: &mut Connection,
+    key: &ConnectionKey,
     limits: &ReassemblyLimits,
     stats: &mut ReassemblyStats,
     timestamp_ns: u64,
@@ -478,8 +509,8 @@ fn give_up_oldest_hole(
     if !connection.directions[side].has_buffered() {
         return false;
     }
-    skip_lost(connection, side, None, stats, timestamp_ns, emit);
-    deliver(connection, side, limits, stats, timestamp_ns, emit);
+    skip_lost(connection, key, side, None, stats, timestamp_ns, emit);
+    deliver(connection, key, side, limits, stats, timestamp_ns, emit);
     true
 }
 
