@@ -376,18 +376,22 @@ mod tests {
     fn a_full_queue_counts_each_event_it_refuses() {
         let dir = tempfile::tempdir().unwrap();
         let (blocked, syslog) = unread_syslog(dir.path());
+        // Another sender fills the receive queue first, so the writer blocks
+        // on its first event for good.
+        let filler = UnixDatagram::unbound().unwrap();
+        filler.connect(dir.path().join("unread.sock")).unwrap();
+        filler.set_nonblocking(true).unwrap();
+        while filler.send(b"filler").is_ok() {}
         let mut outputs = QueuedOutputs::open(&[syslog], Format::Json, 2).unwrap();
-        let mut sent = 0;
-        // Fill the socket's receive queue, then the writer's hand, then the queue.
-        while outputs.dropped() == 0 {
-            outputs.event(&loss_event(sent)).unwrap();
-            sent += 1;
-            thread::sleep(Duration::from_millis(1));
-        }
-        for n in 0..10 {
+        for n in 0..20 {
             outputs.event(&loss_event(n)).unwrap();
+            thread::sleep(Duration::from_millis(10));
         }
-        assert_eq!(outputs.dropped(), 11);
+        assert_eq!(
+            outputs.dropped(),
+            17,
+            "the writer holds one event and the queue two; the rest are refused"
+        );
         drop(blocked);
     }
 
