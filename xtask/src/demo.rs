@@ -15,7 +15,10 @@ use lab::{
 use serde_json::Value;
 
 use crate::{
-    daemon::{check_interrupt, interrupted, teardown_on_interrupt, PrintedEvent, RunningAuditor},
+    daemon::{
+        check_interrupt, interrupted, teardown_on_interrupt, watching_proxy_legs, PrintedEvent,
+        RunningAuditor,
+    },
     setup,
 };
 
@@ -61,17 +64,7 @@ fn show(root: &Path, auditor: &Path) -> Result<()> {
     check_interrupt()?;
 
     step(2, "the auditor, watching both of Caddy's legs");
-    let args = [
-        "run".to_owned(),
-        "--interface".to_owned(),
-        ProxyLab::PROXY_CLIENT_IF.to_owned(),
-        "--interface".to_owned(),
-        ProxyLab::PROXY_BACKEND_IF.to_owned(),
-        "--port".to_owned(),
-        format!("{PROXY_PORT}:frontend"),
-        "--port".to_owned(),
-        format!("{BACKEND_PORT}:backend"),
-    ];
+    let args = watching_proxy_legs(PROXY_PORT, BACKEND_PORT);
     println!(
         "  ip netns exec {} {} {}",
         lab.proxy.name,
