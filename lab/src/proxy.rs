@@ -200,21 +200,16 @@ fn configuration(proxy: Proxy, dir: &Path) -> (PathBuf, String) {
             } else {
                 ""
             };
-            let temp_paths: String = ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"]
-                .iter()
-                .map(|kind| format!("    {kind}_temp_path {dir_name}/{kind};\n"))
-                .collect();
             (
                 dir.join("nginx.conf"),
-                // One process, so killing the child stops all of nginx.
-                format!(
-                    "daemon off;\nmaster_process off;\npid {dir_name}/nginx.pid;\n\
-                     error_log {dir_name}/error.log info;\n\
-                     events {{\n    worker_connections 64;\n}}\n\
-                     http {{\n    access_log {dir_name}/access.log;\n{temp_paths}\
-                     \x20   server {{\n        listen {front}:{port};\n        location / {{\n\
-                     \x20           proxy_pass http://{backend};\n{upgrade_lines}\
-                     \x20       }}\n    }}\n}}\n"
+                nginx_configuration(
+                    dir,
+                    &format!(
+                        "    access_log {dir_name}/access.log;\n\
+                         \x20   server {{\n        listen {front}:{port};\n        location / {{\n\
+                         \x20           proxy_pass http://{backend};\n{upgrade_lines}\
+                         \x20       }}\n    }}\n"
+                    ),
                 ),
             )
         }
@@ -241,19 +236,45 @@ fn arguments(proxy: Proxy, config: &Path, dir: &Path) -> Vec<std::ffi::OsString>
             "--adapter".as_ref(),
             "caddyfile".as_ref(),
         ],
-        // `-e` replaces the compiled-in error log, which nginx opens before
-        // it reads the configuration.
-        Proxy::Nginx | Proxy::NginxWithoutUpgradeHeaders => vec![
-            "-p".as_ref(),
-            dir.as_os_str(),
-            "-e".as_ref(),
-            "error.log".as_ref(),
-            "-c".as_ref(),
-            config.as_os_str(),
-        ],
+        Proxy::Nginx | Proxy::NginxWithoutUpgradeHeaders => return nginx_arguments(config, dir),
         Proxy::HAProxy => vec!["-db".as_ref(), "-f".as_ref(), config.as_os_str()],
     };
     args.into_iter().map(ToOwned::to_owned).collect()
+}
+
+/// An nginx configuration with everything nginx writes kept in `dir` and
+/// `http_block` as the contents of its `http` block.
+pub(crate) fn nginx_configuration(dir: &Path, http_block: &str) -> String {
+    let dir_name = dir.display();
+    let temp_paths: String = ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"]
+        .iter()
+        .map(|kind| format!("    {kind}_temp_path {dir_name}/{kind};\n"))
+        .collect();
+    // One process, so killing the child stops all of nginx; enough
+    // connections for the benchmarks' load generators.
+    format!(
+        "daemon off;\nmaster_process off;\npid {dir_name}/nginx.pid;\n\
+         error_log {dir_name}/error.log info;\n\
+         events {{\n    worker_connections 4096;\n}}\n\
+         http {{\n{temp_paths}{http_block}}}\n"
+    )
+}
+
+/// The arguments that start nginx with `config` and `dir` as its prefix.
+pub(crate) fn nginx_arguments(config: &Path, dir: &Path) -> Vec<std::ffi::OsString> {
+    // `-e` replaces the compiled-in error log, which nginx opens before it
+    // reads the configuration.
+    [
+        "-p".as_ref(),
+        dir.as_os_str(),
+        "-e".as_ref(),
+        "error.log".as_ref(),
+        "-c".as_ref(),
+        config.as_os_str(),
+    ]
+    .into_iter()
+    .map(ToOwned::to_owned)
+    .collect()
 }
 
 /// `name` in `PATH` or in the sbin directories, where Debian puts daemons

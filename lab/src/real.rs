@@ -1,6 +1,6 @@
 //! Real software as the proxy's peers, from Debian packages: a
-//! python3-websockets echo server and an nghttpx h2c server as backends on
-//! [`ProxyLab::backend_addr`], and a python3-websockets client in the
+//! python3-websockets echo server, an nghttpx h2c server and nginx with a
+//! static answer as backends on [`ProxyLab::backend_addr`], and a python3-websockets client in the
 //! client namespace. Scripts and files go to a temporary directory, removed
 //! with it; dropping a backend kills its processes.
 
@@ -14,6 +14,7 @@ use std::{
 use crate::{
     netns::NetNs,
     process::{self, fresh_dir, LabProcesses, WaitError},
+    proxy::{nginx_arguments, nginx_configuration},
     ProxyLab, BACKEND_ADDR, BACKEND_PORT,
 };
 
@@ -70,6 +71,9 @@ asyncio.run(asyncio.wait_for(main(sys.argv[1], sys.argv[2]), 15))
 
 /// The file nghttpd serves at `/h2c`, the path [`crate::client::curl_http2`] asks for.
 pub const H2C_BODY: &str = "served by nghttpd through nghttpx\n";
+
+/// What [`RealBackend::nginx_static`] answers to every request.
+pub const STATIC_BODY: &str = "served by nginx\n";
 
 /// A real backend's processes, killed on drop, and its directory, removed
 /// on drop.
@@ -132,6 +136,33 @@ impl RealBackend {
                 dir.join("access.log").display()
             ));
         backend.spawn("nghttpx", command)?;
+        backend.wait_until_accepting(&lab.backend, ProxyLab::backend_addr())?;
+        Ok(backend)
+    }
+
+    /// nginx answering every request itself with a `200` and [`STATIC_BODY`],
+    /// keeping connections alive and logging nothing per request: a backend
+    /// fast enough that a benchmark measures what is in front of it.
+    pub fn nginx_static(lab: &ProxyLab) -> io::Result<RealBackend> {
+        let nginx = find_binary("nginx", "nginx-light")?;
+        let mut backend = RealBackend {
+            processes: LabProcesses::new("nginx-static")?,
+        };
+        let dir = backend.processes.dir().to_owned();
+        let config = dir.join("nginx.conf");
+        fs::write(
+            &config,
+            nginx_configuration(
+                &dir,
+                &format!(
+                    "    access_log off;\n    server {{\n        listen {BACKEND_ADDR}:{BACKEND_PORT};\n\
+                     \x20       location / {{\n            return 200 {STATIC_BODY:?};\n        }}\n    }}\n"
+                ),
+            ),
+        )?;
+        let mut command = lab.backend.command(nginx);
+        command.args(nginx_arguments(&config, &dir));
+        backend.spawn("nginx", command)?;
         backend.wait_until_accepting(&lab.backend, ProxyLab::backend_addr())?;
         Ok(backend)
     }

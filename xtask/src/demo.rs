@@ -18,7 +18,10 @@ use lab::{
 use serde_json::Value;
 
 use crate::{
-    daemon::{check_interrupt, interrupted, teardown_on_interrupt, PrintedEvent, RunningAuditor},
+    daemon::{
+        check_interrupt, interrupted, teardown_on_interrupt, watching_proxy_legs, PrintedEvent,
+        RunningAuditor,
+    },
     setup,
 };
 
@@ -63,23 +66,18 @@ fn show(root: &Path, auditor: &Path) -> Result<()> {
 
     step(2, "the auditor, watching both of Caddy's legs");
     let events_file = EventsFile::new()?;
-    let args = [
-        "run".to_owned(),
-        "--interface".to_owned(),
-        ProxyLab::PROXY_CLIENT_IF.to_owned(),
-        "--interface".to_owned(),
-        ProxyLab::PROXY_BACKEND_IF.to_owned(),
-        "--port".to_owned(),
-        format!("{PROXY_PORT}:frontend"),
-        "--port".to_owned(),
-        format!("{BACKEND_PORT}:backend"),
-        "--format".to_owned(),
-        "pretty".to_owned(),
-        "--output".to_owned(),
-        "stdout".to_owned(),
-        "--output".to_owned(),
-        format!("file:{}", events_file.path.display()),
-    ];
+    let mut args = watching_proxy_legs(PROXY_PORT, BACKEND_PORT);
+    args.extend(
+        [
+            "--format",
+            "pretty",
+            "--output",
+            "stdout",
+            "--output",
+            &format!("file:{}", events_file.path.display()),
+        ]
+        .map(str::to_owned),
+    );
     println!(
         "  ip netns exec {} {} {}",
         lab.proxy.name,

@@ -14,7 +14,10 @@ use anyhow::{bail, Context as _, Result};
 use lab::netns::NetNs;
 use socket2::{Domain, Socket, Type};
 
-use super::{BenchResult, Benchmark, Context, Target};
+use super::{
+    live::{final_counters, number_after},
+    BenchResult, Benchmark, Context, Target,
+};
 use crate::daemon::{check_interrupt, RunningAuditor};
 
 pub const BENCHMARK: Benchmark = Benchmark {
@@ -90,13 +93,7 @@ fn run(context: &mut Context) -> Result<Vec<BenchResult>> {
     let hold_secs = held.elapsed().as_secs_f64();
     daemon.stop()?;
     drop(flows);
-    let counters = daemon
-        .whole_log()
-        .iter()
-        .rev()
-        .find(|line| line.contains("counters"))
-        .cloned()
-        .context("the daemon logged no counters when it stopped")?;
+    let counters = final_counters(&mut daemon)?;
     let tracked = number_after(&counters, "connections_opened: ")?;
     let evicted = number_after(&counters, "connections_evicted: ")?;
     let ring_buffer_full = number_after(&counters, "ring_buffer_full=")?;
@@ -266,14 +263,4 @@ fn open_flows(context: &mut Context, netns: &NetNs) -> Result<Vec<Child>> {
         children.push(child);
     }
     Ok(children)
-}
-
-/// The number that follows `label` in `line`.
-fn number_after(line: &str, label: &str) -> Result<u64> {
-    line.split_once(label)
-        .and_then(|(_, rest)| {
-            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-            digits.parse().ok()
-        })
-        .with_context(|| format!("no {label:?} in the daemon's counters: {line}"))
 }

@@ -8,10 +8,14 @@
 //! [`BenchResult`]s, running its commands through [`Context::run`] so that
 //! BENCHMARKS.md shows them.
 
+mod kernel;
+mod live;
 mod memory;
 mod micro;
+mod overhead;
 mod replay;
 mod report;
+mod storm;
 
 pub use memory::hold_flows;
 
@@ -48,7 +52,14 @@ pub struct Benchmark {
 }
 
 /// In the order they run.
-const BENCHMARKS: &[Benchmark] = &[micro::BENCHMARK, replay::BENCHMARK, memory::BENCHMARK];
+const BENCHMARKS: &[Benchmark] = &[
+    micro::BENCHMARK,
+    replay::BENCHMARK,
+    memory::BENCHMARK,
+    kernel::BENCHMARK,
+    overhead::BENCHMARK,
+    storm::BENCHMARK,
+];
 
 /// One measured figure.
 #[derive(Clone, Debug, Serialize, Deserialize)]
