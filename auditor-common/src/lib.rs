@@ -43,6 +43,23 @@ pub const PROGRAM_EGRESS: &str = "capture_egress";
 /// segment, at most [`SEGMENT_CAPTURE_MAX`]; the loader sets it.
 pub const GLOBAL_MAX_PAYLOAD_PER_SEGMENT: &str = "MAX_PAYLOAD_PER_SEGMENT";
 
+/// Read-only global of the kernel program: the reader is woken when the
+/// records waiting in the ring buffer grow past this many bytes; below that
+/// it finds them when it polls. The loader sets it ([`wakeup_after_bytes`]).
+pub const GLOBAL_WAKEUP_AFTER_BYTES: &str = "WAKEUP_AFTER_BYTES";
+
+/// The wake-up threshold for a ring buffer of `ring_buffer_bytes`: an eighth
+/// of it, at most 256 KiB, so a wake-up comes long before the ring fills and
+/// while the records are fresh.
+pub const fn wakeup_after_bytes(ring_buffer_bytes: u32) -> u32 {
+    let eighth = ring_buffer_bytes / 8;
+    if eighth < 256 << 10 {
+        eighth
+    } else {
+        256 << 10
+    }
+}
+
 /// Value stored in `WATCHED_PORTS` for a watched port (0 means not watched).
 pub const PORT_WATCHED: u8 = 1;
 

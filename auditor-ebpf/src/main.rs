@@ -7,12 +7,12 @@
 mod headers;
 
 use auditor_common::{
-    gate_mode, record_flags, Counter, Direction, FlowKey, PayloadGate, Record, RecordHeader,
-    PAYLOAD_GATES_MAX, PORT_TABLE_LEN, PORT_WATCHED, RECORDS_PER_SEGMENT_MAX, RECORD_DATA_MAX,
-    RING_BUFFER_BYTES, SEGMENT_CAPTURE_MAX, SMALL_RECORD_DATA,
+    gate_mode, record_flags, wakeup_after_bytes, Counter, Direction, FlowKey, PayloadGate, Record,
+    RecordHeader, PAYLOAD_GATES_MAX, PORT_TABLE_LEN, PORT_WATCHED, RECORDS_PER_SEGMENT_MAX,
+    RECORD_DATA_MAX, RING_BUFFER_BYTES, SEGMENT_CAPTURE_MAX, SMALL_RECORD_DATA,
 };
 use aya_ebpf::{
-    bindings::BPF_RB_NO_WAKEUP,
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{bpf_ktime_get_ns, bpf_skb_load_bytes},
     macros::{classifier, map},
     maps::{Array, LruHashMap, PerCpuArray, RingBuf},
@@ -42,6 +42,10 @@ static SEGMENTS: RingBuf = RingBuf::with_byte_size(RING_BUFFER_BYTES, 0);
 /// `GLOBAL_MAX_PAYLOAD_PER_SEGMENT`, set by the loader.
 #[unsafe(no_mangle)]
 static MAX_PAYLOAD_PER_SEGMENT: Global<u32> = Global::new(SEGMENT_CAPTURE_MAX as u32);
+
+/// `GLOBAL_WAKEUP_AFTER_BYTES`, set by the loader.
+#[unsafe(no_mangle)]
+static WAKEUP_AFTER_BYTES: Global<u32> = Global::new(wakeup_after_bytes(RING_BUFFER_BYTES));
 
 #[classifier]
 pub fn capture_ingress(ctx: TcContext) -> i32 {
@@ -204,10 +208,25 @@ fn emit_record<const N: usize>(
             }
         }
     }
-    entry.submit(0);
+    entry.submit(wakeup_flag(core::mem::size_of::<Record<N>>() as u64));
     count(Counter::RecordsEmitted, 1);
     count(Counter::PayloadBytesCopied, data_len as u64);
     Ok(())
+}
+
+/// Waking the reader for every record costs more than the record itself (an
+/// interrupt each, a VM exit on a virtual machine): the reader is woken only
+/// when the records waiting cross `WAKEUP_AFTER_BYTES` with this one of
+/// `record_len`, and polls for the rest.
+#[inline(always)]
+fn wakeup_flag(record_len: u64) -> u64 {
+    let threshold = WAKEUP_AFTER_BYTES.load() as u64;
+    let waiting = SEGMENTS.query(BPF_RB_AVAIL_DATA as u64);
+    if waiting >= threshold && waiting.saturating_sub(record_len) < threshold {
+        BPF_RB_FORCE_WAKEUP as u64
+    } else {
+        BPF_RB_NO_WAKEUP as u64
+    }
 }
 
 #[inline(always)]

@@ -7,12 +7,13 @@ pub mod privileges;
 use std::{
     collections::BTreeMap,
     net::{IpAddr, SocketAddr},
+    time::Duration,
 };
 
 use auditor_common::{
-    gate_mode, Counter, FlowKey, PayloadGate, GLOBAL_MAX_PAYLOAD_PER_SEGMENT, MAP_COUNTERS,
-    MAP_PAYLOAD_GATES, MAP_SEGMENTS, MAP_WATCHED_PORTS, PORT_WATCHED, PROGRAM_EGRESS,
-    PROGRAM_INGRESS, RING_BUFFER_BYTES, SEGMENT_CAPTURE_MAX,
+    gate_mode, wakeup_after_bytes, Counter, FlowKey, PayloadGate, GLOBAL_MAX_PAYLOAD_PER_SEGMENT,
+    GLOBAL_WAKEUP_AFTER_BYTES, MAP_COUNTERS, MAP_PAYLOAD_GATES, MAP_SEGMENTS, MAP_WATCHED_PORTS,
+    PORT_WATCHED, PROGRAM_EGRESS, PROGRAM_INGRESS, RING_BUFFER_BYTES, SEGMENT_CAPTURE_MAX,
 };
 use aya::{
     maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray, RingBuf},
@@ -135,6 +136,11 @@ impl Capture {
             .override_global(
                 GLOBAL_MAX_PAYLOAD_PER_SEGMENT,
                 &options.max_payload_per_segment,
+                true,
+            )
+            .override_global(
+                GLOBAL_WAKEUP_AFTER_BYTES,
+                &wakeup_after_bytes(options.ring_buffer_bytes),
                 true,
             )
             .map_max_entries(MAP_SEGMENTS, options.ring_buffer_bytes)
@@ -359,6 +365,10 @@ fn address_bytes(ip: IpAddr) -> [u8; 16] {
 }
 
 /// Reads records from the kernel's ring buffer as they arrive.
+/// How often the reader looks for records the kernel program did not wake it
+/// for (it wakes it only once many wait): the longest a record waits.
+pub const RING_POLL: Duration = Duration::from_millis(20);
+
 pub struct SegmentReader {
     ring: AsyncFd<RingBuf<MapData>>,
     /// Unix time minus CLOCK_MONOTONIC, taken when the reader was made.
@@ -366,26 +376,37 @@ pub struct SegmentReader {
 }
 
 impl SegmentReader {
-    /// Waits for records, then decodes every record available into `out`.
+    /// Waits until the kernel program wakes the reader (many records wait)
+    /// or [`RING_POLL`] passed, then decodes every record available into
+    /// `out`.
     pub async fn read(
         &mut self,
         out: &mut Vec<Result<Segment, DecodeError>>,
     ) -> std::io::Result<()> {
-        let mut guard = self.ring.readable_mut().await?;
-        let ring = guard.get_inner_mut();
-        while let Some(record) = ring.next() {
-            out.push(Segment::decode(&record, self.clock_offset_ns));
+        match tokio::time::timeout(RING_POLL, self.ring.readable_mut()).await {
+            Ok(guard) => {
+                let mut guard = guard?;
+                decode_all(guard.get_inner_mut(), self.clock_offset_ns, out);
+                guard.clear_ready();
+            }
+            Err(_polled) => self.drain(out),
         }
-        guard.clear_ready();
         Ok(())
     }
 
     /// Decodes the records already waiting, without blocking.
     pub fn drain(&mut self, out: &mut Vec<Result<Segment, DecodeError>>) {
-        let ring = self.ring.get_mut();
-        while let Some(record) = ring.next() {
-            out.push(Segment::decode(&record, self.clock_offset_ns));
-        }
+        decode_all(self.ring.get_mut(), self.clock_offset_ns, out);
+    }
+}
+
+fn decode_all(
+    ring: &mut RingBuf<MapData>,
+    clock_offset_ns: u64,
+    out: &mut Vec<Result<Segment, DecodeError>>,
+) {
+    while let Some(record) = ring.next() {
+        out.push(Segment::decode(&record, clock_offset_ns));
     }
 }
 

@@ -127,6 +127,10 @@ pub async fn run<S: Sink>(
             _ = sigint.recv() => break "SIGINT",
             _ = sigterm.recv() => break "SIGTERM",
             _ = sighup.recv() => {
+                // What was captured before the signal is judged by the
+                // configuration in force then.
+                reader.drain(&mut batch);
+                running.accept(&mut batch)?;
                 running.reload()?;
                 running.reopen_outputs();
             }
