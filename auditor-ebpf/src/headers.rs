@@ -73,12 +73,11 @@ pub fn parse_tcp_segment(ctx: &TcContext) -> Result<Option<TcpSegment>, Skip> {
     if tcp_header_len < TcpHdr::LEN as u32 || tcp_header_len > ip_payload_len {
         return Err(Skip::Malformed);
     }
-    let flags: u8 = load(ctx, tcp_offset + 13)?;
     header.src_port = u16::from_be_bytes(tcp.source);
     header.dst_port = u16::from_be_bytes(tcp.dest);
     header.seq = u32::from_be_bytes(tcp.seq);
     header.ack = u32::from_be_bytes(tcp.ack_seq);
-    header.tcp_flags = flags;
+    header.tcp_flags = tcp_flags(&tcp);
     header.payload_len = ip_payload_len - tcp_header_len;
     Ok(Some(TcpSegment {
         header,
@@ -170,6 +169,13 @@ fn ipv6(
         }
         _ => Ok(None),
     }
+}
+
+/// The flag bits, as on the wire: byte 13 of the header.
+#[inline(always)]
+fn tcp_flags(tcp: &TcpHdr) -> u8 {
+    // TcpHdr is `repr(C)` bytes only, 20 of them: byte 13 is in bounds.
+    unsafe { *(tcp as *const TcpHdr as *const u8).add(13) }
 }
 
 #[inline(always)]
