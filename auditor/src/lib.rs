@@ -5,6 +5,7 @@
 //! capture file) → [`segment`]s → [`reassembly`] → [`http`] exchanges →
 //! [`pipeline`] → rules and events → [`output`].
 
+mod addr;
 pub mod capabilities;
 pub mod capture;
 pub mod config;

@@ -20,6 +20,7 @@ use super::framing::{
 use super::head::{parse_request, parse_response, HeadError, HeadReader, HeadStep, Role};
 use super::resync::Scanner;
 use super::{GateUntil, HttpLimits, HttpOutput, PayloadGateRequest};
+use crate::addr::PackedAddr;
 use crate::reassembly::{ConnectionId, GapKind};
 
 /// Interim responses kept per exchange; more set `oversized`.
@@ -39,8 +40,9 @@ pub(crate) struct Connection {
     interface: Option<u32>,
     midstream: bool,
     sides: [Side; 2],
-    /// Index in `sides` of the client, once known.
-    client: Option<usize>,
+    /// Index in `sides` of the client, once known (0 or 1: a u8 keeps the
+    /// connection small; read it with `client()`).
+    client: Option<u8>,
     /// Exchanges whose request was read (or lost) and whose final response
     /// was not, oldest first.
     awaiting: VecDeque<Pending>,
@@ -135,7 +137,7 @@ impl Pending {
 }
 
 struct Side {
-    addr: SocketAddr,
+    addr: PackedAddr,
     next_offset: u64,
     reader: Reader,
     finished: bool,
@@ -146,22 +148,30 @@ struct Side {
     last_request: Option<u64>,
 }
 
+/// The readers of other states than `Head` are boxed so that the common
+/// one, a connection waiting in a head, is not the size of the largest.
 enum Reader {
     /// At a message start, or inside a head.
     Head(HeadReader),
     /// `exchange`: the pending exchange the body belongs to, if any.
     Body {
-        body: BodyReader,
+        body: Box<BodyReader>,
         exchange: Option<u64>,
     },
     /// Boundaries lost: looking for the next message start.
-    Resync(Scanner),
+    Resync(Box<Scanner>),
     /// Client bytes that are not a request, after a request whose answer may
     /// switch protocols (early data): kept until that answer.
-    Held(Held),
+    Held(Box<Held>),
     /// After a 101: bytes go to the switch's first bytes.
     Switched,
     Ignored,
+}
+
+impl Reader {
+    fn resync(role: Option<Role>) -> Reader {
+        Reader::Resync(Box::new(Scanner::new(role)))
+    }
 }
 
 struct Held {
@@ -228,11 +238,11 @@ impl Connection {
         interface: Option<u32>,
     ) -> Connection {
         let client = syn_sender.and_then(|s| [first, second].iter().position(|a| *a == s));
-        let side = |i: usize, addr| Side {
-            addr,
+        let side = |i: usize, addr: SocketAddr| Side {
+            addr: addr.into(),
             next_offset: 0,
             reader: if midstream {
-                Reader::Resync(Scanner::new(role_of(client, i)))
+                Reader::resync(role_of(client, i))
             } else {
                 Reader::Head(HeadReader::default())
             },
@@ -245,7 +255,7 @@ impl Connection {
             interface,
             midstream,
             sides: [side(0, first), side(1, second)],
-            client,
+            client: client.and_then(|c| u8::try_from(c).ok()),
             awaiting: VecDeque::new(),
             next_seq: 0,
             later_requests: Quality::default(),
@@ -267,11 +277,17 @@ impl Connection {
     }
 
     fn side_of(&self, addr: SocketAddr) -> Option<usize> {
+        let addr = PackedAddr::from(addr);
         self.sides.iter().position(|s| s.addr == addr)
     }
 
     fn role(&self, i: usize) -> Option<Role> {
-        role_of(self.client, i)
+        role_of(self.client(), i)
+    }
+
+    /// Index in `sides` of the client, once known.
+    fn client(&self) -> Option<usize> {
+        self.client.map(usize::from)
     }
 
     pub(crate) fn on_data(
@@ -339,7 +355,7 @@ impl Connection {
         let reader = match mem::replace(&mut self.sides[i].reader, Reader::Ignored) {
             Reader::Head(_) => {
                 self.lost_message(i, flags, flags, cx);
-                Reader::Resync(Scanner::new(role))
+                Reader::resync(role)
             }
             Reader::Body { mut body, exchange } => match body.skip(len) {
                 BodyHole::Skipped => {
@@ -579,10 +595,10 @@ impl Connection {
                 self.next_start(i, NextStart::Http, cx);
                 Step::took(self.response_head(i, head.bytes(), ts, cx), used)
             }
-            (HeadStep::Complete, None) => Step::took(Reader::Resync(Scanner::new(None)), used),
+            (HeadStep::Complete, None) => Step::took(Reader::resync(None), used),
             (HeadStep::TooLarge, _) => {
                 self.lost_oversized_message(i, cx);
-                Step::took(Reader::Resync(Scanner::new(role)), used)
+                Step::took(Reader::resync(role), used)
             }
         }
     }
@@ -605,11 +621,11 @@ impl Connection {
         }
         if role == Some(Role::Client) && self.awaiting.iter().any(Pending::may_switch) {
             return Step::took(
-                Reader::Held(Held {
+                Reader::Held(Box::new(Held {
                     bytes,
                     start,
                     cut: None,
-                }),
+                })),
                 used,
             );
         }
@@ -620,7 +636,7 @@ impl Connection {
             .filter(|rest| !rest.is_empty())
             .map(<[u8]>::to_vec);
         Step {
-            reader: Reader::Resync(Scanner::new(role)),
+            reader: Reader::resync(role),
             used,
             again,
         }
@@ -643,12 +659,12 @@ impl Connection {
         self.push_awaiting(pending, cx.limits.max_pipelined);
         match BodyReader::new(framing, cx.limits.max_head_bytes) {
             Some(body) => Reader::Body {
-                body,
+                body: Box::new(body),
                 exchange: Some(seq),
             },
             None if framing == Framing::Invalid => {
                 self.taint(i, MALFORMED, cx);
-                Reader::Resync(Scanner::new(Some(Role::Client)))
+                Reader::resync(Some(Role::Client))
             }
             None => Reader::Head(HeadReader::default()),
         }
@@ -715,12 +731,12 @@ impl Connection {
         }
         match BodyReader::new(framing, cx.limits.max_head_bytes) {
             Some(body) => Reader::Body {
-                body,
+                body: Box::new(body),
                 exchange: None,
             },
             None if framing == Framing::Invalid => {
                 self.taint(i, MALFORMED, cx);
-                Reader::Resync(Scanner::new(Some(Role::Server)))
+                Reader::resync(Some(Role::Server))
             }
             None => Reader::Head(HeadReader::default()),
         }
@@ -731,13 +747,13 @@ impl Connection {
             HeadError::TooManyHeaders => self.lost_oversized_message(i, cx),
             HeadError::Malformed => self.lost_message(i, MALFORMED, MALFORMED, cx),
         }
-        Reader::Resync(Scanner::new(self.role(i)))
+        Reader::resync(self.role(i))
     }
 
     fn read_body(
         &mut self,
         i: usize,
-        mut body: BodyReader,
+        mut body: Box<BodyReader>,
         exchange: Option<u64>,
         input: &[u8],
         at: u64,
@@ -773,7 +789,7 @@ impl Connection {
             return Reader::Switched;
         }
         self.taint(i, flags, cx);
-        Reader::Resync(Scanner::new(self.role(i)))
+        Reader::resync(self.role(i))
     }
 
     /// What side `i` reads once a message ended.
@@ -886,10 +902,11 @@ impl Connection {
     }
 
     fn assign_roles(&mut self, i: usize, role: Role) {
-        self.client = Some(match role {
+        let client = match role {
             Role::Client => i,
             Role::Server => 1 - i,
-        });
+        };
+        self.client = u8::try_from(client).ok();
         let peer = 1 - i;
         if let Reader::Resync(scanner) = &mut self.sides[peer].reader {
             scanner.set_wanted(role.peer());
@@ -915,7 +932,7 @@ impl Connection {
             // Where the kept bytes end, the position in the stream is lost.
             self.taint(client, loss_flags(kind), cx);
             if !matches!(self.phase, Phase::Over) {
-                self.sides[client].reader = Reader::Resync(Scanner::new(Some(Role::Client)));
+                self.sides[client].reader = Reader::resync(Some(Role::Client));
             }
         }
     }
@@ -1023,7 +1040,7 @@ impl Connection {
         let Phase::Switching(switch) = mem::replace(&mut self.phase, Phase::Over) else {
             return;
         };
-        let Some(client) = self.client else { return };
+        let Some(client) = self.client() else { return };
         let Switch {
             exchange,
             first_bytes: [first, second],
@@ -1071,8 +1088,8 @@ impl Connection {
     fn gate(&self, i: usize, until: GateUntil, cx: &mut Cx<'_>) {
         cx.out.push(HttpOutput::Gate(PayloadGateRequest {
             connection: self.id,
-            src: self.sides[i].addr,
-            dst: self.sides[1 - i].addr,
+            src: self.sides[i].addr.into(),
+            dst: self.sides[1 - i].addr.into(),
             until,
         }));
     }
@@ -1125,7 +1142,7 @@ impl Connection {
 
     /// Side `i` showed its next message start (or that it cannot be told).
     fn next_start(&mut self, i: usize, next: NextStart<'_>, cx: &mut Cx<'_>) {
-        let sent_by_client = self.client == Some(i);
+        let sent_by_client = self.client() == Some(i);
         let Some(declined) = self.declined.as_mut() else {
             return;
         };
@@ -1160,15 +1177,15 @@ impl Connection {
     }
 
     fn emit(&self, pending: Pending, switched: Option<Switched>, cx: &mut Cx<'_>) {
-        let Some(client) = self.client else { return };
+        let Some(client) = self.client() else { return };
         let mut quality = pending.quality;
         quality.midstream |= self.midstream;
         quality.complete =
             pending.request.is_some() && pending.response.is_some() && !quality.impaired();
         cx.out.push(HttpOutput::Exchange(Exchange {
             connection: self.id.0,
-            client: self.sides[client].addr,
-            server: self.sides[1 - client].addr,
+            client: self.sides[client].addr.into(),
+            server: self.sides[1 - client].addr.into(),
             interface: self.interface,
             request: pending.request,
             interim: pending.interim,

@@ -43,7 +43,9 @@ pub(crate) const MAX_METHOD_LEN: usize = 32;
 #[derive(Clone, Debug, Default)]
 pub(crate) struct RequestLineSniffer {
     stage: RequestLineStage,
-    len: usize,
+    /// Bytes of the current part; saturates (a target only needs to be
+    /// non-empty). A u8 so that every connection's head reader stays small.
+    len: u8,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -72,7 +74,7 @@ impl RequestLineSniffer {
         use RequestLineStage::*;
         let next = match self.stage {
             Done(_) => return self.looks(),
-            Method if is_tchar(b) && self.len < MAX_METHOD_LEN => {
+            Method if is_tchar(b) && usize::from(self.len) < MAX_METHOD_LEN => {
                 self.len += 1;
                 Method
             }
@@ -80,35 +82,64 @@ impl RequestLineSniffer {
                 self.len = 0;
                 Target
             }
-            Target if b > b' ' && b != 0x7f => {
-                self.len += 1;
+            Target if is_target_byte(b) => {
+                self.len = self.len.saturating_add(1);
                 Target
             }
             Target if b == b' ' && self.len > 0 => {
                 self.len = 0;
                 Version
             }
-            Version if self.len < VERSION_PREFIX.len() && b == VERSION_PREFIX[self.len] => {
+            Version
+                if usize::from(self.len) < VERSION_PREFIX.len()
+                    && b == VERSION_PREFIX[usize::from(self.len)] =>
+            {
                 self.len += 1;
                 Version
             }
-            Version if self.len == VERSION_PREFIX.len() && b.is_ascii_digit() => {
+            Version if usize::from(self.len) == VERSION_PREFIX.len() && b.is_ascii_digit() => {
                 self.len += 1;
                 Version
             }
-            Version if self.len > VERSION_PREFIX.len() && b == b'\r' => Cr,
-            Version | Cr if b == b'\n' && self.len > VERSION_PREFIX.len() => Done(true),
+            Version if usize::from(self.len) > VERSION_PREFIX.len() && b == b'\r' => Cr,
+            Version | Cr if b == b'\n' && usize::from(self.len) > VERSION_PREFIX.len() => {
+                Done(true)
+            }
             _ => Done(false),
         };
         self.stage = next;
         self.looks()
     }
+
+    /// How many bytes at the start of `input` continue the request target
+    /// the sniffer is in (0 when it is not in one): feeding them one by one
+    /// would only count them, and decide nothing.
+    fn target_run(&self, input: &[u8]) -> usize {
+        if self.stage != RequestLineStage::Target {
+            return 0;
+        }
+        input
+            .iter()
+            .position(|&b| !is_target_byte(b))
+            .unwrap_or(input.len())
+    }
+
+    /// Takes `n` bytes of a run found by [`Self::target_run`].
+    fn skip_target(&mut self, n: usize) {
+        self.len = self.len.saturating_add(u8::try_from(n).unwrap_or(u8::MAX));
+    }
+}
+
+/// A byte that may be part of a request target: visible ASCII and beyond.
+fn is_target_byte(b: u8) -> bool {
+    b > b' ' && b != 0x7f
 }
 
 /// Checks that `HTTP/1.x SP 3DIGIT` begins the bytes fed.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct StatusLineSniffer {
-    matched: usize,
+    /// At most `STATUS_START_LEN`.
+    matched: u8,
     verdict: Option<bool>,
 }
 
@@ -125,9 +156,9 @@ impl StatusLineSniffer {
 
     pub(crate) fn feed(&mut self, b: u8) -> Looks {
         if self.verdict.is_none() {
-            if status_start_byte_fits(self.matched, b) {
+            if status_start_byte_fits(usize::from(self.matched), b) {
                 self.matched += 1;
-                if self.matched == STATUS_START_LEN {
+                if usize::from(self.matched) == STATUS_START_LEN {
                     self.verdict = Some(true);
                 }
             } else {
@@ -168,6 +199,9 @@ pub(crate) enum HeadStep {
     TooLarge,
 }
 
+/// At most this much is reserved for a head before its bytes are seen.
+const HEAD_RESERVE_CAP: usize = 2048;
+
 /// One head being received.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct HeadReader {
@@ -194,7 +228,10 @@ impl HeadReader {
         &self.bytes
     }
 
-    pub(crate) fn into_bytes(self) -> Vec<u8> {
+    /// The bytes, without the room [`Self::push`] reserved: they may be
+    /// kept a while (early data, first bytes after a switch).
+    pub(crate) fn into_bytes(mut self) -> Vec<u8> {
+        self.bytes.shrink_to_fit();
         self.bytes
     }
 
@@ -211,26 +248,49 @@ impl HeadReader {
         if let Some(step) = self.verdict(role) {
             return (step, 0);
         }
-        for (i, &b) in input.iter().enumerate() {
+        if self.bytes.is_empty() {
+            // Most heads come whole in one input: room for it at once rather
+            // than growing byte by byte. What is reserved beyond the head is
+            // freed with the reader once the head is read; the cap keeps a
+            // large input (pipelined requests, a head and its body) from
+            // reserving much more than a head.
+            self.bytes
+                .reserve(input.len().min(max_head_bytes).min(HEAD_RESERVE_CAP));
+        }
+        let mut i = 0;
+        while let Some(&b) = input.get(i) {
             if self.first_line_read() {
                 let (step, taken) = self.push_rest(&input[i..], max_head_bytes);
                 return (step, i + taken);
             }
             if self.bytes.is_empty() && (b == b'\r' || b == b'\n') {
+                i += 1;
                 continue;
             }
             if self.bytes.len() >= max_head_bytes {
                 return (HeadStep::TooLarge, i);
             }
+            // Most of a request line is its target: its bytes are taken in a
+            // run (they cannot end the head or change a verdict: a status
+            // line sniffer has already said no to a line with a method).
+            let run = self.request.target_run(&input[i..]);
+            if run > 0 && self.status.looks() != Looks::Undecided {
+                let run = run.min(max_head_bytes - self.bytes.len());
+                self.bytes.extend_from_slice(&input[i..i + run]);
+                self.request.skip_target(run);
+                i += run;
+                continue;
+            }
+            i += 1;
             let ends_head = b == b'\n' && self.ends_with_line_end();
             self.bytes.push(b);
             self.request.feed(b);
             self.status.feed(b);
             if let Some(step) = self.verdict(role) {
-                return (step, i + 1);
+                return (step, i);
             }
             if ends_head {
-                return (HeadStep::Complete, i + 1);
+                return (HeadStep::Complete, i);
             }
         }
         (HeadStep::NeedMore, input.len())
@@ -248,7 +308,7 @@ impl HeadReader {
     fn push_rest(&mut self, input: &[u8], max_head_bytes: usize) -> (HeadStep, usize) {
         let room = max_head_bytes.saturating_sub(self.bytes.len());
         let mut searched = 0;
-        while let Some(found) = input[searched..].iter().position(|&b| b == b'\n') {
+        while let Some(found) = memchr::memchr(b'\n', &input[searched..]) {
             let lf = searched + found;
             if lf >= room {
                 break;
@@ -301,8 +361,10 @@ pub(crate) enum HeadError {
 }
 
 pub(crate) fn parse_request(head: &[u8], max_headers: usize) -> Result<RequestHead, HeadError> {
-    let mut slots = header_slots(head, max_headers);
-    let mut request = httparse::Request::new(&mut slots);
+    let mut stack = [httparse::EMPTY_HEADER; STACK_HEADER_SLOTS];
+    let mut heap = Vec::new();
+    let slots = header_slots(head, max_headers, &mut stack, &mut heap);
+    let mut request = httparse::Request::new(slots);
     let status = request.parse(head).map_err(head_error)?;
     if status != httparse::Status::Complete(head.len()) {
         return Err(HeadError::Malformed);
@@ -321,8 +383,10 @@ pub(crate) fn parse_request(head: &[u8], max_headers: usize) -> Result<RequestHe
 }
 
 pub(crate) fn parse_response(head: &[u8], max_headers: usize) -> Result<ResponseHead, HeadError> {
-    let mut slots = header_slots(head, max_headers);
-    let mut response = httparse::Response::new(&mut slots);
+    let mut stack = [httparse::EMPTY_HEADER; STACK_HEADER_SLOTS];
+    let mut heap = Vec::new();
+    let slots = header_slots(head, max_headers, &mut stack, &mut heap);
+    let mut response = httparse::Response::new(slots);
     let mut config = httparse::ParserConfig::default();
     // Servers are the ones audited: read what sloppy ones send rather than
     // losing the exchange.
@@ -346,12 +410,27 @@ pub(crate) fn parse_response(head: &[u8], max_headers: usize) -> Result<Response
     })
 }
 
+/// Heads with up to this many lines get their header slots on the stack.
+const STACK_HEADER_SLOTS: usize = 32;
+
 /// Room for the headers of `head`: no more than it has lines, so that a
 /// typical head does not pay for `max_headers` slots, and no more than
 /// `max_headers`, so that a head with more still fails as TooManyHeaders.
-fn header_slots(head: &[u8], max_headers: usize) -> Vec<httparse::Header<'static>> {
-    let lines = head.iter().filter(|&&b| b == b'\n').count();
-    vec![httparse::EMPTY_HEADER; lines.min(max_headers)]
+/// Taken from `stack` when it is large enough (most heads: no allocation),
+/// else from `heap`.
+fn header_slots<'s, 'h>(
+    head: &[u8],
+    max_headers: usize,
+    stack: &'s mut [httparse::Header<'h>; STACK_HEADER_SLOTS],
+    heap: &'s mut Vec<httparse::Header<'h>>,
+) -> &'s mut [httparse::Header<'h>] {
+    let slots = memchr::memchr_iter(b'\n', head).count().min(max_headers);
+    if slots <= STACK_HEADER_SLOTS {
+        &mut stack[..slots]
+    } else {
+        heap.resize(slots, httparse::EMPTY_HEADER);
+        heap
+    }
 }
 
 fn head_error(error: httparse::Error) -> HeadError {
@@ -448,6 +527,36 @@ mod tests {
                 value: b"a".to_vec()
             }]
         );
+    }
+
+    #[test]
+    fn runs_of_target_bytes_are_taken_as_if_fed_one_by_one() {
+        let long = b"GET /a/long/target?q=1&r=%20 HTTP/1.1\r\nHost: a\r\n\r\nBODY";
+        let cases: [(&[u8], Option<Role>, usize); 8] = [
+            (long, Some(Role::Client), 1024),
+            (long, None, 1024),
+            (long, Some(Role::Client), 12),
+            (long, Some(Role::Client), 5),
+            (b"GET /x\x7fy HTTP/1.1\r\n\r\n", Some(Role::Client), 1024),
+            (b"GET /abc  HTTP/1.1\r\n\r\n", None, 1024),
+            (b"GET /abc\r\n\r\n", Some(Role::Client), 1024),
+            (b"HTTP/1.1 200 OK\r\n\r\n", None, 1024),
+        ];
+        for (input, role, limit) in cases {
+            let mut whole = HeadReader::default();
+            let at_once = whole.push(input, role, limit);
+            let mut single = HeadReader::default();
+            let mut one_by_one = (HeadStep::NeedMore, 0);
+            for b in input {
+                let (step, used) = single.push(std::slice::from_ref(b), role, limit);
+                one_by_one = (step, one_by_one.1 + used);
+                if step != HeadStep::NeedMore {
+                    break;
+                }
+            }
+            assert_eq!(at_once, one_by_one, "{:?}", String::from_utf8_lossy(input));
+            assert_eq!(whole.bytes(), single.bytes());
+        }
     }
 
     #[test]

@@ -49,22 +49,38 @@ pub struct Conflict {
     pub len: u64,
 }
 
+/// Kept compact (64 bytes): the flow table holds two per connection.
 #[derive(Debug, Default)]
 pub struct DirectionStream {
     /// Sequence number of stream offset 0, once known.
     base: Option<u32>,
     /// Next offset to deliver.
     next: u64,
-    /// Out-of-order chunks by offset; they never overlap each other.
-    pending: BTreeMap<u64, Chunk>,
-    pending_bytes: usize,
+    /// Allocated when a first chunk arrives out of order (most directions
+    /// never have one), then kept.
+    pending: Option<Box<Pending>>,
     /// The last delivered bytes, kept to notice retransmissions whose
     /// contents differ from what was delivered. A Vec rather than a ring:
     /// it is short, and moving it up is cheaper than popping bytes one by one.
     recent: Vec<u8>,
-    /// Stream offset of the FIN, once seen.
-    fin_at: Option<u64>,
-    finished: bool,
+    /// The FIN, once seen.
+    fin: Option<Fin>,
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    /// Out-of-order chunks by offset; they never overlap each other.
+    chunks: BTreeMap<u64, Chunk>,
+    /// Data bytes in `chunks`.
+    bytes: usize,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Fin {
+    /// Stream offset of the FIN.
+    at: u64,
+    /// Delivery reached it (and said so).
+    reached: bool,
 }
 
 impl DirectionStream {
@@ -84,11 +100,16 @@ impl DirectionStream {
     }
 
     pub fn pending_bytes(&self) -> usize {
-        self.pending_bytes
+        self.pending.as_ref().map_or(0, |pending| pending.bytes)
     }
 
     pub fn finished(&self) -> bool {
-        self.finished
+        self.fin.is_some_and(|fin| fin.reached)
+    }
+
+    /// The out-of-order chunks, if any were ever buffered.
+    fn chunks(&self) -> Option<&BTreeMap<u64, Chunk>> {
+        self.pending.as_ref().map(|pending| &pending.chunks)
     }
 
     /// The stream offset of `seq`: the one nearest the next expected byte,
@@ -119,18 +140,23 @@ impl DirectionStream {
     }
 
     pub fn set_fin(&mut self, offset: u64) {
-        if self.fin_at.is_none() && offset >= self.next {
-            self.fin_at = Some(offset);
+        if self.fin.is_none() && offset >= self.next {
+            self.fin = Some(Fin {
+                at: offset,
+                reached: false,
+            });
         }
     }
 
     /// Whether the FIN was reached by now; true once.
     pub fn take_finish(&mut self) -> bool {
-        if !self.finished && self.fin_at == Some(self.next) {
-            self.finished = true;
-            return true;
+        match &mut self.fin {
+            Some(fin) if !fin.reached && fin.at == self.next => {
+                fin.reached = true;
+                true
+            }
+            _ => false,
         }
-        false
     }
 
     /// Buffers `chunk` at `offset`, first seen wins: only the parts no
@@ -161,8 +187,9 @@ impl DirectionStream {
         // Walk the pending chunks that overlap [offset, end), keeping the
         // pieces of the new chunk that fall between them.
         let overlapping: Vec<(u64, u64)> = self
-            .pending
-            .range(..end)
+            .chunks()
+            .into_iter()
+            .flat_map(|chunks| chunks.range(..end))
             .filter(|(&start, existing)| start + existing.len() > offset)
             .map(|(&start, existing)| (start, start + existing.len()))
             .collect();
@@ -179,8 +206,8 @@ impl DirectionStream {
             let Some(chunk) = remaining.take() else { break };
             let covered = stop.min(end) - offset;
             let (overlap, rest) = chunk.split_at(covered);
-            if let (Chunk::Data(new), Some(Chunk::Data(old))) = (&overlap, self.pending.get(&start))
-            {
+            let old = self.chunks().and_then(|chunks| chunks.get(&start));
+            if let (Chunk::Data(new), Some(Chunk::Data(old))) = (&overlap, old) {
                 let from = (offset - start) as usize;
                 if old[from..from + new.len()] != new[..] {
                     conflicts.push(Conflict {
@@ -202,8 +229,9 @@ impl DirectionStream {
         if chunk.is_empty() {
             return;
         }
-        self.pending_bytes += chunk.buffered_bytes();
-        self.pending.insert(offset, chunk);
+        let pending = self.pending.get_or_insert_with(Box::default);
+        pending.bytes += chunk.buffered_bytes();
+        pending.chunks.insert(offset, chunk);
     }
 
     fn compare_with_recent(&self, offset: u64, bytes: &[u8]) -> Option<Conflict> {
@@ -224,12 +252,13 @@ impl DirectionStream {
 
     /// The next in-order piece, if the chunk at `next` is buffered.
     pub fn next_delivery(&mut self, recent_limit: usize) -> Option<Delivery> {
-        let (&offset, _) = self.pending.first_key_value()?;
+        let pending = self.pending.as_mut()?;
+        let (&offset, _) = pending.chunks.first_key_value()?;
         if offset != self.next {
             return None;
         }
-        let chunk = self.pending.remove(&offset).expect("first key exists");
-        self.pending_bytes -= chunk.buffered_bytes();
+        let chunk = pending.chunks.remove(&offset).expect("first key exists");
+        pending.bytes -= chunk.buffered_bytes();
         self.next += chunk.len();
         Some(match chunk {
             Chunk::Data(bytes) => {
@@ -260,12 +289,15 @@ impl DirectionStream {
     /// chunk or `until`, whichever comes first, or to the FIN when neither
     /// is given. Returns the lost range and moves `next` past it.
     pub fn skip_hole(&mut self, until: Option<u64>) -> Option<(u64, u64)> {
-        let first_buffered = self.pending.first_key_value().map(|(&offset, _)| offset);
+        let first_buffered = self
+            .chunks()
+            .and_then(|chunks| chunks.first_key_value())
+            .map(|(&offset, _)| offset);
         let target = match (first_buffered, until) {
             (Some(buffered), Some(until)) => buffered.min(until),
             (Some(buffered), None) => buffered,
             (None, Some(until)) => until,
-            (None, None) => self.fin_at?,
+            (None, None) => self.fin?.at,
         };
         if target <= self.next {
             return None;
@@ -278,7 +310,7 @@ impl DirectionStream {
 
     /// Whether chunks wait in the buffer behind a hole.
     pub fn has_buffered(&self) -> bool {
-        !self.pending.is_empty()
+        self.chunks().is_some_and(|chunks| !chunks.is_empty())
     }
 }
 

@@ -14,7 +14,7 @@ use lru::LruCache;
 
 use self::direction::{Chunk, Delivery, DirectionStream};
 pub use self::event::{CloseReason, ConnectionId, GapKind, StreamEvent};
-use crate::segment::Segment;
+use crate::{addr::PackedAddr, segment::Segment};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ReassemblyLimits {
@@ -59,10 +59,11 @@ pub struct ReassemblyStats {
 
 /// Both endpoints, in a fixed order, so both directions find the connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-struct ConnectionKey(SocketAddr, SocketAddr);
+struct ConnectionKey(PackedAddr, PackedAddr);
 
 impl ConnectionKey {
     fn new(a: SocketAddr, b: SocketAddr) -> ConnectionKey {
+        let (a, b) = (PackedAddr::from(a), PackedAddr::from(b));
         if a <= b {
             ConnectionKey(a, b)
         } else {
@@ -72,7 +73,7 @@ impl ConnectionKey {
 }
 
 /// One entry of the flow table; its key holds the endpoints (the table
-/// holds a connection's addresses once, not twice: 64 bytes a connection).
+/// holds a connection's addresses once, not twice: 40 bytes a connection).
 struct Connection {
     id: ConnectionId,
     /// Side 0, the sender of the first segment seen, is the key's second
@@ -84,11 +85,15 @@ struct Connection {
 
 impl Connection {
     fn side_of(&self, key: &ConnectionKey, src: SocketAddr) -> usize {
-        usize::from(self.endpoint(key, 0) != src)
+        usize::from(self.packed_endpoint(key, 0) != PackedAddr::from(src))
     }
 
     /// The sender of side `side`'s bytes.
     fn endpoint(&self, key: &ConnectionKey, side: usize) -> SocketAddr {
+        self.packed_endpoint(key, side).into()
+    }
+
+    fn packed_endpoint(&self, key: &ConnectionKey, side: usize) -> PackedAddr {
         if (side == 0) == self.first_is_second {
             key.1
         } else {
@@ -106,7 +111,7 @@ pub type Emit<'e> = dyn FnMut(&StreamEvent<'_>) + 'e;
 pub struct Reassembler {
     limits: ReassemblyLimits,
     /// Keyed by both endpoints: strangers choose them, so the hasher is
-    /// randomly seeded (foldhash, much faster than SipHash on these 64-byte keys).
+    /// randomly seeded (foldhash, much faster than SipHash on these 40-byte keys).
     connections: LruCache<ConnectionKey, Connection, RandomState>,
     next_id: u64,
     buffered_total: usize,
@@ -321,7 +326,7 @@ impl Reassembler {
             key,
             Connection {
                 id,
-                first_is_second: segment.src != key.0,
+                first_is_second: PackedAddr::from(segment.src) != key.0,
                 directions: Default::default(),
                 last_seen_ns: segment.timestamp_ns,
             },
