@@ -104,7 +104,7 @@ fn reassembly(c: &mut Criterion) {
         let mut reassembler = Reassembler::new(ReassemblyLimits::default());
         let mut delivered = 0usize;
         for segment in &segments {
-            reassembler.push(segment, &mut |event| {
+            reassembler.push(&segment.borrowed(), &mut |event| {
                 if let StreamEvent::Data { bytes, .. } = event {
                     delivered += bytes.len();
                 }
@@ -115,7 +115,7 @@ fn reassembly(c: &mut Criterion) {
         group.bench_function(name, |b| {
             b.iter(|| {
                 for segment in &segments {
-                    reassembler.push(segment, &mut |_| {});
+                    reassembler.push(&segment.borrowed(), &mut |_| {});
                 }
             })
         });

@@ -12,7 +12,7 @@ use auditor::{
     replay,
     reporter::{KernelLoss, ReportSettings, Reporter},
     rules::{self, Severity},
-    segment::Segment,
+    segment::SegmentRef,
 };
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -334,7 +334,7 @@ fn replay(args: ReplayArgs) -> Result<(), Failure> {
     });
     let reporter =
         (!args.exchanges).then(|| Reporter::new(ReportSettings::new(&config, HashMap::new())));
-    let watched = |segment: &Segment| {
+    let watched = |segment: &SegmentRef| {
         ports.is_empty()
             || ports.contains(&segment.src.port())
             || ports.contains(&segment.dst.port())
@@ -360,18 +360,25 @@ fn replay(args: ReplayArgs) -> Result<(), Failure> {
     let mut last_seen_ns = 0;
     let mut progress = replay::ReplayProgress::for_files(&args.files);
     for mut file in files {
-        while let Some(segment) = file.next() {
-            progress.reading(file.bytes_read());
+        // Each segment goes to the pipeline while its payload is still in
+        // the file's read buffer. Ok(false): the file is broken.
+        while let Some(outcome) = file.next_with(|segment| -> std::io::Result<bool> {
             match segment {
                 Ok(segment) if watched(&segment) => {
                     last_seen_ns = segment.timestamp_ns;
-                    pipeline.accept(Ok(segment))?
+                    pipeline.accept_segment(segment)?;
+                    Ok(true)
                 }
-                Ok(_) => {}
+                Ok(_) => Ok(true),
                 Err(error) => {
                     broken.push(error.to_string());
-                    break;
+                    Ok(false)
                 }
+            }
+        }) {
+            progress.reading(file.bytes_read());
+            if !outcome? {
+                break;
             }
         }
         progress.file_done(file.bytes_read());

@@ -11,7 +11,7 @@ use crate::{
     reassembly::{ConnectionId, Emit, Reassembler, ReassemblyLimits, ReassemblyStats, StreamEvent},
     reporter::{KernelLoss, ReportSettings, Reporter},
     rules::Severity,
-    segment::{DecodeError, Segment},
+    segment::{DecodeError, Segment, SegmentRef},
 };
 
 /// How often, in capture time, idle connections and post-switch waits are checked.
@@ -117,6 +117,12 @@ impl<S: Sink> Pipeline<S> {
                 return Ok(());
             }
         };
+        self.accept_segment(segment.borrowed())
+    }
+
+    /// [`Self::accept`] for a decoded segment whose payload is borrowed (a
+    /// capture file's buffer): the reassembler copies only what it keeps.
+    pub fn accept_segment(&mut self, segment: SegmentRef<'_>) -> io::Result<()> {
         self.stats.segments += 1;
         tracing::debug!(
             interface = ?segment.interface,
@@ -130,7 +136,7 @@ impl<S: Sink> Pipeline<S> {
             payload_len = segment.payload_len,
             captured = segment.data.len(),
             uncopied_tail = segment.uncopied_tail,
-            head = %printable_prefix(&segment.data, 64),
+            head = %printable_prefix(segment.data, 64),
             "segment"
         );
         self.reassemble(|reassembler, emit| reassembler.push(&segment, emit));

@@ -7,11 +7,11 @@ use std::collections::HashMap;
 use crate::{
     config::{Config, Role, RuleSettings},
     events::{
-        events_for, AlertRateLimiter, EmittedCounts, Event, EventBody, EventContext, LossCounters,
-        RateLimitSettings, RedactionAllowlist, StatsCounters,
+        events_for_offer, AlertRateLimiter, EmittedCounts, Event, EventBody, EventContext,
+        LossCounters, RateLimitSettings, RedactionAllowlist, StatsCounters,
     },
     http::Exchange,
-    rules::{self, Context, Finding, Severity},
+    rules::{self, Context, Finding, Offer, Severity},
 };
 
 /// What the reporter needs to know about where it runs.
@@ -101,8 +101,9 @@ impl Reporter {
     pub fn report(&mut self, exchange: &Exchange, out: &mut Vec<Event>) {
         let first = out.len();
         let role = self.settings.roles.get(&exchange.server.port()).copied();
+        let offer = Offer::of(exchange);
         let findings = configured(
-            rules::evaluate(exchange, &Context { role }),
+            rules::evaluate_offer(exchange, &offer, &Context { role }),
             &self.settings.rules,
         );
         self.worst = findings.iter().map(|f| f.severity).chain(self.worst).max();
@@ -116,7 +117,7 @@ impl Reporter {
             role,
             allowlist: &self.settings.allowlist,
         };
-        for event in events_for(exchange, &findings, &context) {
+        for event in events_for_offer(exchange, &offer, &findings, &context) {
             if matches!(event.body, EventBody::Alert(_)) {
                 self.limiter.admit(event, out);
             } else {

@@ -8,9 +8,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use auditor_common::{record_flags, tcp_flags, Direction, RecordHeader, RECORD_HEADER_LEN};
 
 /// The copied bytes of one TCP segment's payload (or a part of them), from a
-/// kernel record or a capture file.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Segment {
+/// kernel record or a capture file. `D` holds the bytes: owned by default, or
+/// borrowed from a capture file's buffer (see [`SegmentRef`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Segment<D = Vec<u8>> {
     /// When the packet was seen, in nanoseconds since the Unix epoch.
     pub timestamp_ns: u64,
     /// Interface index (live capture) or capture-file interface id.
@@ -27,7 +28,7 @@ pub struct Segment {
     pub payload_len: u32,
     /// Offset of `data` within the segment's payload.
     pub data_offset: u32,
-    pub data: Vec<u8>,
+    pub data: D,
     /// Payload bytes after `data` that the kernel deliberately did not copy
     /// (per-segment cap): a hole of known length, not loss.
     pub uncopied_tail: u32,
@@ -35,6 +36,10 @@ pub struct Segment {
     /// gate was closed.
     pub gated: bool,
 }
+
+/// A segment whose payload is borrowed: what the reassembler reads (it copies
+/// only what it must keep).
+pub type SegmentRef<'a> = Segment<&'a [u8]>;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct TcpFlags(pub u8);
@@ -150,10 +155,42 @@ impl Segment {
         })
     }
 
+    /// The same segment, its payload borrowed.
+    pub fn borrowed(&self) -> SegmentRef<'_> {
+        self.with_data(&self.data)
+    }
+}
+
+impl<D> Segment<D> {
     /// Sequence number of `data[0]`.
     pub fn data_seq(&self) -> u32 {
         let syn = u32::from(self.flags.syn());
         self.seq.wrapping_add(syn).wrapping_add(self.data_offset)
+    }
+
+    fn with_data<E>(&self, data: E) -> Segment<E> {
+        Segment {
+            timestamp_ns: self.timestamp_ns,
+            interface: self.interface,
+            direction: self.direction,
+            src: self.src,
+            dst: self.dst,
+            seq: self.seq,
+            ack: self.ack,
+            flags: self.flags,
+            payload_len: self.payload_len,
+            data_offset: self.data_offset,
+            data,
+            uncopied_tail: self.uncopied_tail,
+            gated: self.gated,
+        }
+    }
+}
+
+impl SegmentRef<'_> {
+    /// The same segment, its payload copied.
+    pub fn to_owned_segment(&self) -> Segment {
+        self.with_data(self.data.to_vec())
     }
 }
 

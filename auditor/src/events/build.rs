@@ -28,6 +28,23 @@ pub struct EventContext<'a> {
 /// Their timestamp is the capture time of the last head read: the final
 /// response's, else the request's.
 pub fn events_for(exchange: &Exchange, findings: &[Finding], context: &EventContext) -> Vec<Event> {
+    events_for_offer(exchange, &Offer::of(exchange), findings, context)
+}
+
+/// [`events_for`], with the exchange's offer already worked out (the rules
+/// need it too).
+pub fn events_for_offer(
+    exchange: &Exchange,
+    offer: &Offer,
+    findings: &[Finding],
+    context: &EventContext,
+) -> Vec<Event> {
+    // Most exchanges (keep-alive requests without an offer, with no
+    // finding) make no event: nothing is built for them, not even the
+    // redactor.
+    if !offer.is_offer && findings.is_empty() {
+        return Vec::new();
+    }
     let redactor = Redactor::new(context.allowlist, exchange);
     let alerts = findings.iter().map(|finding| {
         let rule = finding.rule;
@@ -43,13 +60,11 @@ pub fn events_for(exchange: &Exchange, findings: &[Finding], context: &EventCont
             interval_s: None,
         })
     });
-    let mut subjects: Vec<Subject> = handshake(exchange, findings, &redactor)
+    let mut subjects: Vec<Subject> = handshake(exchange, offer, findings, &redactor)
         .map(Subject::Handshake)
         .into_iter()
         .chain(alerts)
         .collect();
-    // Most exchanges (keep-alive requests without an offer, with no
-    // finding) make no event: nothing more is built for them.
     let Some(last) = subjects.pop() else {
         return Vec::new();
     };
@@ -104,10 +119,10 @@ enum Subject {
 /// None unless the request is an upgrade offer.
 fn handshake(
     exchange: &Exchange,
+    offer: &Offer,
     findings: &[Finding],
     redactor: &Redactor<'_>,
 ) -> Option<Handshake> {
-    let offer = Offer::of(exchange);
     if !offer.is_offer {
         return None;
     }

@@ -23,7 +23,7 @@ use std::net::IpAddr;
 
 use serde::{Serialize, Serializer};
 
-pub use build::{events_for, EventContext};
+pub use build::{events_for, events_for_offer, EventContext};
 pub use counters::{EmittedCounts, LossCounters, StatsCounters};
 pub use http::{HttpRecord, RequestRecord, ResponseRecord};
 pub use rate_limit::{AlertRateLimiter, RateLimitSettings};

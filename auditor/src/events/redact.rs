@@ -47,16 +47,16 @@ pub struct Redactor<'a> {
 
 impl<'a> Redactor<'a> {
     pub fn new(allowlist: &'a RedactionAllowlist, exchange: &Exchange) -> Redactor<'a> {
-        let request_fields = exchange.request.iter().flat_map(|r| &r.headers);
+        let request_fields = exchange.request.iter().flat_map(|r| r.headers.iter());
         let response_fields = exchange
             .interim
             .iter()
             .chain(&exchange.response)
-            .flat_map(|r| &r.headers);
+            .flat_map(|r| r.headers.iter());
         let mut secrets: Vec<String> = request_fields
             .chain(response_fields)
-            .filter(|field| is_secret_field(&field.name) && !allowlist.allows_field(&field.name))
-            .map(|field| String::from_utf8_lossy(&field.value).trim().to_owned())
+            .filter(|field| is_secret_field(field.name) && !allowlist.allows_field(field.name))
+            .map(|field| String::from_utf8_lossy(field.value).trim().to_owned())
             .collect();
         let targets = exchange.request.iter().map(|r| r.target.as_str());
         secrets.extend(targets.clone().filter_map(userinfo).map(str::to_owned));
@@ -157,15 +157,15 @@ mod tests {
             std::iter::once(r.target.clone()).chain(
                 r.headers
                     .iter()
-                    .map(|h| format!("{}: {}", h.name, String::from_utf8_lossy(&h.value))),
+                    .map(|h| format!("{}: {}", h.name, String::from_utf8_lossy(h.value))),
             )
         });
         let responses = exchange
             .interim
             .iter()
             .chain(&exchange.response)
-            .flat_map(|r| &r.headers)
-            .map(|h| format!("{}: {}", h.name, String::from_utf8_lossy(&h.value)));
+            .flat_map(|r| r.headers.iter())
+            .map(|h| format!("{}: {}", h.name, String::from_utf8_lossy(h.value)));
         request.chain(responses).collect::<Vec<_>>().join("\n")
     }
 

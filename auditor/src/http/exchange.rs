@@ -7,6 +7,7 @@
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
+use std::ops::Range;
 
 use serde::ser::SerializeStruct;
 use serde::{Serialize, Serializer};
@@ -51,7 +52,7 @@ pub struct RequestHead {
     #[serde(serialize_with = "serialize_target")]
     pub target: String,
     pub version: HttpVersion,
-    pub headers: Vec<Header>,
+    pub headers: Headers,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -59,14 +60,117 @@ pub struct ResponseHead {
     pub version: HttpVersion,
     pub status: u16,
     pub reason: String,
-    pub headers: Vec<Header>,
+    pub headers: Headers,
 }
 
-/// One field line, in the order and with the repeats it was sent with.
+/// The field lines of a head, in the order and with the repeats they were
+/// sent with. Names and values are kept back to back in two buffers rather
+/// than one allocation each: a head costs three allocations however many
+/// lines it has.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Headers {
+    names: String,
+    values: Vec<u8>,
+    lines: Vec<Line>,
+}
+
+/// Where one field line's name is in `Headers::names` and its value in
+/// `Headers::values`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Header {
-    pub name: String,
-    pub value: Vec<u8>,
+struct Line {
+    name: Range<usize>,
+    value: Range<usize>,
+}
+
+/// One field line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header<'a> {
+    pub name: &'a str,
+    pub value: &'a [u8],
+}
+
+impl Headers {
+    pub fn new() -> Headers {
+        Headers::default()
+    }
+
+    /// Room for `lines` lines whose names and values add up to the lengths given.
+    pub fn with_capacity(lines: usize, names_len: usize, values_len: usize) -> Headers {
+        Headers {
+            names: String::with_capacity(names_len),
+            values: Vec::with_capacity(values_len),
+            lines: Vec::with_capacity(lines),
+        }
+    }
+
+    /// Adds a field line after the others.
+    pub fn push(&mut self, name: &str, value: &[u8]) {
+        let name_start = self.names.len();
+        self.names.push_str(name);
+        let value_start = self.values.len();
+        self.values.extend_from_slice(value);
+        self.lines.push(Line {
+            name: name_start..self.names.len(),
+            value: value_start..self.values.len(),
+        });
+    }
+
+    pub fn len(&self) -> usize {
+        self.lines.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty()
+    }
+
+    /// The field lines, in order.
+    #[inline]
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = Header<'_>> + Clone + '_ {
+        self.lines.iter().map(|line| Header {
+            name: &self.names[line.name.clone()],
+            value: &self.values[line.value.clone()],
+        })
+    }
+
+    /// The values of the lines named `name` (case-insensitive), in order.
+    /// Rules ask this many times per exchange: names are compared as bytes,
+    /// length first, and only matching values are sliced.
+    #[inline]
+    pub fn values<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> impl DoubleEndedIterator<Item = &'a [u8]> + Clone + 'a {
+        let names = self.names.as_bytes();
+        self.lines
+            .iter()
+            .filter(move |line| {
+                line.name.len() == name.len()
+                    && names[line.name.clone()].eq_ignore_ascii_case(name.as_bytes())
+            })
+            .map(|line| &self.values[line.value.clone()])
+    }
+}
+
+impl<'a> FromIterator<Header<'a>> for Headers {
+    fn from_iter<I: IntoIterator<Item = Header<'a>>>(lines: I) -> Headers {
+        let mut headers = Headers::new();
+        for line in lines {
+            headers.push(line.name, line.value);
+        }
+        headers
+    }
+}
+
+impl std::fmt::Debug for Headers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl Serialize for Headers {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.iter())
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -212,21 +316,15 @@ impl ResponseHead {
     }
 }
 
-fn header_values<'a>(headers: &'a [Header], name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-    headers
-        .iter()
-        .filter(move |h| h.name.eq_ignore_ascii_case(name))
-        .map(|h| h.value.as_slice())
+fn header_values<'a>(headers: &'a Headers, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+    headers.values(name)
 }
 
-fn header_elements<'a>(
-    headers: &'a [Header],
-    name: &'a str,
-) -> impl Iterator<Item = &'a [u8]> + 'a {
+fn header_elements<'a>(headers: &'a Headers, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
     header_values(headers, name).flat_map(|value| value.split(|&b| b == b',').map(trim_whitespace))
 }
 
-fn has_element(headers: &[Header], name: &str, element: &str) -> bool {
+fn has_element(headers: &Headers, name: &str, element: &str) -> bool {
     header_elements(headers, name).any(|e| e.eq_ignore_ascii_case(element.as_bytes()))
 }
 
@@ -251,17 +349,17 @@ const REDACTED_FIELDS: [&str; 4] = [
     "set-cookie",
 ];
 
-impl Serialize for Header {
+impl Serialize for Header<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut fields = serializer.serialize_struct("Header", 2)?;
-        fields.serialize_field("name", &self.name)?;
+        fields.serialize_field("name", self.name)?;
         if REDACTED_FIELDS
             .iter()
             .any(|f| self.name.eq_ignore_ascii_case(f))
         {
             fields.serialize_field("value", REDACTED)?;
         } else {
-            fields.serialize_field("value", &String::from_utf8_lossy(&self.value))?;
+            fields.serialize_field("value", &String::from_utf8_lossy(self.value))?;
         }
         fields.end()
     }
@@ -286,10 +384,10 @@ fn serialize_hex<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S:
 mod tests {
     use super::*;
 
-    fn header(name: &str, value: &str) -> Header {
+    fn header<'a>(name: &'a str, value: &'a str) -> Header<'a> {
         Header {
-            name: name.into(),
-            value: value.as_bytes().to_vec(),
+            name,
+            value: value.as_bytes(),
         }
     }
 
@@ -303,7 +401,7 @@ mod tests {
                 method: "GET".into(),
                 target: "/chat?token=s3cret&x=1".into(),
                 version: HttpVersion::Http11,
-                headers: vec![
+                headers: Headers::from_iter([
                     header("Host", "example"),
                     header("Authorization", "Bearer s3cret"),
                     header("cookie", "sid=s3cret"),
@@ -311,17 +409,17 @@ mod tests {
                     header("Connection", "keep-alive"),
                     header("Connection", " Upgrade "),
                     header("Upgrade", "websocket"),
-                ],
+                ]),
             }),
             interim: vec![],
             response: Some(ResponseHead {
                 version: HttpVersion::Http11,
                 status: 101,
                 reason: "Switching Protocols".into(),
-                headers: vec![
+                headers: Headers::from_iter([
                     header("Set-Cookie", "sid=s3cret"),
                     header("X-Bin", "a\u{fffd}b"),
-                ],
+                ]),
             }),
             switched: Some(Switched {
                 client_bytes: vec![0x81, 0x0a],
@@ -410,7 +508,7 @@ mod tests {
 
     #[test]
     fn list_elements_keep_empty_ones_and_do_not_match_substrings() {
-        let headers = vec![header("Connection", "notupgrade, ,\tclose")];
+        let headers = Headers::from_iter([header("Connection", "notupgrade, ,\tclose")]);
         let elements: Vec<&[u8]> = header_elements(&headers, "connection").collect();
         assert_eq!(elements, vec![&b"notupgrade"[..], &b""[..], &b"close"[..]]);
         assert!(!has_element(&headers, "connection", "upgrade"));

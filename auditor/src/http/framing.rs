@@ -1,7 +1,7 @@
 //! Where a message body ends (RFC 9112 §6): which framing a head announces,
 //! and a reader that follows that framing over bytes and holes.
 
-use super::exchange::{trim_whitespace, Header, HttpVersion, RequestHead, ResponseHead};
+use super::exchange::{trim_whitespace, Headers, HttpVersion, RequestHead, ResponseHead};
 
 /// How the body after a head is delimited.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,14 +53,11 @@ pub(crate) fn response_framing(request_method: Option<&str>, response: &Response
 
 /// None without Transfer-Encoding; else whether chunked is the final coding
 /// (never for HTTP/1.0, whose Transfer-Encoding means faulty framing, §6.1).
-fn transfer_coding(version: HttpVersion, headers: &[Header]) -> Option<bool> {
-    let mut fields = headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("transfer-encoding"))
-        .peekable();
+fn transfer_coding(version: HttpVersion, headers: &Headers) -> Option<bool> {
+    let mut fields = headers.values("transfer-encoding").peekable();
     fields.peek()?;
     let last = fields
-        .flat_map(|h| h.value.split(|&b| b == b','))
+        .flat_map(|value| value.split(|&b| b == b','))
         .map(trim_whitespace)
         .rfind(|c| !c.is_empty());
     Some(version == HttpVersion::Http11 && last.is_some_and(|c| c.eq_ignore_ascii_case(b"chunked")))
@@ -68,14 +65,11 @@ fn transfer_coding(version: HttpVersion, headers: &[Header]) -> Option<bool> {
 
 /// None without Content-Length; a list of one repeated value is that value
 /// (RFC 9110 §8.6), anything else is invalid.
-fn content_length(headers: &[Header]) -> Option<Framing> {
-    let mut fields = headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("content-length"))
-        .peekable();
+fn content_length(headers: &Headers) -> Option<Framing> {
+    let mut fields = headers.values("content-length").peekable();
     fields.peek()?;
     let mut value: Option<u64> = None;
-    for element in fields.flat_map(|h| h.value.split(|&b| b == b',')) {
+    for element in fields.flat_map(|value| value.split(|&b| b == b',')) {
         let Some(length) = parse_decimal(trim_whitespace(element)) else {
             return Some(Framing::Invalid);
         };
@@ -353,12 +347,12 @@ impl BodyState {
 mod tests {
     use super::*;
 
-    fn head_with(headers: &[(&str, &str)]) -> Vec<Header> {
+    fn head_with(headers: &[(&str, &str)]) -> Headers {
         headers
             .iter()
-            .map(|(n, v)| Header {
-                name: (*n).into(),
-                value: v.as_bytes().to_vec(),
+            .map(|(name, value)| crate::http::Header {
+                name,
+                value: value.as_bytes(),
             })
             .collect()
     }

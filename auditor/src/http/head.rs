@@ -7,7 +7,7 @@
 //! protocol, the new protocol after an upgrade) are recognised after a few
 //! bytes instead of being buffered.
 
-use super::exchange::{Header, HttpVersion, RequestHead, ResponseHead};
+use super::exchange::{Headers, HttpVersion, RequestHead, ResponseHead};
 
 /// Which kind of message start a side sends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -448,14 +448,14 @@ fn http_version(minor: u8) -> Result<HttpVersion, HeadError> {
     }
 }
 
-fn owned_headers(headers: &[httparse::Header<'_>]) -> Vec<Header> {
-    headers
-        .iter()
-        .map(|h| Header {
-            name: h.name.to_owned(),
-            value: h.value.to_vec(),
-        })
-        .collect()
+fn owned_headers(headers: &[httparse::Header<'_>]) -> Headers {
+    let names_len = headers.iter().map(|h| h.name.len()).sum();
+    let values_len = headers.iter().map(|h| h.value.len()).sum();
+    let mut owned = Headers::with_capacity(headers.len(), names_len, values_len);
+    for h in headers {
+        owned.push(h.name, h.value);
+    }
+    owned
 }
 
 /// The reason phrase as sent (httparse drops one holding non-ASCII bytes).
@@ -521,10 +521,10 @@ mod tests {
             ("GET", "/x")
         );
         assert_eq!(
-            request.headers,
-            vec![Header {
-                name: "Host".into(),
-                value: b"a".to_vec()
+            request.headers.iter().collect::<Vec<_>>(),
+            vec![crate::http::Header {
+                name: "Host",
+                value: b"a"
             }]
         );
     }

@@ -46,7 +46,9 @@ use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 
 use connection::{Connection, Cx};
-pub use exchange::{Exchange, Header, HttpVersion, Quality, RequestHead, ResponseHead, Switched};
+pub use exchange::{
+    Exchange, Header, Headers, HttpVersion, Quality, RequestHead, ResponseHead, Switched,
+};
 use foldhash::fast::RandomState;
 
 use crate::reassembly::{ConnectionId, StreamEvent};

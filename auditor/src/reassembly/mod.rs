@@ -14,7 +14,7 @@ use lru::LruCache;
 
 use self::direction::{Chunk, Delivery, DirectionStream};
 pub use self::event::{CloseReason, ConnectionId, GapKind, StreamEvent};
-use crate::{addr::PackedAddr, segment::Segment};
+use crate::{addr::PackedAddr, segment::SegmentRef};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ReassemblyLimits {
@@ -148,21 +148,24 @@ impl Reassembler {
         connection.directions[connection.side_of(&key, src)].seq_of(offset)
     }
 
-    pub fn push(&mut self, segment: &Segment, emit: &mut Emit<'_>) {
+    pub fn push(&mut self, segment: &SegmentRef<'_>, emit: &mut Emit<'_>) {
         let key = ConnectionKey::new(segment.src, segment.dst);
         let (syn, ack) = (segment.flags.syn(), segment.flags.ack());
         if syn && !ack {
             self.close_if_reused(key, segment, emit);
         }
-        if !self.connections.contains(&key) {
-            if segment.payload_len == 0 && !syn {
-                // A lone ACK, FIN or RST of a connection we do not know.
-                return;
-            }
-            self.open(key, segment, emit);
-        }
         let limits = self.limits;
-        let connection = self.connections.get_mut(&key).expect("opened above");
+        let connection = match self.connections.get_mut(&key) {
+            Some(connection) => connection,
+            None => {
+                if segment.payload_len == 0 && !syn {
+                    // A lone ACK, FIN or RST of a connection we do not know.
+                    return;
+                }
+                self.open(key, segment, emit);
+                self.connections.get_mut(&key).expect("opened above")
+            }
+        };
         let before = connection.buffered();
         connection.last_seen_ns = segment.timestamp_ns;
         let side = connection.side_of(&key, segment.src);
@@ -199,12 +202,12 @@ impl Reassembler {
                     id: connection.id,
                     src: segment.src,
                     offset: data_start,
-                    bytes: &segment.data,
+                    bytes: segment.data,
                     timestamp_ns: segment.timestamp_ns,
                 });
-                stream.delivered_in_place(&segment.data, limits.recent_bytes);
+                stream.delivered_in_place(segment.data, limits.recent_bytes);
             } else {
-                conflicts.extend(stream.insert(data_start, Chunk::Data(segment.data.clone())));
+                conflicts.extend(stream.insert(data_start, Chunk::Data(segment.data.to_vec())));
             }
         }
         if segment.uncopied_tail > 0 {
@@ -306,7 +309,7 @@ impl Reassembler {
         }
     }
 
-    fn open(&mut self, key: ConnectionKey, segment: &Segment, emit: &mut Emit<'_>) {
+    fn open(&mut self, key: ConnectionKey, segment: &SegmentRef<'_>, emit: &mut Emit<'_>) {
         if self.connections.len() >= self.limits.max_connections {
             if let Some((&lru, _)) = self.connections.peek_lru() {
                 self.stats.connections_evicted += 1;
@@ -344,7 +347,12 @@ impl Reassembler {
 
     /// A SYN for a known connection with another initial sequence number
     /// starts a new connection on the same ports.
-    fn close_if_reused(&mut self, key: ConnectionKey, segment: &Segment, emit: &mut Emit<'_>) {
+    fn close_if_reused(
+        &mut self,
+        key: ConnectionKey,
+        segment: &SegmentRef<'_>,
+        emit: &mut Emit<'_>,
+    ) {
         let Some(connection) = self.connections.peek(&key) else {
             return;
         };

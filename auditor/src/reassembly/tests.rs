@@ -4,7 +4,7 @@ use auditor_common::tcp_flags::{ACK, FIN, PSH, RST, SYN};
 use proptest::prelude::*;
 
 use super::*;
-use crate::segment::TcpFlags;
+use crate::segment::{Segment, TcpFlags};
 
 const CLIENT_ISN: u32 = 1_000;
 const SERVER_ISN: u32 = 5_000;
@@ -113,7 +113,7 @@ impl Harness {
         self.clock = segment.timestamp_ns;
         let seen = &mut self.seen;
         self.reassembler
-            .push(&segment, &mut |event| seen.push(event.into()));
+            .push(&segment.borrowed(), &mut |event| seen.push(event.into()));
     }
 
     fn finish(&mut self) {

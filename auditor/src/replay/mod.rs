@@ -38,7 +38,7 @@ use pcap_parser::{
 pub use packet::SkipReason;
 pub use progress::{ReplayProgress, PROGRESS_MIN_BYTES};
 
-use crate::segment::Segment;
+use crate::segment::{Segment, SegmentRef};
 use input::{
     is_section_header, open_reader, read_error, section_header_len, BytesRead, LastReadError,
 };
@@ -175,9 +175,9 @@ impl CaptureFile {
         self.bytes_read.get()
     }
 
-    fn fail(&mut self, error: ReplayError) -> Option<Result<Segment, ReplayError>> {
+    fn fail(&mut self, error: ReplayError) -> ReplayError {
         self.finished = true;
-        Some(Err(error))
+        error
     }
 
     /// Makes room for, and reads, more of the block at `offset` that the
@@ -227,21 +227,37 @@ impl Iterator for CaptureFile {
     type Item = Result<Segment, ReplayError>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        self.next_with(|segment| segment.map(|segment| segment.to_owned_segment()))
+    }
+}
+
+impl CaptureFile {
+    /// The next segment, or the error that ends the file, handed to `f`
+    /// while its payload is still in the read buffer: no copy of it is made.
+    /// None once the file has ended.
+    pub fn next_with<R>(
+        &mut self,
+        f: impl FnOnce(Result<SegmentRef<'_>, ReplayError>) -> R,
+    ) -> Option<R> {
         while !self.finished {
             let offset = self.reader.consumed() as u64;
+            // `consume_noshift`: without the copy of the buffer's unread
+            // half that `consume` makes once half of it is read. `refill`
+            // shifts before it reads, moving only an incomplete last block.
             match self.reader.next() {
-                Ok((block_len, block)) => {
-                    let decoded = self.blocks.decode(block);
-                    self.reader.consume(block_len);
-                    match decoded {
-                        Ok(Some(segment)) => return Some(Ok(segment)),
-                        Ok(None) => {}
-                        Err(problem) => {
-                            let error = self.malformed(offset, problem);
-                            return self.fail(error);
-                        }
+                Ok((block_len, block)) => match self.blocks.decode(block) {
+                    Ok(Some(segment)) => {
+                        let result = f(Ok(segment));
+                        self.reader.consume_noshift(block_len);
+                        return Some(result);
                     }
-                }
+                    Ok(None) => self.reader.consume_noshift(block_len),
+                    Err(problem) => {
+                        self.reader.consume_noshift(block_len);
+                        let error = self.malformed(offset, problem);
+                        return Some(f(Err(self.fail(error))));
+                    }
+                },
                 Err(PcapError::Eof) => self.finished = true,
                 Err(PcapError::UnexpectedEof) => {
                     let buffered = self.reader.data();
@@ -254,16 +270,16 @@ impl Iterator for CaptureFile {
                             offset,
                         },
                     };
-                    return self.fail(error);
+                    return Some(f(Err(self.fail(error))));
                 }
                 Err(PcapError::Incomplete(_) | PcapError::BufferTooSmall) => {
                     if let Err(error) = self.read_more(offset) {
-                        return self.fail(error);
+                        return Some(f(Err(self.fail(error))));
                     }
                 }
                 Err(PcapError::ReadError) => {
                     let error = read_error(&self.path, &self.last_read_error);
-                    return self.fail(error);
+                    return Some(f(Err(self.fail(error))));
                 }
                 Err(other) => {
                     // Not `other`'s Display: it prints the whole buffer.
@@ -274,7 +290,7 @@ impl Iterator for CaptureFile {
                         _ => format!("pcap-parser rejects it ({other:?})"),
                     };
                     let error = self.malformed(offset, problem);
-                    return self.fail(error);
+                    return Some(f(Err(self.fail(error))));
                 }
             }
         }
@@ -334,7 +350,7 @@ struct Interface {
 impl BlockDecoder {
     /// A segment, nothing (a skipped packet, a block without packet), or what
     /// is wrong with the block.
-    fn decode(&mut self, block: PcapBlockOwned) -> Result<Option<Segment>, String> {
+    fn decode<'a>(&mut self, block: PcapBlockOwned<'a>) -> Result<Option<SegmentRef<'a>>, String> {
         match (&mut self.format, block) {
             (Format::Pcap(format), PcapBlockOwned::LegacyHeader(header)) => {
                 *format = PcapFormat {
@@ -383,7 +399,7 @@ impl BlockDecoder {
                     let units = (u64::from(epb.ts_high) << 32) | u64::from(epb.ts_low);
                     let packet = CapturedPacket {
                         link_type: interface.link_type,
-                        data: epb.packet_data(),
+                        data: leading(epb.data, epb.caplen),
                         orig_len: epb.origlen,
                         timestamp_ns: interface.timestamp_ns(units),
                         interface: section.first_interface_id.saturating_add(epb.if_id),
@@ -394,7 +410,7 @@ impl BlockDecoder {
                     let Some(interface) = section.interfaces.first() else {
                         return Ok(self.skip(SkipReason::UnknownInterface));
                     };
-                    let mut data = spb.packet_data();
+                    let mut data = leading(spb.data, spb.origlen);
                     if interface.snaplen != 0 {
                         data = &data[..data.len().min(interface.snaplen as usize)];
                     }
@@ -416,7 +432,7 @@ impl BlockDecoder {
         }
     }
 
-    fn packet(&mut self, packet: &CapturedPacket) -> Option<Segment> {
+    fn packet<'a>(&mut self, packet: &CapturedPacket<'a>) -> Option<SegmentRef<'a>> {
         self.stats.packets += 1;
         self.last_timestamp_ns = packet.timestamp_ns;
         match tcp_segment(packet) {
@@ -431,7 +447,7 @@ impl BlockDecoder {
         }
     }
 
-    fn skip(&mut self, reason: SkipReason) -> Option<Segment> {
+    fn skip<'a>(&mut self, reason: SkipReason) -> Option<SegmentRef<'a>> {
         self.stats.packets += 1;
         *self.stats.skipped.entry(reason).or_default() += 1;
         None
@@ -455,6 +471,13 @@ impl BlockDecoder {
         };
         Some(header_len + u64::from(length))
     }
+}
+
+/// The first `len` bytes of a packet block's data (which may have padding
+/// after them): pcap-parser's `packet_data`, but borrowing from the buffer
+/// rather than from the block value, so the segment can outlive the block.
+fn leading(data: &[u8], len: u32) -> &[u8] {
+    &data[..data.len().min(len as usize)]
 }
 
 /// Timestamp units per second for an `if_tsresol`: 10^-n seconds, or

@@ -12,7 +12,7 @@ use pcap_parser::{
     Linktype,
 };
 
-use crate::segment::{Segment, TcpFlags};
+use crate::segment::{Segment, SegmentRef, TcpFlags};
 
 /// Why a packet of a capture file did not become a segment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -68,7 +68,7 @@ pub(super) struct CapturedPacket<'a> {
 
 /// Decodes the packet's headers; the segment's payload is the captured part of
 /// the TCP payload, and `uncopied_tail` what the snapshot length cut off.
-pub(super) fn tcp_segment(packet: &CapturedPacket) -> Result<Segment, SkipReason> {
+pub(super) fn tcp_segment<'a>(packet: &CapturedPacket<'a>) -> Result<SegmentRef<'a>, SkipReason> {
     let sliced = slice_headers(packet)?;
     match &sliced.stop_err {
         // Broken headers of protocols other than IP and TCP: the packet is
@@ -162,7 +162,7 @@ pub(super) fn tcp_segment(packet: &CapturedPacket) -> Result<Segment, SkipReason
         flags: TcpFlags(tcp_flags_byte),
         payload_len,
         data_offset: 0,
-        data: captured.to_vec(),
+        data: captured,
         uncopied_tail: missing as u32,
         gated: false,
     })
@@ -231,6 +231,7 @@ mod tests {
             timestamp_ns: 5,
             interface: 2,
         })
+        .map(|segment| segment.to_owned_segment())
     }
 
     #[test]

@@ -576,7 +576,7 @@ pub(super) static UPGRADE_EARLY_DATA: Rule = Rule {
             early.bytes,
             offered(exchange)
         ));
-        Some(if offer.names("websocket") {
+        Some(if offer.names_websocket() {
             Violation {
                 severity: Some(Severity::Error),
                 ..violation

@@ -28,7 +28,7 @@ const SETTING_LEN: usize = 6;
 
 /// The request of an h2c offer.
 fn h2c_offer<'a>(exchange: &'a Exchange, offer: &Offer) -> Option<&'a RequestHead> {
-    exchange.request.as_ref().filter(|_| offer.names("h2c"))
+    exchange.request.as_ref().filter(|_| offer.names_h2c())
 }
 
 /// A 101 that switched to h2c.

@@ -148,13 +148,18 @@ pub fn find(id: &str) -> Option<&'static Rule> {
 /// start, an oversized or malformed head, or a conflicting overlap is left
 /// alone, and its capture quality says why.
 pub fn evaluate(exchange: &Exchange, context: &Context) -> Vec<Finding> {
+    evaluate_offer(exchange, &Offer::of(exchange), context)
+}
+
+/// [`evaluate`], with the exchange's offer already worked out (the events
+/// need it too).
+pub fn evaluate_offer(exchange: &Exchange, offer: &Offer, context: &Context) -> Vec<Finding> {
     if exchange.quality.impaired() || exchange.request.is_none() {
         return Vec::new();
     }
-    let offer = Offer::of(exchange);
     catalogue()
         .filter_map(|rule| {
-            let violation = (rule.check)(exchange, &offer, context)?;
+            let violation = (rule.check)(exchange, offer, context)?;
             Some(Finding {
                 rule,
                 severity: violation.severity.unwrap_or(rule.severity),

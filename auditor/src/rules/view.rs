@@ -11,6 +11,10 @@ pub struct Offer {
     pub is_offer: bool,
     /// The request's `Upgrade` elements, trimmed, as sent.
     pub protocols: Vec<String>,
+    /// `names("websocket")` and `names("h2c")`, which every rule of those
+    /// catalogues asks first.
+    websocket: bool,
+    h2c: bool,
 }
 
 impl Offer {
@@ -20,6 +24,8 @@ impl Offer {
             None => Offer {
                 is_offer: false,
                 protocols: Vec::new(),
+                websocket: false,
+                h2c: false,
             },
         }
     }
@@ -30,10 +36,25 @@ impl Offer {
             .filter(|element| !element.is_empty())
             .map(|element| String::from_utf8_lossy(element).into_owned())
             .collect();
-        Offer {
+        let mut offer = Offer {
             is_offer: request.is_upgrade_offer(),
             protocols,
-        }
+            websocket: false,
+            h2c: false,
+        };
+        offer.websocket = offer.names("websocket");
+        offer.h2c = offer.names("h2c");
+        offer
+    }
+
+    /// `self.names("websocket")`, worked out once.
+    pub fn names_websocket(&self) -> bool {
+        self.websocket
+    }
+
+    /// `self.names("h2c")`, worked out once.
+    pub fn names_h2c(&self) -> bool {
+        self.h2c
     }
 
     /// Whether the offer names `name` (protocol name only, case-insensitive).

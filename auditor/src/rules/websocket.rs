@@ -83,7 +83,7 @@ fn websocket_offer<'a>(exchange: &'a Exchange, offer: &Offer) -> Option<&'a Requ
     exchange
         .request
         .as_ref()
-        .filter(|_| offer.names("websocket"))
+        .filter(|_| offer.names_websocket())
 }
 
 /// A WebSocket offer and the 101 that accepted it.
