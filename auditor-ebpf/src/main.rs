@@ -62,7 +62,7 @@ pub fn capture_egress(ctx: TcContext) -> i32 {
 #[inline(always)]
 fn capture(ctx: &TcContext, direction: Direction) {
     count(Counter::PacketsSeen, 1);
-    let segment = match parse_tcp_segment(ctx) {
+    let segment = match parse_tcp_segment(ctx, is_watched) {
         Ok(Some(segment)) => segment,
         Ok(None) => return,
         Err(skip) => {
@@ -71,20 +71,40 @@ fn capture(ctx: &TcContext, direction: Direction) {
             return;
         }
     };
-    if !is_watched(segment.header.src_port) && !is_watched(segment.header.dst_port) {
-        return;
-    }
     count(Counter::SegmentsMatched, 1);
     let reportable_flags = auditor_common::tcp_flags::SYN
         | auditor_common::tcp_flags::FIN
         | auditor_common::tcp_flags::RST;
-    if segment.header.payload_len == 0 && segment.header.tcp_flags & reportable_flags == 0 {
+    if segment.payload_len == 0 && segment.tcp_flags & reportable_flags == 0 {
         return;
     }
-    let mut header = segment.header;
-    header.direction = direction as u8;
-    header.ifindex = unsafe { (*ctx.skb.skb).ifindex };
-    header.timestamp_ns = unsafe { bpf_ktime_get_ns() };
+    let (ip_version, addresses) = match segment.addresses.read(ctx) {
+        Ok(read) => read,
+        Err(skip) => {
+            count(skip.counter(), 1);
+            return;
+        }
+    };
+    // Same 32 bytes, split in two. Nothing here zeroes or copies byte arrays:
+    // on BPF that compiles to byte-by-byte loops (memset, memcpy).
+    let [src_addr, dst_addr]: [[u8; 16]; 2] = unsafe { core::mem::transmute(addresses) };
+    let mut header = RecordHeader {
+        timestamp_ns: unsafe { bpf_ktime_get_ns() },
+        ifindex: unsafe { (*ctx.skb.skb).ifindex },
+        seq: segment.seq,
+        ack: segment.ack,
+        payload_len: segment.payload_len,
+        data_offset: 0,
+        data_len: 0,
+        src_addr,
+        dst_addr,
+        src_port: segment.src_port,
+        dst_port: segment.dst_port,
+        ip_version,
+        direction: direction as u8,
+        tcp_flags: segment.tcp_flags,
+        record_flags: 0,
+    };
     let copy_from = payload_copy_start(&header);
     if copy_from > 0 {
         header.record_flags |= record_flags::GATED;
