@@ -77,12 +77,6 @@ impl Sink for Discard {
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
-    fn reopen(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-    fn dropped(&self) -> u64 {
-        0
-    }
 }
 
 fn segment(

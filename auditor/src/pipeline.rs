@@ -357,9 +357,6 @@ mod tests {
         fn flush(&mut self) -> io::Result<()> {
             Ok(())
         }
-        fn reopen(&mut self) -> io::Result<()> {
-            Ok(())
-        }
         fn dropped(&self) -> u64 {
             self.dropped
         }

@@ -26,11 +26,17 @@ pub trait Sink {
     fn exchange(&mut self, exchange: &Exchange) -> io::Result<()>;
     /// The end of a batch: whatever is buffered should reach its destination.
     fn flush(&mut self) -> io::Result<()>;
-    /// SIGHUP: files are opened again at their paths, after logrotate moved them.
-    fn reopen(&mut self) -> io::Result<()>;
+    /// SIGHUP: files are opened again at their paths, after logrotate moved
+    /// them. A sink without files has nothing to do.
+    fn reopen(&mut self) -> io::Result<()> {
+        Ok(())
+    }
     /// Events dropped so far because a destination could not keep up or
-    /// failed, for `loss` events.
-    fn dropped(&self) -> u64;
+    /// failed, for `loss` events. A sink that returns its write errors drops
+    /// nothing.
+    fn dropped(&self) -> u64 {
+        0
+    }
 }
 
 /// How events are written for a stream.
@@ -76,15 +82,5 @@ impl<W: Write> Sink for LineWriter<W> {
 
     fn flush(&mut self) -> io::Result<()> {
         self.writer.flush()
-    }
-
-    /// A stream has no path to open again.
-    fn reopen(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-
-    /// Write errors are returned, not dropped.
-    fn dropped(&self) -> u64 {
-        0
     }
 }
