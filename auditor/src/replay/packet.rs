@@ -224,8 +224,13 @@ mod tests {
     }
 
     fn raw(data: &[u8], orig_len: u32) -> Result<Segment, SkipReason> {
+        captured(Linktype::RAW, data, orig_len)
+    }
+
+    /// `data` as a capture file of `link_type` hands it over.
+    fn captured(link_type: Linktype, data: &[u8], orig_len: u32) -> Result<Segment, SkipReason> {
         tcp_segment(&CapturedPacket {
-            link_type: Linktype::RAW,
+            link_type,
             data,
             orig_len,
             timestamp_ns: 5,
@@ -314,22 +319,9 @@ mod tests {
         frame.extend([0; 8]);
         frame.extend(0x0800u16.to_be_bytes());
         frame.extend(ipv4_tcp(45, b"hello"));
-        let segment = tcp_segment(&CapturedPacket {
-            link_type: Linktype::LINUX_SLL,
-            data: &frame,
-            orig_len: frame.len() as u32,
-            timestamp_ns: 0,
-            interface: 0,
-        })
-        .unwrap();
+        let segment = captured(Linktype::LINUX_SLL, &frame, frame.len() as u32).unwrap();
         assert_eq!(segment.data, b"hello");
-        let short = tcp_segment(&CapturedPacket {
-            link_type: Linktype::LINUX_SLL,
-            data: &frame[..12],
-            orig_len: frame.len() as u32,
-            timestamp_ns: 0,
-            interface: 0,
-        });
+        let short = captured(Linktype::LINUX_SLL, &frame[..12], frame.len() as u32);
         assert_eq!(short, Err(SkipReason::TruncatedHeaders));
     }
 
@@ -337,27 +329,14 @@ mod tests {
     fn bsd_loopback_header() {
         let mut frame = 2u32.to_le_bytes().to_vec();
         frame.extend(ipv4_tcp(45, b"hello"));
-        let segment = tcp_segment(&CapturedPacket {
-            link_type: Linktype::NULL,
-            data: &frame,
-            orig_len: frame.len() as u32,
-            timestamp_ns: 0,
-            interface: 0,
-        })
-        .unwrap();
+        let segment = captured(Linktype::NULL, &frame, frame.len() as u32).unwrap();
         assert_eq!(segment.data, b"hello");
     }
 
     #[test]
     fn unknown_link_type_is_skipped() {
         let packet = ipv4_tcp(45, b"hello");
-        let result = tcp_segment(&CapturedPacket {
-            link_type: Linktype(147),
-            data: &packet,
-            orig_len: 45,
-            timestamp_ns: 0,
-            interface: 0,
-        });
+        let result = captured(Linktype(147), &packet, 45);
         assert_eq!(result, Err(SkipReason::UnsupportedLinkType));
     }
 }
