@@ -13,6 +13,7 @@ mod frames;
 #[path = "../tests/support/pcap_writer.rs"]
 mod pcap_writer;
 
+use base64::{prelude::BASE64_STANDARD, Engine as _};
 use std::{
     fs::File,
     io::{BufWriter, Write},
@@ -246,7 +247,11 @@ fn upgrade_exchange(conversation: &mut Conversation, rng: &mut Rng) -> Option<Pr
     let declined = rng.chance(5);
     match rng.below(3) {
         0 => {
-            let key = format!("dGhlIHNhbXBsZSBub25jZS{:02}==", rng.below(100));
+            let nonce: Vec<u8> = [rng.next(), rng.next()]
+                .iter()
+                .flat_map(|half| half.to_le_bytes())
+                .collect();
+            let key = BASE64_STANDARD.encode(nonce);
             conversation.client_sends(
                 format!(
                     "GET /socket HTTP/1.1\r\nHost: app.example\r\nUpgrade: websocket\r\n\

@@ -1,5 +1,7 @@
 //! From an exchange and its findings to `handshake` and `alert` events.
 
+use std::sync::Arc;
+
 use super::{
     community_id, http::HttpRecord, redact::Redactor, Alert, AlertEvent, CaptureRecord, Event,
     EventBody, Flow, Handshake, HandshakeEvent, HandshakeOutcome, RedactionAllowlist,
@@ -60,19 +62,17 @@ pub fn events_for_offer(
             interval_s: None,
         })
     });
-    let mut subjects: Vec<Subject> = handshake(exchange, offer, findings, &redactor)
+    let subjects: Vec<Subject> = handshake(exchange, offer, findings, &redactor)
         .map(Subject::Handshake)
         .into_iter()
         .chain(alerts)
         .collect();
-    let Some(last) = subjects.pop() else {
-        return Vec::new();
-    };
     let timestamp_ns = exchange
         .response_ns
         .or(exchange.request_ns)
         .unwrap_or_default();
-    let flow = Flow {
+    // An exchange's events all show the same flow and request: they share one copy.
+    let flow = Arc::new(Flow {
         src_ip: exchange.client.ip(),
         src_port: exchange.client.port(),
         dest_ip: exchange.server.ip(),
@@ -80,34 +80,30 @@ pub fn events_for_offer(
         community_id: community_id::tcp(exchange.client, exchange.server),
         interface: context.interface.map(str::to_owned),
         role: context.role,
-    };
-    let http = HttpRecord::of(exchange, &redactor);
+    });
+    let http = Arc::new(HttpRecord::of(exchange, &redactor));
     let capture = CaptureRecord::from(exchange.quality);
-    let event = |subject: Subject, flow: Flow, http: HttpRecord| {
-        let body = match subject {
-            Subject::Handshake(handshake) => EventBody::Handshake(HandshakeEvent {
-                flow,
-                http,
-                capture,
-                handshake,
-            }),
-            Subject::Alert(alert) => EventBody::Alert(AlertEvent {
-                flow,
-                http,
-                capture,
-                alert,
-            }),
-        };
-        Event::new(timestamp_ns, context.host, body)
-    };
-    // Each event carries the same `flow` and `http`: copies for all but the
-    // last, which takes them.
-    let mut events = Vec::with_capacity(subjects.len() + 1);
-    for subject in subjects {
-        events.push(event(subject, flow.clone(), http.clone()));
-    }
-    events.push(event(last, flow, http));
-    events
+    subjects
+        .into_iter()
+        .map(|subject| {
+            let (flow, http) = (Arc::clone(&flow), Arc::clone(&http));
+            let body = match subject {
+                Subject::Handshake(handshake) => EventBody::Handshake(HandshakeEvent {
+                    flow,
+                    http,
+                    capture,
+                    handshake,
+                }),
+                Subject::Alert(alert) => EventBody::Alert(AlertEvent {
+                    flow,
+                    http,
+                    capture,
+                    alert,
+                }),
+            };
+            Event::new(timestamp_ns, context.host, body)
+        })
+        .collect()
 }
 
 /// What one event of an exchange is about.

@@ -19,7 +19,7 @@ mod redact;
 #[cfg(test)]
 mod tests;
 
-use std::net::IpAddr;
+use std::{net::IpAddr, sync::Arc};
 
 use serde::{Serialize, Serializer};
 
@@ -62,16 +62,16 @@ pub enum EventBody {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct AlertEvent {
-    pub flow: Flow,
-    pub http: HttpRecord,
+    pub flow: Arc<Flow>,
+    pub http: Arc<HttpRecord>,
     pub capture: CaptureRecord,
     pub alert: Alert,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct HandshakeEvent {
-    pub flow: Flow,
-    pub http: HttpRecord,
+    pub flow: Arc<Flow>,
+    pub http: Arc<HttpRecord>,
     pub capture: CaptureRecord,
     pub handshake: Handshake,
 }

@@ -199,6 +199,8 @@ fn summary(settings: &RateLimitSettings, interval: Interval) -> Option<Event> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
     use crate::{
         events::{events_for, EventContext, RedactionAllowlist},
@@ -237,7 +239,7 @@ mod tests {
         let mut event = events_for(&exchange, &[finding], &context).remove(0);
         event.timestamp_ns = at_ns;
         if let EventBody::Alert(alert_event) = &mut event.body {
-            alert_event.flow.dest_port = server_port;
+            Arc::make_mut(&mut alert_event.flow).dest_port = server_port;
         }
         event
     }
