@@ -19,7 +19,7 @@ use anyhow::{bail, Context as _, Result};
 use lab::{netns::NetNs, ProxyLab};
 use nix::{
     sys::signal::{self, SaFlags, SigAction, SigHandler, SigSet, Signal},
-    unistd::Pid,
+    unistd::{sysconf, Pid, SysconfVar},
 };
 use serde_json::Value;
 
@@ -85,6 +85,26 @@ impl RunningAuditor {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The CPU time it has used so far, user and system, all threads
+    /// together (proc(5): `utime` and `stime`, in clock ticks).
+    pub fn cpu_time(&self) -> Result<Duration> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))
+            .context("the auditor is not running")?;
+        // The command name, in parentheses, may hold spaces: count the
+        // fields after it, the state (field 3) first.
+        let (_, after_name) = stat
+            .rsplit_once(')')
+            .context("no command name in its stat")?;
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        let field = |number: usize| -> Result<u64> {
+            let text = fields.get(number - 3).context("a short stat line")?;
+            Ok(text.parse()?)
+        };
+        let ticks = field(14)? + field(15)?;
+        let ticks_per_sec = sysconf(SysconfVar::CLK_TCK)?.context("no clock tick rate")?;
+        Ok(Duration::from_secs_f64(ticks as f64 / ticks_per_sec as f64))
     }
 
     /// Everything it logged; call it after [`Self::stop`], as it waits for

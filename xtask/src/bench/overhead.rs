@@ -18,7 +18,8 @@ pub const BENCHMARK: Benchmark = Benchmark {
             alternating which goes first; 5 rounds of 2 × 10 s (--quick: 2 × 2 × 5 s) after a \
             2 s warm-up. The daemon is started before and stopped after each run with it. \
             Figures are medians across rounds; the baseline is the runs without the daemon. \
-            Targets: throughput ratio at least 0.98, p99 latency ratio at most 1.05.",
+            The daemon's own CPU share during its runs is reported beside them. Targets: \
+            throughput ratio at least 0.98, p99 latency ratio at most 1.05.",
     needs_root: true,
     run,
 };
@@ -53,6 +54,8 @@ fn run(context: &mut Context) -> Result<Vec<BenchResult>> {
     wrk(context, &lab, WARM_UP_SECS)?;
     let (mut with, mut without) = (Vec::new(), Vec::new());
     let mut errors = Vec::new();
+    // The daemon's share of one core during each run with it.
+    let mut daemon_cpu_shares = Vec::new();
     for round in 0..rounds {
         // Alternating which goes first evens out drift in the machine's load.
         let order = if round % 2 == 0 {
@@ -67,8 +70,11 @@ fn run(context: &mut Context) -> Result<Vec<BenchResult>> {
             } else {
                 None
             };
+            let cpu_at_start = daemon.as_ref().map(|d| d.cpu_time()).transpose()?;
             let measured = wrk(context, &lab, secs)?;
-            if let Some(daemon) = daemon.as_mut() {
+            if let (Some(daemon), Some(cpu_at_start)) = (daemon.as_mut(), cpu_at_start) {
+                let used = daemon.cpu_time()?.saturating_sub(cpu_at_start);
+                daemon_cpu_shares.push(used.as_secs_f64() / secs as f64);
                 daemon.stop()?;
             }
             errors.extend(measured.errors.iter().cloned());
@@ -122,6 +128,24 @@ fn run(context: &mut Context) -> Result<Vec<BenchResult>> {
                 shown_ms(&p99_with),
                 shown_ms(&p99_without)
             )),
+        BenchResult::new(
+            "overhead.daemon_cpu",
+            median(&daemon_cpu_shares) * 100.0,
+            "% of a core",
+        )
+        .note(format!(
+            "no baseline; the daemon's CPU time (user and system, all threads, from \
+             /proc/PID/stat) over each run with it, as a share of one core, median of \
+             {rounds}: {}. wrk, nginx and its backend keep this machine's {} cores busy, so \
+             this share is taken from them; the TC program's own cost is in the kernel \
+             benchmark",
+            daemon_cpu_shares
+                .iter()
+                .map(|share| format!("{:.1}%", share * 100.0))
+                .collect::<Vec<_>>()
+                .join(" "),
+            std::thread::available_parallelism().map_or(0, usize::from)
+        )),
     ])
 }
 
