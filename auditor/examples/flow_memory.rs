@@ -149,7 +149,9 @@ fn main() {
                 b"",
             ),
         ] {
-            pipeline.accept(Ok(segment)).expect("the sink never fails");
+            pipeline
+                .accept_segment(segment.borrowed())
+                .expect("the sink never fails");
         }
     }
     let held = BYTES.load(Relaxed) - bytes;

@@ -11,7 +11,7 @@ use crate::{
     reassembly::{ConnectionId, Emit, Reassembler, ReassemblyLimits, ReassemblyStats, StreamEvent},
     reporter::{KernelLoss, ReportSettings, Reporter},
     rules::Severity,
-    segment::{DecodeError, Segment, SegmentRef},
+    segment::{DecodeError, SegmentRef},
 };
 
 /// How often, in capture time, idle connections and post-switch waits are checked.
@@ -108,7 +108,7 @@ impl<S: Sink> Pipeline<S> {
         }
     }
 
-    pub fn accept(&mut self, record: Result<Segment, DecodeError>) -> io::Result<()> {
+    pub fn accept(&mut self, record: Result<SegmentRef<'_>, DecodeError>) -> io::Result<()> {
         let segment = match record {
             Ok(segment) => segment,
             Err(error) => {
@@ -117,11 +117,12 @@ impl<S: Sink> Pipeline<S> {
                 return Ok(());
             }
         };
-        self.accept_segment(segment.borrowed())
+        self.accept_segment(segment)
     }
 
-    /// [`Self::accept`] for a decoded segment whose payload is borrowed (a
-    /// capture file's buffer): the reassembler copies only what it keeps.
+    /// [`Self::accept`] for a decoded segment. Its payload is borrowed (from
+    /// the ring buffer or a capture file's buffer): the reassembler copies
+    /// only what it keeps.
     pub fn accept_segment(&mut self, segment: SegmentRef<'_>) -> io::Result<()> {
         self.stats.segments += 1;
         tracing::debug!(

@@ -93,10 +93,11 @@ pub enum DecodeError {
     Direction(u8),
 }
 
-impl Segment {
-    /// Decodes a kernel record; `clock_offset_ns` turns the kernel's
-    /// CLOCK_MONOTONIC timestamp into Unix time.
-    pub fn decode(record: &[u8], clock_offset_ns: u64) -> Result<Segment, DecodeError> {
+impl<'a> SegmentRef<'a> {
+    /// Decodes a kernel record, its payload borrowed from it;
+    /// `clock_offset_ns` turns the kernel's CLOCK_MONOTONIC timestamp into
+    /// Unix time.
+    pub fn decode(record: &'a [u8], clock_offset_ns: u64) -> Result<SegmentRef<'a>, DecodeError> {
         if record.len() < RECORD_HEADER_LEN {
             return Err(DecodeError::ShortRecord(record.len()));
         }
@@ -132,7 +133,7 @@ impl Segment {
             other => return Err(DecodeError::Direction(other)),
         };
         let data_start = RECORD_HEADER_LEN;
-        let data = record[data_start..data_start + header.data_len as usize].to_vec();
+        let data = &record[data_start..data_start + header.data_len as usize];
         let uncopied_tail = if header.record_flags & record_flags::TRUNCATED != 0 {
             header.payload_len - data_end as u32
         } else {
@@ -154,7 +155,9 @@ impl Segment {
             gated: header.record_flags & record_flags::GATED != 0,
         })
     }
+}
 
+impl Segment {
     /// The same segment, its payload borrowed.
     pub fn borrowed(&self) -> SegmentRef<'_> {
         self.with_data(&self.data)
@@ -203,7 +206,7 @@ mod tests {
     use super::*;
 
     fn decode(record: &[u8]) -> Result<Segment, DecodeError> {
-        Segment::decode(record, 1_000)
+        SegmentRef::decode(record, 1_000).map(|segment| segment.to_owned_segment())
     }
 
     fn record(header: RecordHeader, data: &[u8]) -> Vec<u8> {

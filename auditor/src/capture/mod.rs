@@ -24,7 +24,7 @@ use tokio::io::unix::AsyncFd;
 
 pub use self::interfaces::Interface;
 use self::privileges::Capability;
-use crate::segment::{DecodeError, Segment};
+use crate::segment::{DecodeError, SegmentRef};
 
 /// The kernel program, built by `auditor/build.rs`.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/auditor"));
@@ -377,36 +377,28 @@ pub struct SegmentReader {
 
 impl SegmentReader {
     /// Waits until the kernel program wakes the reader (many records wait)
-    /// or [`RING_POLL`] passed, then decodes every record available into
-    /// `out`.
-    pub async fn read(
-        &mut self,
-        out: &mut Vec<Result<Segment, DecodeError>>,
-    ) -> std::io::Result<()> {
-        match tokio::time::timeout(RING_POLL, self.ring.readable_mut()).await {
-            Ok(guard) => {
-                let mut guard = guard?;
-                decode_all(guard.get_inner_mut(), self.clock_offset_ns, out);
-                guard.clear_ready();
-            }
-            Err(_polled) => self.drain(out),
+    /// or [`RING_POLL`] passed; [`Self::drain`] then takes what waits.
+    pub async fn wait(&mut self) -> std::io::Result<()> {
+        if let Ok(guard) = tokio::time::timeout(RING_POLL, self.ring.readable_mut()).await {
+            // Records that come after this are found by the next wait: a
+            // wake-up, or the next poll.
+            guard?.clear_ready();
         }
         Ok(())
     }
 
-    /// Decodes the records already waiting, without blocking.
-    pub fn drain(&mut self, out: &mut Vec<Result<Segment, DecodeError>>) {
-        decode_all(self.ring.get_mut(), self.clock_offset_ns, out);
-    }
-}
-
-fn decode_all(
-    ring: &mut RingBuf<MapData>,
-    clock_offset_ns: u64,
-    out: &mut Vec<Result<Segment, DecodeError>>,
-) {
-    while let Some(record) = ring.next() {
-        out.push(Segment::decode(&record, clock_offset_ns));
+    /// Hands every record waiting to `accept`, decoded, its payload
+    /// borrowed from the ring buffer (freed for the kernel once `accept`
+    /// returns); stops at the first error `accept` returns.
+    pub fn drain<E>(
+        &mut self,
+        mut accept: impl FnMut(Result<SegmentRef<'_>, DecodeError>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let ring = self.ring.get_mut();
+        while let Some(record) = ring.next() {
+            accept(SegmentRef::decode(&record, self.clock_offset_ns))?;
+        }
+        Ok(())
     }
 }
 

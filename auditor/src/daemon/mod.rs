@@ -17,14 +17,15 @@ use tokio::{
 pub use self::reload::ConfigSource;
 use crate::{
     capabilities::{self, PrivilegeError},
-    capture::{flow_key, interfaces::Interface, Capture, CaptureError, CaptureOptions},
+    capture::{
+        flow_key, interfaces::Interface, Capture, CaptureError, CaptureOptions, SegmentReader,
+    },
     config::{Config, ReportingSettings},
     http::HttpLimits,
     metrics::{self, MetricsListener},
     output::Sink,
     pipeline::{GateCommand, Pipeline},
     reporter::{KernelLoss, ReportSettings, Reporter},
-    segment::{DecodeError, Segment},
 };
 
 /// How often idle connections are expired.
@@ -121,7 +122,6 @@ pub async fn run<S: Sink>(
         config,
         capture,
     };
-    let mut batch = Vec::new();
     let stop_signal = loop {
         tokio::select! {
             _ = sigint.recv() => break "SIGINT",
@@ -129,14 +129,13 @@ pub async fn run<S: Sink>(
             _ = sighup.recv() => {
                 // What was captured before the signal is judged by the
                 // configuration in force then.
-                reader.drain(&mut batch);
-                running.accept(&mut batch)?;
+                running.accept(&mut reader)?;
                 running.reload()?;
                 running.reopen_outputs();
             }
-            read = reader.read(&mut batch) => {
-                read?;
-                running.accept(&mut batch)?;
+            waited = reader.wait() => {
+                waited?;
+                running.accept(&mut reader)?;
             }
             _ = housekeeping.tick() => running.housekeeping()?,
             _ = running.loss_timer.tick() => running.report_loss(tracing::Level::DEBUG)?,
@@ -151,8 +150,7 @@ pub async fn run<S: Sink>(
             }
         }
     };
-    reader.drain(&mut batch);
-    running.accept(&mut batch)?;
+    running.accept(&mut reader)?;
     running.pipeline.finish()?;
     running.report_loss(tracing::Level::INFO)?;
     let interfaces = running.capture.attachments().len();
@@ -166,10 +164,9 @@ pub async fn run<S: Sink>(
 }
 
 impl<S: Sink> Running<S> {
-    fn accept(&mut self, batch: &mut Vec<Result<Segment, DecodeError>>) -> Result<(), DaemonError> {
-        for record in batch.drain(..) {
-            self.pipeline.accept(record)?;
-        }
+    /// Every record waiting in the ring buffer, then the gates they call for.
+    fn accept(&mut self, reader: &mut SegmentReader) -> Result<(), DaemonError> {
+        reader.drain(|record| self.pipeline.accept(record))?;
         self.pipeline.flush()?;
         self.apply_gates()
     }

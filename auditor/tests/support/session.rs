@@ -46,11 +46,13 @@ impl Session {
     pub fn records(&mut self) -> Vec<Segment> {
         thread::sleep(Duration::from_millis(100));
         let mut decoded = Vec::new();
-        self.reader.drain(&mut decoded);
+        self.reader
+            .drain(|record| {
+                decoded.push(record.expect("every record decodes").to_owned_segment());
+                Ok::<_, std::convert::Infallible>(())
+            })
+            .expect("nothing fails");
         decoded
-            .into_iter()
-            .map(|record| record.expect("every record decodes"))
-            .collect()
     }
 
     pub fn counters(&self) -> BTreeMap<Counter, u64> {
