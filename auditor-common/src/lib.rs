@@ -33,7 +33,12 @@ pub const PAYLOAD_GATES_MAX: u32 = 65_536;
 
 /// Names of the maps and programs in the object, shared so neither side can drift.
 pub const MAP_WATCHED_PORTS: &str = "WATCHED_PORTS";
+/// One entry, a [`PortFilter`] of the ports in `WATCHED_PORTS`.
+pub const MAP_PORT_FILTER: &str = "PORT_FILTER";
 pub const MAP_PAYLOAD_GATES: &str = "PAYLOAD_GATES";
+/// One entry: [`GATES_ACTIVE`] while userspace may have gates in
+/// `PAYLOAD_GATES`, 0 while it has none and the kernel skips the lookup.
+pub const MAP_GATES_ACTIVE: &str = "GATES_ACTIVE";
 pub const MAP_COUNTERS: &str = "COUNTERS";
 pub const MAP_SEGMENTS: &str = "SEGMENTS";
 pub const PROGRAM_INGRESS: &str = "capture_ingress";
@@ -60,8 +65,47 @@ pub const fn wakeup_after_bytes(ring_buffer_bytes: u32) -> u32 {
     }
 }
 
+/// Value of `GATES_ACTIVE`'s entry while userspace may have gates in
+/// `PAYLOAD_GATES`. Userspace sets it before it puts the first gate there,
+/// and clears it after it removed the last.
+pub const GATES_ACTIVE: u32 = 1;
+
 /// Value stored in `WATCHED_PORTS` for a watched port (0 means not watched).
 pub const PORT_WATCHED: u8 = 1;
+
+/// A one-cache-line summary of the watched ports, which the kernel program
+/// reads before `WATCHED_PORTS`: a port whose bit (its number modulo
+/// [`PortFilter::BITS`]) is clear is not watched, and the table, where an
+/// ephemeral port's entry is a cache miss, is left alone. A set bit only
+/// means "maybe": the table decides. Userspace writes the table first, then
+/// this filter, from the whole set of watched ports.
+#[repr(C, align(64))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PortFilter {
+    pub words: [u64; 8],
+}
+
+impl PortFilter {
+    pub const BITS: u16 = 512;
+
+    /// The filter of `ports`.
+    pub fn of(ports: impl IntoIterator<Item = u16>) -> PortFilter {
+        let mut filter = PortFilter::default();
+        for port in ports {
+            let bit = port % Self::BITS;
+            filter.words[(bit / 64) as usize] |= 1 << (bit % 64);
+        }
+        filter
+    }
+
+    /// False when `port` is certainly not watched.
+    #[inline(always)]
+    pub fn may_contain(&self, port: u16) -> bool {
+        let bit = port % Self::BITS;
+        // The index is below 8 by construction; the mask lets the verifier see it.
+        (self.words[(bit / 64) as usize & 7] >> (bit % 64)) & 1 != 0
+    }
+}
 
 /// TCP header flag bits, as on the wire.
 pub mod tcp_flags {
@@ -215,4 +259,25 @@ mod pod {
     // SAFETY: plain-old-data structs with explicit padding and no pointers.
     unsafe impl aya::Pod for super::FlowKey {}
     unsafe impl aya::Pod for super::PayloadGate {}
+    unsafe impl aya::Pod for super::PortFilter {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PortFilter;
+
+    #[test]
+    fn port_filter_holds_its_ports_and_few_others() {
+        let ports = [80, 443, 8080, 9000, 65535, 0];
+        let filter = PortFilter::of(ports);
+        for port in ports {
+            assert!(filter.may_contain(port), "{port}");
+        }
+        // Ports sharing a bit with one of them pass too; the table decides.
+        assert!(filter.may_contain(8080 + PortFilter::BITS));
+        let passing = (0..=u16::MAX).filter(|&p| filter.may_contain(p)).count();
+        assert_eq!(passing, ports.len() * (65536 / PortFilter::BITS as usize));
+        assert!(!PortFilter::default().may_contain(8080));
+        assert!(!filter.may_contain(8081));
+    }
 }

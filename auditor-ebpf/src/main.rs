@@ -7,9 +7,10 @@
 mod headers;
 
 use auditor_common::{
-    gate_mode, record_flags, wakeup_after_bytes, Counter, Direction, FlowKey, PayloadGate, Record,
-    RecordHeader, PAYLOAD_GATES_MAX, PORT_TABLE_LEN, PORT_WATCHED, RECORDS_PER_SEGMENT_MAX,
-    RECORD_DATA_MAX, RING_BUFFER_BYTES, SEGMENT_CAPTURE_MAX, SMALL_RECORD_DATA,
+    gate_mode, record_flags, wakeup_after_bytes, Counter, Direction, FlowKey, PayloadGate,
+    PortFilter, Record, RecordHeader, GATES_ACTIVE as ACTIVE, PAYLOAD_GATES_MAX, PORT_TABLE_LEN,
+    PORT_WATCHED, RECORDS_PER_SEGMENT_MAX, RECORD_DATA_MAX, RING_BUFFER_BYTES, SEGMENT_CAPTURE_MAX,
+    SMALL_RECORD_DATA,
 };
 use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
@@ -29,9 +30,18 @@ const TC_ACT_UNSPEC: i32 = -1;
 #[map]
 static WATCHED_PORTS: Array<u8> = Array::with_max_entries(PORT_TABLE_LEN, 0);
 
+/// The summary of `WATCHED_PORTS` read first; see `PortFilter`.
+#[map]
+static PORT_FILTER: Array<PortFilter> = Array::with_max_entries(1, 0);
+
 #[map]
 static PAYLOAD_GATES: LruHashMap<FlowKey, PayloadGate> =
     LruHashMap::with_max_entries(PAYLOAD_GATES_MAX, 0);
+
+/// `ACTIVE` while userspace may have gates in `PAYLOAD_GATES`; see
+/// `payload_copy_start`.
+#[map]
+static GATES_ACTIVE: Array<u32> = Array::with_max_entries(1, 0);
 
 #[map]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Counter::COUNT, 0);
@@ -112,14 +122,27 @@ fn capture(ctx: &TcContext, direction: Direction) {
     emit_records(ctx, &segment, header, copy_from);
 }
 
+/// The filter first: one cache line, warm, that rules out nearly every
+/// port that is not watched, where the table's entry for an ephemeral port
+/// is usually a cache miss.
 #[inline(always)]
 fn is_watched(port: u16) -> bool {
-    matches!(WATCHED_PORTS.get(port as u32), Some(&PORT_WATCHED))
+    PORT_FILTER
+        .get(0)
+        .is_some_and(|filter| filter.may_contain(port))
+        && matches!(WATCHED_PORTS.get(port as u32), Some(&PORT_WATCHED))
 }
 
 /// Where copying of this segment's payload starts, after the flow's gate.
 #[inline(always)]
 fn payload_copy_start(header: &RecordHeader) -> u32 {
+    // Nothing to copy, or no gate anywhere: nothing to look up. The lookup
+    // is a hash and a bucket read in a large table, a cache miss for most
+    // packets. A gate whose resume point a segment without payload passes
+    // goes with the next payload.
+    if header.payload_len == 0 || !matches!(GATES_ACTIVE.get(0), Some(&ACTIVE)) {
+        return 0;
+    }
     let key = FlowKey {
         src_addr: header.src_addr,
         dst_addr: header.dst_addr,

@@ -5,15 +5,16 @@ pub mod interfaces;
 pub mod privileges;
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet, HashSet},
     net::{IpAddr, SocketAddr},
     time::Duration,
 };
 
 use auditor_common::{
-    gate_mode, wakeup_after_bytes, Counter, FlowKey, PayloadGate, GLOBAL_MAX_PAYLOAD_PER_SEGMENT,
-    GLOBAL_WAKEUP_AFTER_BYTES, MAP_COUNTERS, MAP_PAYLOAD_GATES, MAP_SEGMENTS, MAP_WATCHED_PORTS,
-    PORT_WATCHED, PROGRAM_EGRESS, PROGRAM_INGRESS, RING_BUFFER_BYTES, SEGMENT_CAPTURE_MAX,
+    gate_mode, wakeup_after_bytes, Counter, FlowKey, PayloadGate, PortFilter, GATES_ACTIVE,
+    GLOBAL_MAX_PAYLOAD_PER_SEGMENT, GLOBAL_WAKEUP_AFTER_BYTES, MAP_COUNTERS, MAP_GATES_ACTIVE,
+    MAP_PAYLOAD_GATES, MAP_PORT_FILTER, MAP_SEGMENTS, MAP_WATCHED_PORTS, PORT_WATCHED,
+    PROGRAM_EGRESS, PROGRAM_INGRESS, RING_BUFFER_BYTES, SEGMENT_CAPTURE_MAX,
 };
 use aya::{
     maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray, RingBuf},
@@ -110,7 +111,17 @@ struct AttachedInterface {
 pub struct Capture {
     ebpf: Ebpf,
     watched_ports: Array<MapData, u8>,
+    /// The summary of `watched` the kernel reads before `watched_ports`.
+    port_filter: Array<MapData, PortFilter>,
+    /// The ports set in `watched_ports`.
+    watched: BTreeSet<u16>,
     payload_gates: HashMap<MapData, FlowKey, PayloadGate>,
+    /// Set while `gated` is not empty: the kernel looks gates up only then.
+    gates_active: Array<MapData, u32>,
+    /// The flows this process put a gate on and has not opened since. The
+    /// kernel may have removed some (past their resume point, or evicted):
+    /// then the flag only stays set longer than needed.
+    gated: HashSet<FlowKey>,
     counters: PerCpuArray<MapData, u64>,
     segments: Option<RingBuf<MapData>>,
     ring_buffer_bytes: u32,
@@ -165,7 +176,11 @@ impl Capture {
         };
         Ok(Capture {
             watched_ports: take_map(&mut ebpf, MAP_WATCHED_PORTS)?,
+            port_filter: take_map(&mut ebpf, MAP_PORT_FILTER)?,
+            watched: BTreeSet::new(),
             payload_gates: take_map(&mut ebpf, MAP_PAYLOAD_GATES)?,
+            gates_active: take_map(&mut ebpf, MAP_GATES_ACTIVE)?,
+            gated: HashSet::new(),
             counters: take_map(&mut ebpf, MAP_COUNTERS)?,
             segments: Some(take_map(&mut ebpf, MAP_SEGMENTS)?),
             ring_buffer_bytes,
@@ -258,11 +273,24 @@ impl Capture {
         self.set_port(port, 0)
     }
 
+    /// The table first, then the filter: the kernel reads them the other
+    /// way round, so a port it finds in the filter has its table entry.
     fn set_port(&mut self, port: u16, value: u8) -> Result<(), CaptureError> {
         self.watched_ports
             .set(u32::from(port), value, 0)
             .map_err(|source| CaptureError::Map {
                 map: MAP_WATCHED_PORTS,
+                source,
+            })?;
+        if value == PORT_WATCHED {
+            self.watched.insert(port);
+        } else {
+            self.watched.remove(&port);
+        }
+        self.port_filter
+            .set(0, PortFilter::of(self.watched.iter().copied()), 0)
+            .map_err(|source| CaptureError::Map {
+                map: MAP_PORT_FILTER,
                 source,
             })
     }
@@ -285,6 +313,11 @@ impl Capture {
                 resume_seq: 0,
             },
         };
+        // The flag first: a gate the kernel cannot see would be ignored.
+        if self.gated.is_empty() {
+            self.set_gates_active(GATES_ACTIVE)?;
+        }
+        self.gated.insert(flow);
         self.payload_gates
             .insert(flow, gate, 0)
             .map_err(|source| CaptureError::Map {
@@ -296,18 +329,31 @@ impl Capture {
     /// Copies a flow direction's payload again; no-op when it was not closed.
     pub fn open_payload(&mut self, flow: FlowKey) -> Result<(), CaptureError> {
         match self.payload_gates.remove(&flow) {
-            Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
+            Ok(()) | Err(MapError::KeyNotFound) => {}
             // The kernel removes a gate itself once the stream passes its resume point.
             Err(MapError::SyscallError(error))
-                if error.io_error.kind() == std::io::ErrorKind::NotFound =>
-            {
-                Ok(())
+                if error.io_error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(CaptureError::Map {
+                    map: MAP_PAYLOAD_GATES,
+                    source,
+                })
             }
-            Err(source) => Err(CaptureError::Map {
-                map: MAP_PAYLOAD_GATES,
-                source,
-            }),
         }
+        // The flag last, once no gate of this process is left in the map.
+        if self.gated.remove(&flow) && self.gated.is_empty() {
+            self.set_gates_active(0)?;
+        }
+        Ok(())
+    }
+
+    fn set_gates_active(&mut self, value: u32) -> Result<(), CaptureError> {
+        self.gates_active
+            .set(0, value, 0)
+            .map_err(|source| CaptureError::Map {
+                map: MAP_GATES_ACTIVE,
+                source,
+            })
     }
 
     /// The kernel program's counters, summed over CPUs.

@@ -4,6 +4,14 @@
 //! goes through nginx twice: once while the daemon watches other ports,
 //! which is the unwatched figure and each watched figure's baseline, then
 //! while it watches nginx's two ports.
+//!
+//! With statistics on, the kernel reads its clock around every run, and
+//! that accounting is part of each run's time: on a virtual machine it is a
+//! large share of the unwatched figure. During the unwatched pass an empty
+//! program (`auditor-ebpf/src/bin/baseline.rs`, which only returns
+//! `TC_ACT_UNSPEC`) sits at the same hooks and sees the same packets; its
+//! figure is that floor, and the unwatched verdict is on the daemon's cost
+//! above it.
 
 use std::{
     any::Any,
@@ -19,6 +27,8 @@ use lab::{
     ProxyLab, BACKEND_PORT, PROXY_PORT,
 };
 
+use aya::programs::{SchedClassifier, TcAttachType};
+
 use super::{live, BenchResult, Benchmark, Context, Target};
 use crate::daemon::{check_interrupt, teardown_on_interrupt, watching_proxy_legs};
 
@@ -33,7 +43,15 @@ pub const BENCHMARK: Benchmark = Benchmark {
             kind is measured on its own, as the change in run_time_ns / run_cnt summed over the \
             daemon's programs (ingress and egress, on both interfaces), first while the daemon \
             watches ports nobody uses (baseline, and the unwatched figure), then while it \
-            watches 8080 and 9000. Targets: at most 100 ns per packet unwatched, 500 ns watched.",
+            watches 8080 and 9000. Run-time statistics cost every program a clock read around \
+            each run, counted in its run time: during the unwatched pass an empty TC program \
+            (auditor-ebpf/src/bin/baseline.rs, built with the daemon, only returns \
+            TC_ACT_UNSPEC) is attached by xtask at the same four hooks and sees the same \
+            packets; its run_time_ns / run_cnt is kernel.empty_program, the accounting floor. \
+            Every figure is reported as measured, and the unwatched and watched ones also net of \
+            that floor (measured minus the empty program's ns per packet on the same traffic). \
+            Targets: at most 100 ns per packet unwatched, judged on the daemon's own cost (net \
+            of the empty program), and at most 500 ns watched, judged on the figure as measured.",
     needs_root: true,
     run,
 };
@@ -44,6 +62,10 @@ const WATCHED_TARGET_NS: f64 = 500.0;
 const UNUSED_PORTS: (u16, u16) = (18080, 19000);
 const POST_BODY_BYTES: usize = 4096;
 const BULK_CHUNK_BYTES: usize = 65536;
+/// The do-nothing classifier of `auditor-ebpf/src/bin/baseline.rs`, and the
+/// file the daemon's build leaves it in (beside the daemon's own object).
+const EMPTY_PROGRAM: &str = "empty_program";
+const EMPTY_PROGRAM_OBJECT: &str = "baseline";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Traffic {
@@ -193,67 +215,210 @@ fn run(context: &mut Context) -> Result<Vec<BenchResult>> {
     // Counting stops when this file descriptor closes, also if xtask dies.
     let _stats_on = aya::sys::enable_stats(aya::sys::Stats::RunTime)
         .context("cannot turn on the kernel's BPF run-time statistics")?;
+    let empty_object = empty_program_object(context)?;
     let (lab, _nginx) = live::nginx_lab(context)?;
-    let unwatched = measure(context, &lab, &auditor, UNUSED_PORTS, amount)?;
-    let watched = measure(context, &lab, &auditor, (PROXY_PORT, BACKEND_PORT), amount)?;
+    let (unwatched, empty) = measure(
+        context,
+        &lab,
+        &auditor,
+        UNUSED_PORTS,
+        amount,
+        Some(&empty_object),
+    )?;
+    let (watched, _) = measure(
+        context,
+        &lab,
+        &auditor,
+        (PROXY_PORT, BACKEND_PORT),
+        amount,
+        None,
+    )?;
 
     let all_unwatched = unwatched
         .values()
         .fold(RunStats::default(), |sum, cost| sum.add(total(cost)));
-    let mut results =
-        vec![
-            BenchResult::new("kernel.unwatched", all_unwatched.ns_per_run(), "ns/packet")
-                .target(Target::FigureAtMost(UNWATCHED_TARGET_NS))
-                .note(format!(
-        "no baseline; all three kinds of traffic while ports {} and {} were watched: {} \
-         packets; {}",
-        UNUSED_PORTS.0,
-        UNUSED_PORTS.1,
-        all_unwatched.runs,
-        per_traffic(&unwatched)
-    )),
-        ];
+    let all_empty = empty
+        .values()
+        .fold(RunStats::default(), |sum, cost| sum.add(total(cost)));
+    let floor = all_empty.ns_per_run();
+    let unwatched_net = all_unwatched.ns_per_run() - floor;
+    let mut results = vec![
+        BenchResult::new("kernel.empty_program", floor, "ns/packet").note(format!(
+            "the accounting floor, not a verdict: an empty TC program (only returns \
+             TC_ACT_UNSPEC) at the daemon's four hooks during the unwatched pass, the kernel's \
+             run-time accounting of a run and the call into it, loaded twice to tell ingress \
+             from egress; {} packets ({} for the daemon's programs); {}",
+            all_empty.runs,
+            all_unwatched.runs,
+            per_traffic_stats(&empty)
+        )),
+        BenchResult::new("kernel.unwatched", all_unwatched.ns_per_run(), "ns/packet")
+            .against(floor)
+            .target(Target::ExcessAtMost(UNWATCHED_TARGET_NS))
+            .note(format!(
+            "verdict on the daemon's own cost, net of the accounting floor: {unwatched_net:.0} \
+             ns/packet = {:.0} as measured − {floor:.0} for the empty program (the baseline) on \
+             the same packets; all three kinds of traffic while ports {} and {} were watched: \
+             {} packets; as measured (net): {}",
+            all_unwatched.ns_per_run(),
+            UNUSED_PORTS.0,
+            UNUSED_PORTS.1,
+            all_unwatched.runs,
+            per_traffic(&unwatched, &empty)
+        )),
+    ];
     for traffic in Traffic::ALL {
         let cost = &watched[&traffic];
         let baseline = total(&unwatched[&traffic]);
+        let floor = total(&empty[&traffic]).ns_per_run();
+        let raw = total(cost).ns_per_run();
         results.push(
-            BenchResult::new(
-                &format!("kernel.{}", traffic.name()),
-                total(cost).ns_per_run(),
-                "ns/packet",
-            )
-            .against(baseline.ns_per_run())
-            .target(Target::FigureAtMost(WATCHED_TARGET_NS))
-            .note(format!(
-                "baseline: the same traffic unwatched; {} packets; {}",
-                total(cost).runs,
-                per_program(cost)
-            )),
+            BenchResult::new(&format!("kernel.{}", traffic.name()), raw, "ns/packet")
+                .against(baseline.ns_per_run())
+                .target(Target::FigureAtMost(WATCHED_TARGET_NS))
+                .note(format!(
+                    "verdict on the figure as measured; net of the accounting floor: {:.0} \
+                     ns/packet ({raw:.0} − {floor:.0} for the empty program on the same traffic \
+                     unwatched), the baseline {:.0}; baseline: the same traffic unwatched; {} \
+                     packets; {}",
+                    raw - floor,
+                    baseline.ns_per_run() - floor,
+                    total(cost).runs,
+                    per_program(cost)
+                )),
         );
     }
     Ok(results)
 }
 
-/// Starts the daemon watching `ports`, sends each kind of traffic to its
-/// backend, and returns what each cost the daemon's programs.
+/// The empty program's object, which building the daemon left in its build
+/// script's output directory; cargo names that directory in its messages.
+fn empty_program_object(context: &Context) -> Result<std::path::PathBuf> {
+    let output = crate::cargo(&context.root)
+        .args([
+            "build",
+            "--release",
+            "--package",
+            "auditor",
+            "--message-format=json",
+        ])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("cannot run cargo build")?;
+    if !output.status.success() {
+        bail!("cargo build --release --package auditor failed");
+    }
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let Ok(message) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if message["reason"] != "build-script-executed" {
+            continue;
+        }
+        if let Some(out_dir) = message["out_dir"].as_str() {
+            let object = Path::new(out_dir).join(EMPTY_PROGRAM_OBJECT);
+            if object.metadata().is_ok_and(|m| m.len() > 0) {
+                return Ok(object);
+            }
+        }
+    }
+    bail!("building the daemon left no {EMPTY_PROGRAM_OBJECT} object (was AYA_BUILD_SKIP set?)")
+}
+
+/// The empty program, attached in the proxy namespace at the daemon's hooks
+/// (ingress and egress of nginx's two legs) until dropped: loaded once per
+/// direction, so that each has its own statistics.
+struct EmptyProgram {
+    ingress: aya::Ebpf,
+    egress: aya::Ebpf,
+}
+
+impl EmptyProgram {
+    fn attach(lab: &ProxyLab, object: &Path) -> Result<EmptyProgram> {
+        let object = object.to_owned();
+        lab.proxy.run(move || {
+            let load = |hook| -> Result<aya::Ebpf> {
+                let mut ebpf = aya::Ebpf::load_file(&object)
+                    .with_context(|| format!("cannot load {}", object.display()))?;
+                let program: &mut SchedClassifier = ebpf
+                    .program_mut(EMPTY_PROGRAM)
+                    .with_context(|| format!("{} has no {EMPTY_PROGRAM}", object.display()))?
+                    .try_into()?;
+                program.load()?;
+                for interface in [ProxyLab::PROXY_CLIENT_IF, ProxyLab::PROXY_BACKEND_IF] {
+                    program
+                        .attach(interface, hook)
+                        .with_context(|| format!("cannot attach {EMPTY_PROGRAM} to {interface}"))?;
+                }
+                Ok(ebpf)
+            };
+            Ok(EmptyProgram {
+                ingress: load(TcAttachType::Ingress)?,
+                egress: load(TcAttachType::Egress)?,
+            })
+        })
+    }
+
+    /// Run time and runs so far, by direction.
+    fn stats(&self) -> Result<Cost> {
+        let mut cost = Cost::new();
+        for (direction, ebpf) in [("ingress", &self.ingress), ("egress", &self.egress)] {
+            let program: &SchedClassifier = ebpf
+                .program(EMPTY_PROGRAM)
+                .context("the empty program is gone")?
+                .try_into()?;
+            let info = program.info()?;
+            cost.insert(
+                direction.to_owned(),
+                RunStats {
+                    run_time_ns: u64::try_from(info.run_time().as_nanos())?,
+                    runs: info.run_count(),
+                },
+            );
+        }
+        Ok(cost)
+    }
+}
+
+/// Starts the daemon watching `ports`, with the empty program in
+/// `empty_object` beside it when given, sends each kind of traffic to its
+/// backend, and returns what each cost the daemon's programs, and the empty
+/// program in each direction.
 fn measure(
     context: &mut Context,
     lab: &ProxyLab,
     auditor: &Path,
     ports: (u16, u16),
     amount: Amount,
-) -> Result<BTreeMap<Traffic, Cost>> {
+    empty_object: Option<&Path>,
+) -> Result<(BTreeMap<Traffic, Cost>, BTreeMap<Traffic, Cost>)> {
     let args = watching_proxy_legs(ports.0, ports.1);
     let mut daemon = live::start_daemon(context, &lab.proxy, auditor, &args)?;
+    let empty = empty_object
+        .map(|object| EmptyProgram::attach(lab, object))
+        .transpose()?;
     let mut costs = BTreeMap::new();
+    let mut empty_costs = BTreeMap::new();
     for traffic in Traffic::ALL {
         check_interrupt()?;
         let _backend = traffic.start_backend(lab)?;
         let before = program_stats(daemon.pid())?;
+        let empty_before = empty.as_ref().map(EmptyProgram::stats).transpose()?;
         traffic
             .send(lab, amount)
             .with_context(|| format!("sending {}", traffic.name()))?;
         let after = program_stats(daemon.pid())?;
+        if let (Some(empty), Some(before)) = (&empty, empty_before) {
+            let cost = empty
+                .stats()?
+                .into_iter()
+                .map(|(direction, stats)| {
+                    let before = before.get(&direction).copied().unwrap_or_default();
+                    (direction, stats.since(before))
+                })
+                .collect();
+            empty_costs.insert(traffic, cost);
+        }
         let cost = after
             .iter()
             .map(|(name, stats)| {
@@ -263,8 +428,9 @@ fn measure(
             .collect();
         costs.insert(traffic, cost);
     }
+    drop(empty);
     daemon.stop()?;
-    Ok(costs)
+    Ok((costs, empty_costs))
 }
 
 /// The statistics of the eBPF programs the process `pid` holds, by name:
@@ -306,17 +472,40 @@ fn per_program(cost: &Cost) -> String {
         .join(", ")
 }
 
-/// `KIND: A ns/packet × N`, for each kind of traffic.
-fn per_traffic(costs: &BTreeMap<Traffic, Cost>) -> String {
+/// `KIND A (N) ns × R (PROGRAMS)`, for each kind of traffic: the daemon's
+/// ns per packet as measured, net of the empty program's on the same
+/// traffic, and each program's as measured.
+fn per_traffic(costs: &BTreeMap<Traffic, Cost>, empty: &BTreeMap<Traffic, Cost>) -> String {
+    costs
+        .iter()
+        .map(|(traffic, cost)| {
+            let floor = empty.get(traffic).map_or(0.0, |e| total(e).ns_per_run());
+            let total = total(cost);
+            format!(
+                "{} {:.0} ({:.0}) ns × {} ({})",
+                traffic.name(),
+                total.ns_per_run(),
+                total.ns_per_run() - floor,
+                total.runs,
+                per_program(cost)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `KIND A ns × N (DIRECTIONS)`, for each kind of traffic.
+fn per_traffic_stats(costs: &BTreeMap<Traffic, Cost>) -> String {
     costs
         .iter()
         .map(|(traffic, cost)| {
             let total = total(cost);
             format!(
-                "{} {:.0} ns × {}",
+                "{} {:.0} ns × {} ({})",
                 traffic.name(),
                 total.ns_per_run(),
-                total.runs
+                total.runs,
+                per_program(cost)
             )
         })
         .collect::<Vec<_>>()

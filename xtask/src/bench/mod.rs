@@ -77,7 +77,8 @@ pub struct BenchResult {
     pub notes: String,
 }
 
-/// A bound on a result's ratio or on its figure itself.
+/// A bound on a result's ratio, on its figure itself, or on how far its
+/// figure lies above its baseline.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Target {
@@ -85,6 +86,10 @@ pub enum Target {
     RatioAtMost(f64),
     FigureAtLeast(f64),
     FigureAtMost(f64),
+    /// `figure - baseline` at most this, in the figure's unit: for a
+    /// baseline that is a floor every figure pays (a cost the measurement
+    /// itself adds), when the verdict is on what lies above it.
+    ExcessAtMost(f64),
 }
 
 impl BenchResult {
@@ -123,6 +128,7 @@ impl BenchResult {
             Target::RatioAtMost(bound) => self.ratio.is_some_and(|r| r <= bound),
             Target::FigureAtLeast(bound) => self.figure >= bound,
             Target::FigureAtMost(bound) => self.figure <= bound,
+            Target::ExcessAtMost(bound) => self.baseline.is_some_and(|b| self.figure - b <= bound),
         });
         self
     }

@@ -116,6 +116,9 @@ fn target(result: &BenchResult) -> String {
         Some(Target::RatioAtMost(bound)) => format!("ratio ≤ {}", figure(bound)),
         Some(Target::FigureAtLeast(bound)) => format!("≥ {} {}", figure(bound), result.unit),
         Some(Target::FigureAtMost(bound)) => format!("≤ {} {}", figure(bound), result.unit),
+        Some(Target::ExcessAtMost(bound)) => {
+            format!("≤ {} {} above baseline", figure(bound), result.unit)
+        }
     }
 }
 
