@@ -82,24 +82,27 @@ pub fn offer_upgrade(
     } else {
         String::new()
     };
-    write!(
-        stream,
+    // One write, as clients send a head: `write!` on the unbuffered,
+    // TCP_NODELAY socket would send each piece of the format as a segment.
+    let head = format!(
         "GET /upgrade HTTP/1.1\r\nHost: {}\r\nUpgrade: {protocol}\r\nConnection: Upgrade\r\n{key}\r\n",
         ProxyLab::proxy_front()
-    )?;
+    );
+    stream.write_all(head.as_bytes())?;
     Ok(read_head(reader)?.status)
 }
 
 /// A keep-alive POST of `body`; the answer's status, its body read and
 /// dropped.
 pub fn post(stream: &mut TcpStream, reader: &mut BufReader<TcpStream>, body: &[u8]) -> Result<u16> {
-    write!(
-        stream,
+    let mut request = format!(
         "POST /submit HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n\r\n",
         ProxyLab::proxy_front(),
         body.len()
-    )?;
-    stream.write_all(body)?;
+    )
+    .into_bytes();
+    request.extend_from_slice(body);
+    stream.write_all(&request)?;
     let head = read_head(reader)?;
     std::io::copy(
         &mut reader.by_ref().take(head.content_length),
