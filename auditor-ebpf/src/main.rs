@@ -204,7 +204,11 @@ fn emit_records(ctx: &TcContext, segment: &TcpSegment, header: RecordHeader, cop
             record_header.record_flags |= record_flags::TRUNCATED;
         }
         let source = segment.payload_offset + offset;
-        let emitted = if data_len as usize <= SMALL_RECORD_DATA {
+        // Segments without payload to copy (SYN, FIN, RST, gated) take
+        // the header alone: a smaller slot in the ring.
+        let emitted = if data_len == 0 {
+            emit_record::<0>(ctx, &record_header, source)
+        } else if data_len as usize <= SMALL_RECORD_DATA {
             emit_record::<SMALL_RECORD_DATA>(ctx, &record_header, source)
         } else {
             emit_record::<RECORD_DATA_MAX>(ctx, &record_header, source)
@@ -235,7 +239,7 @@ fn emit_record<const N: usize>(
     let data_len = header.data_len;
     unsafe {
         (*record).header = *header;
-        if data_len > 0 {
+        if N > 0 && data_len > 0 {
             // The verifier must see the length inside [1, N] on this very
             // register (N is a power of two), or it rejects the call.
             let len = ((data_len - 1) & (N as u32 - 1)) + 1;
