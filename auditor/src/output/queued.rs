@@ -2,11 +2,14 @@
 //! behind its own bounded queue, so a slow or broken destination holds up
 //! neither capture nor the other destinations. An event that finds a queue
 //! full, or that its destination fails to take, is dropped and counted.
+//!
+//! Events go to the writers in batches, one per pipeline flush (a drain of
+//! the ring buffer): waking a writer thread costs more than writing an event.
 
 use std::{
     io::{self, Write},
     sync::{
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
         mpsc::{self, Receiver, SyncSender},
         Arc,
     },
@@ -29,6 +32,9 @@ use crate::{
 
 /// How long shutdown waits for the writers to empty their queues.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
+/// Room for a usual event's JSON line from the start, rather than growing
+/// the line four times while it is written.
+const JSON_LINE_CAPACITY: usize = 2048;
 
 #[derive(Debug, thiserror::Error)]
 #[error("cannot open output {destination}: {source}")]
@@ -43,12 +49,21 @@ pub struct QueuedOutputs {
     queues: Vec<Queue>,
     /// `Some(colour)` when stdout wants the pretty rendering.
     stdout_pretty: Option<bool>,
+    /// Events rendered since the last flush.
+    batch: Vec<Rendered>,
 }
+
+/// Events rendered once, for every destination.
+type Batch = Arc<Vec<Rendered>>;
 
 struct Queue {
     destination: Destination,
     /// `None` once closed, so that the writer finishes.
-    sender: Option<SyncSender<Arc<Rendered>>>,
+    sender: Option<SyncSender<Batch>>,
+    /// Events sent and not yet taken by the writer, at most `capacity`
+    /// (or one batch, when the queue is empty).
+    waiting: Arc<AtomicUsize>,
+    capacity: usize,
     /// Events refused by the full queue or not taken by the destination.
     dropped: Arc<AtomicU64>,
     writer: Option<JoinHandle<()>>,
@@ -75,7 +90,7 @@ enum Writer {
 impl QueuedOutputs {
     /// Opens every destination, then starts their writers; stdout is written
     /// in `stdout_format`, the others get JSON. Each queue holds up to
-    /// `queue_capacity` events.
+    /// `queue_capacity` events, or one larger batch when it is empty.
     pub fn open(
         destinations: &[Destination],
         stdout_format: Format,
@@ -99,16 +114,20 @@ impl QueuedOutputs {
         let mut outputs = QueuedOutputs {
             queues: Vec::with_capacity(opened.len()),
             stdout_pretty,
+            batch: Vec::new(),
         };
         for (destination, (writer, reopener)) in destinations.iter().zip(opened) {
+            // A batch holds at least one event: never more batches than events.
             let (sender, receiver) = mpsc::sync_channel(queue_capacity);
             let dropped = Arc::new(AtomicU64::new(0));
+            let waiting = Arc::new(AtomicUsize::new(0));
             let thread = {
                 let destination = destination.clone();
                 let dropped = Arc::clone(&dropped);
+                let waiting = Arc::clone(&waiting);
                 thread::Builder::new()
                     .name(format!("output {destination}"))
-                    .spawn(move || write_queued(&destination, writer, receiver, &dropped))
+                    .spawn(move || write_queued(&destination, writer, receiver, &waiting, &dropped))
             };
             let writer = thread.map_err(|source| OpenError {
                 destination: destination.clone(),
@@ -117,6 +136,8 @@ impl QueuedOutputs {
             outputs.queues.push(Queue {
                 destination: destination.clone(),
                 sender: Some(sender),
+                waiting,
+                capacity: queue_capacity,
                 dropped,
                 writer: Some(writer),
                 reopener,
@@ -125,15 +146,26 @@ impl QueuedOutputs {
         Ok(outputs)
     }
 
-    fn enqueue(&self, rendered: Rendered) {
-        let rendered = Arc::new(rendered);
+    /// Sends the events rendered since the last flush to every writer, or
+    /// counts them dropped where the queue has no room for them.
+    fn send_batch(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let batch: Batch = Arc::new(std::mem::take(&mut self.batch));
+        let events = batch.len();
         for queue in &self.queues {
-            let sent = queue
-                .sender
-                .as_ref()
-                .is_some_and(|sender| sender.try_send(Arc::clone(&rendered)).is_ok());
+            // Counted before the send, so the writer never takes more than
+            // was counted.
+            let waiting = queue.waiting.fetch_add(events, Ordering::AcqRel);
+            let sent = (waiting == 0 || waiting + events <= queue.capacity)
+                && queue
+                    .sender
+                    .as_ref()
+                    .is_some_and(|sender| sender.try_send(Arc::clone(&batch)).is_ok());
             if !sent {
-                queue.dropped.fetch_add(1, Ordering::Relaxed);
+                queue.waiting.fetch_sub(events, Ordering::AcqRel);
+                queue.dropped.fetch_add(events as u64, Ordering::Relaxed);
             }
         }
     }
@@ -147,7 +179,7 @@ impl Sink for QueuedOutputs {
             EventBody::Loss { .. } => (SyslogSeverity::Warning, "loss"),
             EventBody::Stats { .. } => (SyslogSeverity::Informational, "stats"),
         };
-        self.enqueue(Rendered {
+        self.batch.push(Rendered {
             json_line: json_line(event)?,
             pretty: self
                 .stdout_pretty
@@ -159,7 +191,7 @@ impl Sink for QueuedOutputs {
     }
 
     fn exchange(&mut self, exchange: &Exchange) -> io::Result<()> {
-        self.enqueue(Rendered {
+        self.batch.push(Rendered {
             json_line: json_line(exchange)?,
             pretty: None,
             severity: SyslogSeverity::Informational,
@@ -168,8 +200,9 @@ impl Sink for QueuedOutputs {
         Ok(())
     }
 
-    /// Every writer writes through.
+    /// Hands the batch to the writers, which write through.
     fn flush(&mut self) -> io::Result<()> {
+        self.send_batch();
         Ok(())
     }
 
@@ -206,6 +239,7 @@ impl Drop for QueuedOutputs {
     /// a destination that takes nothing for [`DRAIN_DEADLINE`] (a stdout
     /// nobody reads) does not keep the daemon from exiting.
     fn drop(&mut self) {
+        self.send_batch();
         for queue in &mut self.queues {
             queue.sender = None;
         }
@@ -260,7 +294,8 @@ impl Writer {
 fn write_queued(
     destination: &Destination,
     mut writer: Writer,
-    queue: Receiver<Arc<Rendered>>,
+    queue: Receiver<Batch>,
+    waiting: &AtomicUsize,
     dropped: &AtomicU64,
 ) {
     // Started before the daemon drops its capabilities; a writer needs none.
@@ -268,18 +303,21 @@ fn write_queued(
         tracing::warn!(output = %destination, %error, "the output's writer keeps its capabilities");
     }
     let mut failing = false;
-    for rendered in queue {
-        match writer.write(&rendered) {
-            Ok(()) if failing => {
-                failing = false;
-                tracing::info!(output = %destination, "the output takes events again");
-            }
-            Ok(()) => {}
-            Err(error) => {
-                dropped.fetch_add(1, Ordering::Relaxed);
-                if !failing {
-                    failing = true;
-                    tracing::warn!(output = %destination, %error, "an event was not written; until the output takes events again they are dropped and counted in `loss` events");
+    for batch in queue {
+        waiting.fetch_sub(batch.len(), Ordering::AcqRel);
+        for rendered in batch.iter() {
+            match writer.write(rendered) {
+                Ok(()) if failing => {
+                    failing = false;
+                    tracing::info!(output = %destination, "the output takes events again");
+                }
+                Ok(()) => {}
+                Err(error) => {
+                    dropped.fetch_add(1, Ordering::Relaxed);
+                    if !failing {
+                        failing = true;
+                        tracing::warn!(output = %destination, %error, "an event was not written; until the output takes events again they are dropped and counted in `loss` events");
+                    }
                 }
             }
         }
@@ -287,9 +325,10 @@ fn write_queued(
 }
 
 fn json_line(value: &impl Serialize) -> io::Result<String> {
-    let mut line = serde_json::to_string(value)?;
-    line.push('\n');
-    Ok(line)
+    let mut line = Vec::with_capacity(JSON_LINE_CAPACITY);
+    serde_json::to_writer(&mut line, value)?;
+    line.push(b'\n');
+    String::from_utf8(line).map_err(io::Error::other)
 }
 
 #[cfg(test)]
@@ -333,6 +372,7 @@ mod tests {
         let events = 2000;
         for n in 0..events {
             outputs.event(&loss_event(n)).unwrap();
+            outputs.flush().unwrap();
             // Let the file writer keep up, well inside its queue; the syslog
             // writer stays stuck.
             if n % 32 == 31 {
@@ -385,6 +425,7 @@ mod tests {
         let mut outputs = QueuedOutputs::open(&[syslog], Format::Json, 2).unwrap();
         for n in 0..20 {
             outputs.event(&loss_event(n)).unwrap();
+            outputs.flush().unwrap();
             thread::sleep(Duration::from_millis(10));
         }
         assert_eq!(
