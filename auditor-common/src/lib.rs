@@ -7,6 +7,10 @@
 /// Payload bytes carried by one full-size ring-buffer record.
 pub const RECORD_DATA_MAX: usize = 4096;
 
+/// Payload bytes carried by a small record; shorter payloads use it so that
+/// the many small segments of HTTP traffic do not each reserve a full record.
+pub const SMALL_RECORD_DATA: usize = 512;
+
 /// Most records emitted for one TCP segment.
 pub const RECORDS_PER_SEGMENT_MAX: usize = 4;
 

@@ -10,6 +10,7 @@ use auditor_common::{
     gate_mode, record_flags, wakeup_after_bytes, Counter, Direction, FlowKey, PayloadGate,
     PortFilter, Record, RecordHeader, GATES_ACTIVE as ACTIVE, PAYLOAD_GATES_MAX, PORT_TABLE_LEN,
     PORT_WATCHED, RECORDS_PER_SEGMENT_MAX, RECORD_DATA_MAX, RING_BUFFER_BYTES, SEGMENT_CAPTURE_MAX,
+    SMALL_RECORD_DATA,
 };
 use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
@@ -203,15 +204,10 @@ fn emit_records(ctx: &TcContext, segment: &TcpSegment, header: RecordHeader, cop
             record_header.record_flags |= record_flags::TRUNCATED;
         }
         let source = segment.payload_offset + offset;
-        // The smallest slot that holds the data: the ring fills less, and
-        // fewer of its pages and cache lines are touched. Segments without
-        // payload to copy (SYN, FIN, RST, gated) take the header alone.
-        let emitted = match data_len {
-            0 => emit_record::<0>(ctx, &record_header, source),
-            1..=128 => emit_record::<128>(ctx, &record_header, source),
-            129..=512 => emit_record::<512>(ctx, &record_header, source),
-            513..=2048 => emit_record::<2048>(ctx, &record_header, source),
-            _ => emit_record::<RECORD_DATA_MAX>(ctx, &record_header, source),
+        let emitted = if data_len as usize <= SMALL_RECORD_DATA {
+            emit_record::<SMALL_RECORD_DATA>(ctx, &record_header, source)
+        } else {
+            emit_record::<RECORD_DATA_MAX>(ctx, &record_header, source)
         };
         if let Err(failure) = emitted {
             count(failure, 1);
@@ -239,7 +235,7 @@ fn emit_record<const N: usize>(
     let data_len = header.data_len;
     unsafe {
         (*record).header = *header;
-        if N > 0 && data_len > 0 {
+        if data_len > 0 {
             // The verifier must see the length inside [1, N] on this very
             // register (N is a power of two), or it rejects the call.
             let len = ((data_len - 1) & (N as u32 - 1)) + 1;
