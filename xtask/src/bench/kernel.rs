@@ -250,7 +250,7 @@ fn run(context: &mut Context) -> Result<Vec<BenchResult>> {
              from egress; {} packets ({} for the daemon's programs); {}",
             all_empty.runs,
             all_unwatched.runs,
-            per_traffic_stats(&empty)
+            per_traffic(&empty, None)
         )),
         BenchResult::new("kernel.unwatched", all_unwatched.ns_per_run(), "ns/packet")
             .against(floor)
@@ -264,7 +264,7 @@ fn run(context: &mut Context) -> Result<Vec<BenchResult>> {
             UNUSED_PORTS.0,
             UNUSED_PORTS.1,
             all_unwatched.runs,
-            per_traffic(&unwatched, &empty)
+            per_traffic(&unwatched, Some(&empty))
         )),
     ];
     for traffic in Traffic::ALL {
@@ -472,39 +472,28 @@ fn per_program(cost: &Cost) -> String {
         .join(", ")
 }
 
-/// `KIND A (N) ns × R (PROGRAMS)`, for each kind of traffic: the daemon's
-/// ns per packet as measured, net of the empty program's on the same
-/// traffic, and each program's as measured.
-fn per_traffic(costs: &BTreeMap<Traffic, Cost>, empty: &BTreeMap<Traffic, Cost>) -> String {
+/// `KIND A ns × R (PROGRAMS)`, for each kind of traffic: ns per packet as
+/// measured and each program's; with `floors`, `KIND A (N) ns …`, N net of
+/// the empty program's ns per packet on the same traffic.
+fn per_traffic(
+    costs: &BTreeMap<Traffic, Cost>,
+    floors: Option<&BTreeMap<Traffic, Cost>>,
+) -> String {
     costs
         .iter()
         .map(|(traffic, cost)| {
-            let floor = empty.get(traffic).map_or(0.0, |e| total(e).ns_per_run());
-            let total = total(cost);
+            let measured = total(cost);
+            let net = floors
+                .map(|floors| {
+                    let floor = floors.get(traffic).map_or(0.0, |e| total(e).ns_per_run());
+                    format!(" ({:.0})", measured.ns_per_run() - floor)
+                })
+                .unwrap_or_default();
             format!(
-                "{} {:.0} ({:.0}) ns × {} ({})",
+                "{} {:.0}{net} ns × {} ({})",
                 traffic.name(),
-                total.ns_per_run(),
-                total.ns_per_run() - floor,
-                total.runs,
-                per_program(cost)
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// `KIND A ns × N (DIRECTIONS)`, for each kind of traffic.
-fn per_traffic_stats(costs: &BTreeMap<Traffic, Cost>) -> String {
-    costs
-        .iter()
-        .map(|(traffic, cost)| {
-            let total = total(cost);
-            format!(
-                "{} {:.0} ns × {} ({})",
-                traffic.name(),
-                total.ns_per_run(),
-                total.runs,
+                measured.ns_per_run(),
+                measured.runs,
                 per_program(cost)
             )
         })
