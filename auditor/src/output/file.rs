@@ -1,6 +1,6 @@
-//! `file:PATH`: appended to, one `write` per whole line and no userspace
-//! buffer, so a crash leaves only whole lines; opened again at the same path
-//! on request (SIGHUP after logrotate moved it).
+//! `file:PATH`: appended to in `write`s of whole lines, nothing held back
+//! between them, so a crash leaves only whole lines; opened again at the same
+//! path on request (SIGHUP after logrotate moved it).
 
 use std::{
     fs::{File, OpenOptions},
@@ -37,8 +37,9 @@ pub fn open(path: &Path) -> io::Result<(AppendFile, Reopener)> {
 }
 
 impl AppendFile {
-    /// `line` ends in a newline; appended in one `write`.
-    pub fn write_line(&mut self, line: &[u8]) -> io::Result<()> {
+    /// `lines` are whole lines, each ending in a newline; appended in one
+    /// `write` (unless the kernel takes them in parts).
+    pub fn write_lines(&mut self, lines: &[u8]) -> io::Result<()> {
         let replacement = self
             .replacement
             .lock()
@@ -47,7 +48,7 @@ impl AppendFile {
         if let Some(file) = replacement {
             self.file = file;
         }
-        self.file.write_all(line)
+        self.file.write_all(lines)
     }
 }
 
@@ -83,8 +84,8 @@ mod tests {
         let path = dir.path().join("events.json");
         std::fs::write(&path, "{\"earlier\":true}\n").unwrap();
         let (mut file, _) = open(&path).unwrap();
-        file.write_line(b"{\"n\":1}\n").unwrap();
-        file.write_line(b"{\"n\":2}\n").unwrap();
+        file.write_lines(b"{\"n\":1}\n").unwrap();
+        file.write_lines(b"{\"n\":2}\n").unwrap();
         assert_eq!(
             std::fs::read_to_string(&path).unwrap(),
             "{\"earlier\":true}\n{\"n\":1}\n{\"n\":2}\n",
@@ -98,16 +99,16 @@ mod tests {
         let path = dir.path().join("events.json");
         let rotated = dir.path().join("events.json.1");
         let (mut file, reopener) = open(&path).unwrap();
-        file.write_line(b"{\"n\":1}\n").unwrap();
+        file.write_lines(b"{\"n\":1}\n").unwrap();
         std::fs::rename(&path, &rotated).unwrap();
-        file.write_line(b"{\"n\":2}\n").unwrap();
+        file.write_lines(b"{\"n\":2}\n").unwrap();
         reopener.reopen().unwrap();
         assert_eq!(
             std::fs::read_to_string(&path).unwrap(),
             "",
             "created at once"
         );
-        file.write_line(b"{\"n\":3}\n").unwrap();
+        file.write_lines(b"{\"n\":3}\n").unwrap();
         assert_eq!(
             std::fs::read_to_string(&rotated).unwrap(),
             "{\"n\":1}\n{\"n\":2}\n"
@@ -124,7 +125,7 @@ mod tests {
         std::fs::rename(dir.path().join("logs"), dir.path().join("old")).unwrap();
         let error = reopener.reopen().unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::NotFound);
-        file.write_line(b"{\"n\":1}\n").unwrap();
+        file.write_lines(b"{\"n\":1}\n").unwrap();
         assert_eq!(
             std::fs::read_to_string(dir.path().join("old").join("events.json")).unwrap(),
             "{\"n\":1}\n"

@@ -35,6 +35,9 @@ const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
 /// Room for a usual event's JSON line from the start, rather than growing
 /// the line four times while it is written.
 const JSON_LINE_CAPACITY: usize = 2048;
+/// Stdout and files take a batch's lines in writes of about this size: one
+/// system call per event cost more than writing it.
+const STREAM_WRITE_BYTES: usize = 64 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 #[error("cannot open output {destination}: {source}")]
@@ -272,19 +275,55 @@ fn open_writer(destination: &Destination) -> io::Result<(Writer, Option<Reopener
 }
 
 impl Writer {
-    fn write(&mut self, rendered: &Rendered) -> io::Result<()> {
+    /// What a stream destination writes for each event; None for syslog,
+    /// which sends each event as a datagram of its own.
+    fn stream_text(&self) -> Option<fn(&Rendered) -> &str> {
         match self {
             Writer::Stdout => {
-                let text = rendered.pretty.as_ref().unwrap_or(&rendered.json_line);
+                Some(|rendered| rendered.pretty.as_ref().unwrap_or(&rendered.json_line))
+            }
+            Writer::File(_) => Some(|rendered| &rendered.json_line),
+            Writer::Syslog(_) => None,
+        }
+    }
+
+    /// How many of `events` (at least one) go out in the next write: for a
+    /// stream, the whole lines that fit in [`STREAM_WRITE_BYTES`].
+    fn next_write_len(&self, events: &[Rendered]) -> usize {
+        let Some(text) = self.stream_text() else {
+            return 1;
+        };
+        let mut bytes = 0;
+        let fitting = events
+            .iter()
+            .take_while(|rendered| {
+                bytes += text(rendered).len();
+                bytes <= STREAM_WRITE_BYTES
+            })
+            .count();
+        fitting.max(1)
+    }
+
+    /// Writes `events` in one write (see [`Writer::next_write_len`]);
+    /// `buffer` is scratch space kept between writes.
+    fn write(&mut self, events: &[Rendered], buffer: &mut Vec<u8>) -> io::Result<()> {
+        if let Some(text) = self.stream_text() {
+            buffer.clear();
+            for rendered in events {
+                buffer.extend_from_slice(text(rendered).as_bytes());
+            }
+        }
+        match self {
+            Writer::Stdout => {
                 let mut stdout = io::stdout().lock();
-                stdout.write_all(text.as_bytes())?;
+                stdout.write_all(buffer)?;
                 stdout.flush()
             }
-            Writer::File(file) => file.write_line(rendered.json_line.as_bytes()),
-            Writer::Syslog(socket) => {
+            Writer::File(file) => file.write_lines(buffer),
+            Writer::Syslog(socket) => events.iter().try_for_each(|rendered| {
                 let json = rendered.json_line.trim_end_matches('\n');
                 socket.send(rendered.severity, rendered.kind, json)
-            }
+            }),
         }
     }
 }
@@ -303,20 +342,24 @@ fn write_queued(
         tracing::warn!(output = %destination, %error, "the output's writer keeps its capabilities");
     }
     let mut failing = false;
+    let mut buffer = Vec::new();
     for batch in queue {
         waiting.fetch_sub(batch.len(), Ordering::AcqRel);
-        for rendered in batch.iter() {
-            match writer.write(rendered) {
+        let mut unwritten = &batch[..];
+        while !unwritten.is_empty() {
+            let (events, rest) = unwritten.split_at(writer.next_write_len(unwritten));
+            unwritten = rest;
+            match writer.write(events, &mut buffer) {
                 Ok(()) if failing => {
                     failing = false;
                     tracing::info!(output = %destination, "the output takes events again");
                 }
                 Ok(()) => {}
                 Err(error) => {
-                    dropped.fetch_add(1, Ordering::Relaxed);
+                    dropped.fetch_add(events.len() as u64, Ordering::Relaxed);
                     if !failing {
                         failing = true;
-                        tracing::warn!(output = %destination, %error, "an event was not written; until the output takes events again they are dropped and counted in `loss` events");
+                        tracing::warn!(output = %destination, %error, "events were not written; until the output takes events again they are dropped and counted in `loss` events");
                     }
                 }
             }
@@ -410,6 +453,58 @@ mod tests {
             (0..events).collect::<Vec<_>>(),
             "the file got every event, in order"
         );
+    }
+
+    #[test]
+    fn a_batch_reaches_a_file_whole_and_in_order_in_writes_of_whole_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.json");
+        let mut outputs =
+            QueuedOutputs::open(&[Destination::File(path.clone())], Format::Json, 4096).unwrap();
+        let events = 1000;
+        for n in 0..events {
+            outputs.event(&loss_event(n)).unwrap();
+        }
+        outputs.flush().unwrap();
+        assert!(
+            outputs.batch.is_empty(),
+            "one batch of {events} events, bigger than one write"
+        );
+        drop(outputs);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.len() > 2 * STREAM_WRITE_BYTES, "{} bytes", text.len());
+        let lines: Vec<u64> = text
+            .lines()
+            .map(|line| {
+                serde_json::from_str::<serde_json::Value>(line).unwrap()["loss"]["kernel_drops"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(lines, (0..events).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_stream_write_takes_the_whole_lines_that_fit_and_at_least_one() {
+        let rendered = |bytes: usize| Rendered {
+            json_line: format!("{}\n", "x".repeat(bytes - 1)),
+            pretty: None,
+            severity: SyslogSeverity::Informational,
+            kind: "stats",
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let (file, _) = file::open(&dir.path().join("events.json")).unwrap();
+        let file = Writer::File(file);
+        let third = STREAM_WRITE_BYTES / 3;
+        let events: Vec<Rendered> = (0..4).map(|_| rendered(third)).collect();
+        assert_eq!(file.next_write_len(&events), 3);
+        assert_eq!(file.next_write_len(&events[3..]), 1);
+        let oversized = [rendered(STREAM_WRITE_BYTES + 1), rendered(10)];
+        assert_eq!(file.next_write_len(&oversized), 1, "a long line on its own");
+        let socket = dir.path().join("syslog.sock");
+        let _server = UnixDatagram::bind(&socket).unwrap();
+        let syslog = Writer::Syslog(SyslogSocket::connect(&socket).unwrap());
+        assert_eq!(syslog.next_write_len(&events), 1, "a datagram per event");
     }
 
     #[test]
