@@ -48,9 +48,9 @@ pub const PROGRAM_EGRESS: &str = "capture_egress";
 /// segment, at most [`SEGMENT_CAPTURE_MAX`]; the loader sets it.
 pub const GLOBAL_MAX_PAYLOAD_PER_SEGMENT: &str = "MAX_PAYLOAD_PER_SEGMENT";
 
-/// Read-only global of the kernel program: the reader is woken when the
-/// records waiting in the ring buffer grow past this many bytes; below that
-/// it finds them when it polls. The loader sets it ([`wakeup_after_bytes`]).
+/// Read-only global of the kernel program: the reader is woken each time
+/// this many more bytes of records were written to the ring buffer; between
+/// wake-ups it finds them when it polls. The loader sets it ([`wakeup_after_bytes`]).
 pub const GLOBAL_WAKEUP_AFTER_BYTES: &str = "WAKEUP_AFTER_BYTES";
 
 /// The wake-up threshold for a ring buffer of `ring_buffer_bytes`: an eighth

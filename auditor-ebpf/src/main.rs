@@ -13,7 +13,7 @@ use auditor_common::{
     SMALL_RECORD_DATA,
 };
 use aya_ebpf::{
-    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    bindings::{BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, BPF_RB_PROD_POS},
     helpers::{bpf_ktime_get_ns, bpf_skb_load_bytes},
     macros::{classifier, map},
     maps::{Array, LruHashMap, PerCpuArray, RingBuf},
@@ -259,13 +259,15 @@ fn emit_record<const N: usize>(
 
 /// Waking the reader for every record costs more than the record itself (an
 /// interrupt each, a VM exit on a virtual machine): the reader is woken only
-/// when the records waiting cross `WAKEUP_AFTER_BYTES` with this one of
-/// `record_len`, and polls for the rest.
+/// when this record of `record_len` takes the ring's producer position past
+/// a multiple of `WAKEUP_AFTER_BYTES`, and polls for the rest. The producer
+/// position is this CPU's to write anyway; the consumer position, which the
+/// reader writes as it goes, is not read here.
 #[inline(always)]
 fn wakeup_flag(record_len: u64) -> u64 {
     let threshold = WAKEUP_AFTER_BYTES.load() as u64;
-    let waiting = SEGMENTS.query(BPF_RB_AVAIL_DATA as u64);
-    if waiting >= threshold && waiting.saturating_sub(record_len) < threshold {
+    let produced = SEGMENTS.query(BPF_RB_PROD_POS as u64);
+    if produced / threshold != produced.saturating_sub(record_len) / threshold {
         BPF_RB_FORCE_WAKEUP as u64
     } else {
         BPF_RB_NO_WAKEUP as u64
