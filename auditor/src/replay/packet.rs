@@ -5,7 +5,8 @@ use std::net::{IpAddr, SocketAddr};
 
 use etherparse::{
     err::{packet::SliceError, Layer},
-    EtherType, IpNumber, LaxNetSlice, LaxSlicedPacket, LenSource, TransportSlice,
+    EtherPayloadSlice, EtherType, Ethernet2Slice, IpNumber, Ipv4Slice, Ipv6Slice, LaxNetSlice,
+    LaxSlicedPacket, LenSource, SingleVlanSlice, TcpSlice, TransportSlice,
 };
 use pcap_parser::{
     data::{get_packetdata, PacketData},
@@ -69,6 +70,84 @@ pub(super) struct CapturedPacket<'a> {
 /// Decodes the packet's headers; the segment's payload is the captured part of
 /// the TCP payload, and `uncopied_tail` what the snapshot length cut off.
 pub(super) fn tcp_segment<'a>(packet: &CapturedPacket<'a>) -> Result<SegmentRef<'a>, SkipReason> {
+    match plain_segment(packet) {
+        Some(segment) => Ok(segment),
+        None => any_segment(packet),
+    }
+}
+
+/// The common case, decoded with etherparse's strict slices, which cost far
+/// less than the [`LaxSlicedPacket`] of [`any_segment`] (a large value that
+/// gets copied around): at most one VLAN tag, IPv4 or IPv6 without extension
+/// headers and with all the bytes its header declares, TCP. None for every
+/// other packet, and [`any_segment`] decides what it is; the packets taken
+/// here, it would turn into the same segments.
+fn plain_segment<'a>(packet: &CapturedPacket<'a>) -> Option<SegmentRef<'a>> {
+    let mut ether_payload = if packet.link_type == Linktype::ETHERNET {
+        Ethernet2Slice::from_slice_without_fcs(packet.data)
+            .ok()?
+            .payload()
+    } else {
+        match get_packetdata(packet.data, packet.link_type, packet.data.len())? {
+            PacketData::L3(ether_type, payload) => EtherPayloadSlice {
+                ether_type: EtherType(ether_type),
+                len_source: LenSource::Slice,
+                payload,
+            },
+            PacketData::L2(_) | PacketData::L4(..) | PacketData::Unsupported(_) => return None,
+        }
+    };
+    if matches!(
+        ether_payload.ether_type,
+        EtherType::VLAN_TAGGED_FRAME
+            | EtherType::PROVIDER_BRIDGING
+            | EtherType::VLAN_DOUBLE_TAGGED_FRAME
+    ) {
+        ether_payload = SingleVlanSlice::from_slice(ether_payload.payload)
+            .ok()?
+            .payload();
+    }
+    let (ip_number, src_ip, dst_ip, ip_payload): (_, IpAddr, IpAddr, _) =
+        match ether_payload.ether_type {
+            EtherType::IPV4 => {
+                let ipv4 = Ipv4Slice::from_slice(ether_payload.payload).ok()?;
+                let header = ipv4.header();
+                (
+                    header.protocol(),
+                    header.source_addr().into(),
+                    header.destination_addr().into(),
+                    ipv4.payload().clone(),
+                )
+            }
+            EtherType::IPV6 => {
+                let ipv6 = Ipv6Slice::from_slice(ether_payload.payload).ok()?;
+                let header = ipv6.header();
+                (
+                    header.next_header(),
+                    header.source_addr().into(),
+                    header.destination_addr().into(),
+                    ipv6.payload().clone(),
+                )
+            }
+            _ => return None,
+        };
+    // The IP header's own protocol keeps out extension headers, even those
+    // followed by TCP; `LenSource::Slice`: an IPv6 payload length of 0, which
+    // the packet's length stands in for.
+    if ip_number != IpNumber::TCP
+        || ip_payload.fragmented
+        || ip_payload.len_source == LenSource::Slice
+    {
+        return None;
+    }
+    let tcp = TcpSlice::from_slice(ip_payload.payload).ok()?;
+    let payload_len = u32::try_from(tcp.payload().len()).ok()?;
+    Some(segment(packet, src_ip, dst_ip, &tcp, payload_len, 0))
+}
+
+/// Any packet of the supported link types, with etherparse's lax slicing,
+/// which says how far the headers go and what stopped it.
+fn any_segment<'a>(packet: &CapturedPacket<'a>) -> Result<SegmentRef<'a>, SkipReason> {
     let sliced = slice_headers(packet)?;
     match &sliced.stop_err {
         // Broken headers of protocols other than IP and TCP: the packet is
@@ -150,8 +229,28 @@ pub(super) fn tcp_segment<'a>(packet: &CapturedPacket<'a>) -> Result<SegmentRef<
         return Err(SkipReason::Malformed);
     }
     let payload_len = u32::try_from(tcp_payload_len).map_err(|_| SkipReason::Malformed)?;
+    Ok(segment(
+        packet,
+        src_ip,
+        dst_ip,
+        tcp,
+        payload_len,
+        missing as u32,
+    ))
+}
+
+/// The segment of a decoded packet: its data is the captured part of the TCP
+/// payload.
+fn segment<'a>(
+    packet: &CapturedPacket<'a>,
+    src_ip: IpAddr,
+    dst_ip: IpAddr,
+    tcp: &TcpSlice<'a>,
+    payload_len: u32,
+    uncopied_tail: u32,
+) -> SegmentRef<'a> {
     let tcp_flags_byte = tcp.header_slice()[13];
-    Ok(Segment {
+    Segment {
         timestamp_ns: packet.timestamp_ns,
         interface: Some(packet.interface),
         direction: None,
@@ -162,10 +261,10 @@ pub(super) fn tcp_segment<'a>(packet: &CapturedPacket<'a>) -> Result<SegmentRef<
         flags: TcpFlags(tcp_flags_byte),
         payload_len,
         data_offset: 0,
-        data: captured,
-        uncopied_tail: missing as u32,
+        data: tcp.payload(),
+        uncopied_tail,
         gated: false,
-    })
+    }
 }
 
 /// Strips the link-layer header (pcap-parser knows the link types) and lets
@@ -206,20 +305,49 @@ mod tests {
     const CLIENT: [u8; 4] = [10, 0, 0, 1];
     const SERVER: [u8; 4] = [10, 0, 0, 2];
 
-    /// IPv4 header (no options) with `total_len`, then a 20-byte TCP header
-    /// (PSH|ACK, seq 7, ack 9) and `payload`.
+    /// IPv4 header (no options) with `total_len`, then [`tcp`].
     fn ipv4_tcp(total_len: u16, payload: &[u8]) -> Vec<u8> {
         let mut out = vec![0x45, 0];
         out.extend(total_len.to_be_bytes());
         out.extend([0, 1, 0x40, 0, 64, 6, 0, 0]);
         out.extend(CLIENT);
         out.extend(SERVER);
-        out.extend(40_000u16.to_be_bytes());
+        out.extend(tcp(payload));
+        out
+    }
+
+    /// IPv6 header with `payload_length` and `next_header`, then [`tcp`].
+    fn ipv6_tcp(payload_length: u16, next_header: u8, payload: &[u8]) -> Vec<u8> {
+        let mut out = vec![0x60, 0, 0, 0];
+        out.extend(payload_length.to_be_bytes());
+        out.extend([next_header, 64]);
+        out.extend(std::net::Ipv6Addr::LOCALHOST.octets());
+        out.extend(std::net::Ipv6Addr::LOCALHOST.octets());
+        out.extend(tcp(payload));
+        out
+    }
+
+    /// A 20-byte TCP header (PSH|ACK, seq 7, ack 9), then `payload`.
+    fn tcp(payload: &[u8]) -> Vec<u8> {
+        let mut out = 40_000u16.to_be_bytes().to_vec();
         out.extend(80u16.to_be_bytes());
         out.extend(7u32.to_be_bytes());
         out.extend(9u32.to_be_bytes());
         out.extend([5 << 4, 0x18, 0xff, 0xff, 0, 0, 0, 0]);
         out.extend_from_slice(payload);
+        out
+    }
+
+    /// An Ethernet frame: MAC addresses, a VLAN tag for each of `vlan_ids`,
+    /// `ether_type`, `body`.
+    fn ethernet(vlan_ids: &[u16], ether_type: u16, body: &[u8]) -> Vec<u8> {
+        let mut out = vec![0; 12];
+        for vlan_id in vlan_ids {
+            out.extend(0x8100u16.to_be_bytes());
+            out.extend(vlan_id.to_be_bytes());
+        }
+        out.extend(ether_type.to_be_bytes());
+        out.extend_from_slice(body);
         out
     }
 
@@ -309,6 +437,83 @@ mod tests {
         let mut packet = ipv4_tcp(45, b"hello");
         packet[0] = 0x43; // IHL of 3 words
         assert_eq!(raw(&packet, 45), Err(SkipReason::Malformed));
+    }
+
+    #[test]
+    fn plain_packets_decode_as_any_packet() {
+        use Linktype as L;
+        let ipv4 = ipv4_tcp(45, b"hello");
+        let mut padded = ethernet(&[], 0x0800, &ipv4);
+        padded.extend([0; 6]);
+        let mut loopback = 2u32.to_le_bytes().to_vec();
+        loopback.extend(&ipv4);
+        let plain = [
+            (L::ETHERNET, ethernet(&[], 0x0800, &ipv4)),
+            (L::ETHERNET, padded),
+            (L::ETHERNET, ethernet(&[7], 0x0800, &ipv4)),
+            (
+                L::ETHERNET,
+                ethernet(&[], 0x86dd, &ipv6_tcp(25, 6, b"hello")),
+            ),
+            (L::RAW, ipv4.clone()),
+            (L::NULL, loopback),
+        ];
+        let mut fragment = ipv4.clone();
+        fragment[6] = 0x20; // more fragments
+        let mut udp = ipv4.clone();
+        udp[9] = 17;
+        let mut bad_data_offset = ipv4.clone();
+        bad_data_offset[32] = 2 << 4;
+        let others = [
+            (L::ETHERNET, ethernet(&[], 0x0800, &ipv4_tcp(0, b"hello"))),
+            (L::ETHERNET, ethernet(&[], 0x0800, &ipv4_tcp(100, b"hello"))),
+            (L::ETHERNET, ethernet(&[], 0x0800, &fragment)),
+            (L::ETHERNET, ethernet(&[], 0x0800, &udp)),
+            (L::ETHERNET, ethernet(&[], 0x0800, &bad_data_offset)),
+            (L::ETHERNET, ethernet(&[], 0x86dd, &ipv4)),
+            (
+                L::ETHERNET,
+                ethernet(&[], 0x0800, &ipv6_tcp(25, 6, b"hello")),
+            ),
+            (
+                L::ETHERNET,
+                ethernet(&[], 0x86dd, &ipv6_tcp(0, 6, b"hello")),
+            ),
+            (
+                L::ETHERNET,
+                ethernet(&[], 0x86dd, &ipv6_tcp(25, 0, b"hello")),
+            ),
+            (L::ETHERNET, ethernet(&[7, 8], 0x0800, &ipv4)),
+            (L::ETHERNET, ethernet(&[], 0x0806, &[0; 28])),
+            (L::ETHERNET, ethernet(&[], 0x0800, &ipv4)[..40].to_vec()),
+            (L::ETHERNET, vec![0; 10]),
+            (L::ETHERNET, vec![]),
+            (L::RAW, ipv4[..40].to_vec()),
+            (L::NULL, vec![2, 0]),
+            (Linktype(147), ipv4.clone()),
+        ];
+        let cut_by_the_snapshot_length = ethernet(&[], 0x0800, &ipv4)[..56].to_vec();
+        let cases = plain
+            .iter()
+            .map(|(link_type, data)| (*link_type, data, data.len() as u32, true))
+            .chain(
+                others
+                    .iter()
+                    .map(|(link_type, data)| (*link_type, data, 59, false)),
+            )
+            .chain([(L::ETHERNET, &cut_by_the_snapshot_length, 59, false)]);
+        for (link_type, data, orig_len, is_plain) in cases {
+            let packet = CapturedPacket {
+                link_type,
+                data,
+                orig_len,
+                timestamp_ns: 5,
+                interface: 2,
+            };
+            let case = format!("{link_type:?} {data:02x?}");
+            assert_eq!(plain_segment(&packet).is_some(), is_plain, "{case}");
+            assert_eq!(tcp_segment(&packet), any_segment(&packet), "{case}");
+        }
     }
 
     #[test]
