@@ -48,25 +48,6 @@ pub fn events_for_offer(
         return Vec::new();
     }
     let redactor = Redactor::new(context.allowlist, exchange);
-    let alerts = findings.iter().map(|finding| {
-        let rule = finding.rule;
-        Subject::Alert(Alert {
-            rule: rule.id,
-            severity: finding.severity,
-            actor: rule.actor,
-            spec: rule.spec,
-            message: redactor.text(&finding.message),
-            remediation: rule.remediation,
-            proxy_impact: rule.proxy_impact,
-            suppressed: None,
-            interval_s: None,
-        })
-    });
-    let subjects: Vec<Subject> = handshake(exchange, offer, findings, &redactor)
-        .map(Subject::Handshake)
-        .into_iter()
-        .chain(alerts)
-        .collect();
     let timestamp_ns = exchange
         .response_ns
         .or(exchange.request_ns)
@@ -83,33 +64,38 @@ pub fn events_for_offer(
     });
     let http = Arc::new(HttpRecord::of(exchange, &redactor));
     let capture = CaptureRecord::from(exchange.quality);
-    subjects
-        .into_iter()
-        .map(|subject| {
-            let (flow, http) = (Arc::clone(&flow), Arc::clone(&http));
-            let body = match subject {
-                Subject::Handshake(handshake) => EventBody::Handshake(HandshakeEvent {
-                    flow,
-                    http,
-                    capture,
-                    handshake,
-                }),
-                Subject::Alert(alert) => EventBody::Alert(AlertEvent {
-                    flow,
-                    http,
-                    capture,
-                    alert,
-                }),
-            };
-            Event::new(timestamp_ns, context.host, body)
+    let handshake = handshake(exchange, offer, findings, &redactor).map(|handshake| {
+        EventBody::Handshake(HandshakeEvent {
+            flow: Arc::clone(&flow),
+            http: Arc::clone(&http),
+            capture,
+            handshake,
         })
+    });
+    let alerts = findings.iter().map(|finding| {
+        let rule = finding.rule;
+        EventBody::Alert(AlertEvent {
+            flow: Arc::clone(&flow),
+            http: Arc::clone(&http),
+            capture,
+            alert: Alert {
+                rule: rule.id,
+                severity: finding.severity,
+                actor: rule.actor,
+                spec: rule.spec,
+                message: redactor.text(&finding.message),
+                remediation: rule.remediation,
+                proxy_impact: rule.proxy_impact,
+                suppressed: None,
+                interval_s: None,
+            },
+        })
+    });
+    handshake
+        .into_iter()
+        .chain(alerts)
+        .map(|body| Event::new(timestamp_ns, context.host, body))
         .collect()
-}
-
-/// What one event of an exchange is about.
-enum Subject {
-    Handshake(Handshake),
-    Alert(Alert),
 }
 
 /// None unless the request is an upgrade offer.
@@ -124,12 +110,10 @@ fn handshake(
     }
     let (outcome, protocol) = match &exchange.response {
         Some(response) if response.status == 101 => {
-            let protocols: Vec<String> = response
+            let protocols = response
                 .header_elements("upgrade")
-                .filter(|element| !element.is_empty())
-                .map(|element| redactor.field("upgrade", element))
-                .collect();
-            let protocol = (!protocols.is_empty()).then(|| protocols.join(", "));
+                .filter(|element| !element.is_empty());
+            let protocol = redactor.joined_fields("upgrade", protocols);
             (HandshakeOutcome::Switched, protocol)
         }
         Some(_) => (HandshakeOutcome::Declined, None),

@@ -9,31 +9,51 @@ use sha1::{Digest, Sha1};
 
 const SEED: u16 = 0;
 const PROTOCOL_TCP: u8 = 6;
+/// `1:` and 28 characters of base64 (a SHA-1 digest).
+const ID_LEN: usize = 30;
 
 /// `1:` and the base64 of the SHA-1 of seed, addresses, protocol and ports,
 /// endpoints ordered so both directions give the same id.
 pub fn tcp(a: SocketAddr, b: SocketAddr) -> String {
-    let (a_ip, b_ip) = (address_bytes(a.ip()), address_bytes(b.ip()));
+    let (a_ip, b_ip) = (AddressBytes::of(a.ip()), AddressBytes::of(b.ip()));
     let ((first_ip, first_port), (second_ip, second_port)) =
-        if (&a_ip, a.port()) <= (&b_ip, b.port()) {
+        if (a_ip.as_slice(), a.port()) <= (b_ip.as_slice(), b.port()) {
             ((a_ip, a.port()), (b_ip, b.port()))
         } else {
             ((b_ip, b.port()), (a_ip, a.port()))
         };
     let mut hasher = Sha1::new();
     hasher.update(SEED.to_be_bytes());
-    hasher.update(&first_ip);
-    hasher.update(&second_ip);
+    hasher.update(first_ip.as_slice());
+    hasher.update(second_ip.as_slice());
     hasher.update([PROTOCOL_TCP, 0]);
     hasher.update(first_port.to_be_bytes());
     hasher.update(second_port.to_be_bytes());
-    format!("1:{}", STANDARD.encode(hasher.finalize()))
+    let mut id = String::with_capacity(ID_LEN);
+    id.push_str("1:");
+    STANDARD.encode_string(hasher.finalize(), &mut id);
+    id
 }
 
-fn address_bytes(ip: IpAddr) -> Vec<u8> {
-    match ip {
-        IpAddr::V4(v4) => v4.octets().to_vec(),
-        IpAddr::V6(v6) => v6.octets().to_vec(),
+/// The octets of an address, in network order.
+enum AddressBytes {
+    V4([u8; 4]),
+    V6([u8; 16]),
+}
+
+impl AddressBytes {
+    fn of(ip: IpAddr) -> AddressBytes {
+        match ip {
+            IpAddr::V4(v4) => AddressBytes::V4(v4.octets()),
+            IpAddr::V6(v6) => AddressBytes::V6(v6.octets()),
+        }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            AddressBytes::V4(octets) => octets,
+            AddressBytes::V6(octets) => octets,
+        }
     }
 }
 

@@ -75,7 +75,7 @@ impl HttpRecord {
 impl RequestRecord {
     fn of(request: &RequestHead, redactor: &Redactor<'_>) -> RequestRecord {
         let list_of = |name| list(name, request.header_elements(name), redactor);
-        let single_of = |name| single(name, request.header_values(name), redactor);
+        let single_of = |name| redactor.joined_fields(name, request.header_values(name));
         RequestRecord {
             method: redactor.text(&request.method),
             target: redactor.target(&request.target),
@@ -96,7 +96,7 @@ impl RequestRecord {
 impl ResponseRecord {
     fn of(response: &ResponseHead, redactor: &Redactor<'_>) -> ResponseRecord {
         let list_of = |name| list(name, response.header_elements(name), redactor);
-        let single_of = |name| single(name, response.header_values(name), redactor);
+        let single_of = |name| redactor.joined_fields(name, response.header_values(name));
         ResponseRecord {
             status: response.status,
             version: response.version,
@@ -119,13 +119,4 @@ fn list<'a>(
     elements
         .map(|element| redactor.field(name, element))
         .collect()
-}
-
-fn single<'a>(
-    name: &str,
-    values: impl Iterator<Item = &'a [u8]>,
-    redactor: &Redactor<'_>,
-) -> Option<String> {
-    let values: Vec<String> = values.map(|value| redactor.field(name, value)).collect();
-    (!values.is_empty()).then(|| values.join(", "))
 }

@@ -10,7 +10,7 @@
 
 use serde::Deserialize;
 
-use crate::http::Exchange;
+use crate::{http::Exchange, rules::utf8_lossy};
 
 const REDACTED: &str = "[redacted]";
 
@@ -56,7 +56,7 @@ impl<'a> Redactor<'a> {
         let mut secrets: Vec<String> = request_fields
             .chain(response_fields)
             .filter(|field| is_secret_field(field.name) && !allowlist.allows_field(field.name))
-            .map(|field| String::from_utf8_lossy(field.value).trim().to_owned())
+            .map(|field| utf8_lossy(field.value).trim().to_owned())
             .collect();
         let targets = exchange.request.iter().map(|r| r.target.as_str());
         secrets.extend(targets.clone().filter_map(userinfo).map(str::to_owned));
@@ -72,7 +72,11 @@ impl<'a> Redactor<'a> {
 
     /// `text` with every secret of the exchange replaced.
     pub fn text(&self, text: &str) -> String {
-        let mut text = text.to_owned();
+        self.redacted(text.to_owned())
+    }
+
+    /// [`Redactor::text`], for text already owned.
+    fn redacted(&self, mut text: String) -> String {
         for secret in &self.secrets {
             if text.contains(secret.as_str()) {
                 text = text.replace(secret.as_str(), REDACTED);
@@ -86,7 +90,23 @@ impl<'a> Redactor<'a> {
         if is_secret_field(name) && !self.allowlist.allows_field(name) {
             return REDACTED.to_owned();
         }
-        self.text(&String::from_utf8_lossy(value))
+        self.redacted(utf8_lossy(value).into_owned())
+    }
+
+    /// The values of the field lines `name`, each as an event may show it,
+    /// joined with `, `; None without any.
+    pub fn joined_fields<'v>(
+        &self,
+        name: &str,
+        mut values: impl Iterator<Item = &'v [u8]>,
+    ) -> Option<String> {
+        // Value by value: in the joined text a secret could straddle a `, `.
+        let mut joined = self.field(name, values.next()?);
+        for value in values {
+            joined.push_str(", ");
+            joined.push_str(&self.field(name, value));
+        }
+        Some(joined)
     }
 
     /// A request target without its query string (unless allowed) and
@@ -94,7 +114,7 @@ impl<'a> Redactor<'a> {
     pub fn target(&self, target: &str) -> String {
         match target.split_once('?') {
             Some((path, query)) if !query.is_empty() && !self.allowlist.query_strings => {
-                self.text(&format!("{path}?{REDACTED}"))
+                self.redacted([path, "?", REDACTED].concat())
             }
             _ => self.text(target),
         }

@@ -1,5 +1,7 @@
 //! Generic HTTP/1.1 upgrade rules (RFC 9110 §7.6.1, §7.8, §15.2, §15.5.22; RFC 9112).
 
+use std::borrow::Cow;
+
 use super::view::{
     is_protocol_token, joined_values, not_exactly_one, offer_match, switch_response,
     switched_protocols, OfferMatch,
@@ -180,16 +182,14 @@ pub(super) static UPGRADE_101_MISSING_CONNECTION_OPTION: Rule = Rule {
     proxy_impact: MISSING_CONNECTION_OPTION_IMPACT,
     check: |exchange: &Exchange, _: &Offer, _: &Context| {
         let response = exchange.response.as_ref().filter(|r| r.status == 101)?;
-        let upgrade: Vec<String> = response
-            .header_values("upgrade")
-            .map(|v| String::from_utf8_lossy(v).into_owned())
-            .collect();
-        if upgrade.is_empty() || response.has_element("connection", "upgrade") {
+        if response.header_values("upgrade").next().is_none()
+            || response.has_element("connection", "upgrade")
+        {
             return None;
         }
         Some(Violation::new(format!(
             "the 101 carried `Upgrade: {}` but {}",
-            upgrade.join(", "),
+            joined_values(response.header_values("upgrade")),
             connection_without_upgrade(response.header_values("connection"))
         )))
     },
@@ -253,7 +253,6 @@ pub(super) static UPGRADE_101_PROTOCOL_NOT_OFFERED: Rule = Rule {
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
         let response = switch_response(exchange).filter(|_| offer.is_offer)?;
         let not_offered: Vec<String> = switched_protocols(response)
-            .into_iter()
             .filter(|chosen| offer_match(offer, chosen) == OfferMatch::NotOffered)
             .map(|chosen| format!("`{chosen}`"))
             .collect();
@@ -444,8 +443,11 @@ pub(super) static UPGRADE_REQUEST_HOST_INVALID: Rule = Rule {
             .request
             .as_ref()
             .filter(|r| offer.is_offer && r.version == HttpVersion::Http11)?;
-        let hosts: Vec<&[u8]> = request.header_values("host").collect();
-        not_exactly_one("the HTTP/1.1 offer carried", "Host", &hosts)
+        not_exactly_one(
+            "the HTTP/1.1 offer carried",
+            "Host",
+            request.header_values("host"),
+        )
     },
 };
 
@@ -459,22 +461,21 @@ pub(super) static UPGRADE_INVALID_TOKEN: Rule = Rule {
     remediation: "Send `Upgrade` as a comma-separated list of `name` or `name/version` tokens, without spaces inside an element, empty elements or non-ASCII bytes (e.g. `Upgrade: websocket` or `Upgrade: HTTP/2.0, h2c`).",
     proxy_impact: &[],
     check: |exchange: &Exchange, _: &Offer, _: &Context| {
-        let request = exchange
-            .request
-            .iter()
-            .map(|r| ("request".to_owned(), r.header_values("upgrade").collect()));
+        // Each head with its sender: the request (`None`) or a response (its status).
+        let request = exchange.request.iter().map(|r| (None, &r.headers));
         let responses = exchange
             .interim
             .iter()
             .chain(&exchange.response)
-            .map(|r| (r.status.to_string(), r.header_values("upgrade").collect()));
-        request.chain(responses).find_map(|(sender, values): (String, Vec<&[u8]>)| {
+            .map(|r| (Some(r.status), &r.headers));
+        request.chain(responses).find_map(|(status, headers)| {
             // Field lines hold no CR or LF: trimming ASCII whitespace trims spaces and tabs.
-            let invalid = values
-                .iter()
+            let invalid = headers
+                .values("upgrade")
                 .flat_map(|value| value.split(|&b| b == b','))
                 .map(<[u8]>::trim_ascii)
                 .find(|element| !is_protocol_token(element))?;
+            let sender = status.map_or_else(|| "request".to_owned(), |status| status.to_string());
             let what = if invalid.is_empty() {
                 "an empty element".to_owned()
             } else {
@@ -485,7 +486,7 @@ pub(super) static UPGRADE_INVALID_TOKEN: Rule = Rule {
             };
             Some(Violation::new(format!(
                 "the {sender}'s `Upgrade: {}` has {what}",
-                joined_values(values.into_iter())
+                joined_values(headers.values("upgrade"))
             )))
         })
     },
@@ -503,7 +504,6 @@ pub(super) static UPGRADE_PROTOCOL_CASE_DIFFERS: Rule = Rule {
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
         let response = switch_response(exchange).filter(|_| offer.is_offer)?;
         let chosen = switched_protocols(response)
-            .into_iter()
             .find(|chosen| offer_match(offer, chosen) == OfferMatch::IgnoringCase)?;
         Some(Violation::new(format!(
             "the 101 switched to `{chosen}` where the request offered `Upgrade: {}`",
@@ -523,7 +523,7 @@ pub(super) static UPGRADE_101_PICKS_FROM_LIST: Rule = Rule {
     proxy_impact: PROTOCOL_MISMATCH_IMPACT,
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
         let response = switch_response(exchange).filter(|_| offer.protocols.len() > 1)?;
-        let chosen = switched_protocols(response);
+        let chosen: Vec<Cow<str>> = switched_protocols(response).collect();
         let all_offered = chosen
             .iter()
             .all(|c| offer_match(offer, c) != OfferMatch::NotOffered);

@@ -1,9 +1,9 @@
 //! h2c rules (RFC 7540 §3.2; deprecated by RFC 9113 §3.1).
 
-use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-use super::view::not_exactly_one;
-use super::view::{joined_values, switch_response, upgrades_to};
+use super::view::{decoded_len, not_exactly_one, utf8_lossy};
+use super::view::{joined_values, switch_response};
 use super::{Context, Offer, Rule, Severity, Violation};
 use crate::config::Role;
 use crate::http::{Exchange, RequestHead, ResponseHead};
@@ -32,8 +32,8 @@ fn h2c_offer<'a>(exchange: &'a Exchange, offer: &Offer) -> Option<&'a RequestHea
 }
 
 /// A 101 that switched to h2c.
-fn h2c_switch(exchange: &Exchange) -> Option<&ResponseHead> {
-    switch_response(exchange).filter(|response| upgrades_to(response, "h2c"))
+fn h2c_switch<'a>(exchange: &'a Exchange, offer: &Offer) -> Option<&'a ResponseHead> {
+    switch_response(exchange).filter(|_| offer.switched_to_h2c())
 }
 
 pub(super) static H2C_UPGRADE_DEPRECATED: Rule = Rule {
@@ -65,8 +65,11 @@ pub(super) static H2C_SETTINGS_COUNT: Rule = Rule {
     proxy_impact: &[],
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
         let request = h2c_offer(exchange, offer)?;
-        let settings: Vec<&[u8]> = request.header_values("http2-settings").collect();
-        not_exactly_one("the h2c offer has", "HTTP2-Settings", &settings)
+        not_exactly_one(
+            "the h2c offer has",
+            "HTTP2-Settings",
+            request.header_values("http2-settings"),
+        )
     },
 };
 
@@ -106,15 +109,16 @@ pub(super) static H2C_SETTINGS_INVALID: Rule = Rule {
             .header_values("http2-settings")
             .map(<[u8]>::trim_ascii)
             .find_map(|settings| {
-                let shown = String::from_utf8_lossy(settings);
-                match URL_SAFE_NO_PAD.decode(settings) {
-                    Ok(payload) if payload.len() % SETTING_LEN == 0 => None,
-                    Ok(payload) => Some(format!(
-                        "the h2c offer's `HTTP2-Settings: {shown}` decodes to {} bytes, not a multiple of 6",
-                        payload.len()
+                let shown = || utf8_lossy(settings);
+                match decoded_len(&URL_SAFE_NO_PAD, settings) {
+                    Ok(len) if len % SETTING_LEN == 0 => None,
+                    Ok(len) => Some(format!(
+                        "the h2c offer's `HTTP2-Settings: {}` decodes to {len} bytes, not a multiple of 6",
+                        shown()
                     )),
                     Err(_) => Some(format!(
-                        "the h2c offer's `HTTP2-Settings: {shown}` is not unpadded base64url"
+                        "the h2c offer's `HTTP2-Settings: {}` is not unpadded base64url",
+                        shown()
                     )),
                 }
             })
@@ -133,13 +137,11 @@ pub(super) static H2C_101_HAS_SETTINGS: Rule = Rule {
     proxy_impact: &[],
     check: |exchange: &Exchange, _: &Offer, _: &Context| {
         let response = switch_response(exchange)?;
-        let settings: Vec<&[u8]> = response.header_values("http2-settings").collect();
-        (!settings.is_empty()).then(|| {
-            Violation::new(format!(
-                "the 101 carries `HTTP2-Settings: {}`",
-                joined_values(settings.into_iter())
-            ))
-        })
+        response.header_values("http2-settings").next()?;
+        Some(Violation::new(format!(
+            "the 101 carries `HTTP2-Settings: {}`",
+            joined_values(response.header_values("http2-settings"))
+        )))
     },
 };
 
@@ -152,8 +154,8 @@ pub(super) static H2C_101_FOR_H2_TOKEN: Rule = Rule {
     spec_text: "RFC 7540 §3.2: \"Servers MUST ignore an \"h2\" token in an Upgrade header field. Presence of a token with \"h2\" implies HTTP/2 over TLS, which is instead negotiated as described in Section 3.3.\"",
     remediation: "Make the server ignore `h2` in `Upgrade` (answer as HTTP/1.1); HTTP/2 over TLS is negotiated with ALPN, and a cleartext upgrade, if at all, uses `h2c`.",
     proxy_impact: &[],
-    check: |exchange: &Exchange, _: &Offer, _: &Context| {
-        let response = switch_response(exchange).filter(|r| upgrades_to(r, "h2"))?;
+    check: |exchange: &Exchange, offer: &Offer, _: &Context| {
+        let response = switch_response(exchange).filter(|_| offer.switched_to_h2())?;
         Some(Violation::new(format!(
             "the 101 switches with `Upgrade: {}`, the TLS-only HTTP/2 identifier",
             joined_values(response.header_values("upgrade"))
@@ -170,8 +172,8 @@ pub(super) static H2C_MISSING_PREFACE: Rule = Rule {
     spec_text: "RFC 7540 §3.2: \"The first HTTP/2 frame sent by the server MUST be a server connection preface (Section 3.5) consisting of a SETTINGS frame (Section 6.5). Upon receiving the 101 response, the client MUST send a connection preface (Section 3.5), which includes a SETTINGS frame.\" §3.5: \"the connection preface starts with the string \"PRI * HTTP/2.0\\r\\n\\r\\nSM\\r\\n\\r\\n\"\"",
     remediation: "After the 101, make the client send `PRI * HTTP/2.0\\r\\n\\r\\nSM\\r\\n\\r\\n` and a SETTINGS frame, and the server a SETTINGS frame before any other frame; a side that goes on speaking HTTP/1.1 does not implement h2c and should not offer or accept it.",
     proxy_impact: &[],
-    check: |exchange: &Exchange, _: &Offer, _: &Context| {
-        h2c_switch(exchange)?;
+    check: |exchange: &Exchange, offer: &Offer, _: &Context| {
+        h2c_switch(exchange, offer)?;
         let switched = exchange.switched.as_ref()?;
         let client = switched.client_bytes.as_slice();
         // Only the bytes captured are compared: a short capture that agrees
@@ -205,8 +207,8 @@ pub(super) static H2C_UPGRADE_ACCEPTED: Rule = Rule {
     spec_text: "RFC 9110 §7.6.1: \"Intermediaries MUST parse a received Connection header field before a message is forwarded and, for each connection-option in this field, remove any header or trailer field(s) from the message with the same name as the connection-option, and then remove the Connection header field itself (or replace it with the intermediary's own control options for the forwarded message).\" A proxy that forwards `Upgrade: h2c` and then tunnels the switched connection lets the client send requests the proxy never sees (h2c smuggling).",
     remediation: "Disable h2c upgrades on the server (it can still serve HTTP/2 with prior knowledge or over TLS); on the proxy, do not forward `Upgrade: h2c` (e.g. in nginx, set `proxy_set_header Upgrade` only for `websocket`).",
     proxy_impact: &[],
-    check: |exchange: &Exchange, _: &Offer, context: &Context| {
-        let response = h2c_switch(exchange)?;
+    check: |exchange: &Exchange, offer: &Offer, context: &Context| {
+        let response = h2c_switch(exchange, offer)?;
         let upgrade = joined_values(response.header_values("upgrade"));
         Some(if context.role == Some(Role::Backend) {
             Violation {

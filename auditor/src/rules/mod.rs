@@ -11,6 +11,7 @@ mod websocket;
 use serde::{Deserialize, Serialize};
 
 use crate::{config::Role, http::Exchange};
+pub(crate) use view::utf8_lossy;
 pub use view::Offer;
 
 /// Ordered: `info` < `warning` < `error` < `critical`.

@@ -1,50 +1,100 @@
 //! How the catalogue reads messages ("How messages are read" in rules.md):
 //! token lists across field lines, case-insensitive, and the offer.
 
+use std::borrow::Cow;
+
+use base64::{DecodeError, DecodeSliceError, Engine};
+
 use super::Violation;
 use crate::http::{Exchange, RequestHead};
 
-/// The upgrade offer an exchange's request makes, if any.
+/// The upgrade offer an exchange's request makes, if any, and what its 101
+/// switched to: worked out once per exchange for every rule.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Offer {
+pub struct Offer<'a> {
     /// The request carries `Upgrade` and lists `upgrade` in `Connection`.
     pub is_offer: bool,
     /// The request's `Upgrade` elements, trimmed, as sent.
-    pub protocols: Vec<String>,
+    pub protocols: Vec<Cow<'a, str>>,
     /// `names("websocket")` and `names("h2c")`, which every rule of those
     /// catalogues asks first.
     websocket: bool,
     h2c: bool,
+    switched_to: SwitchedTo,
 }
 
-impl Offer {
-    pub fn of(exchange: &Exchange) -> Offer {
+/// The protocols rules ask about that the `Upgrade` of an exchange's 101
+/// names (protocol name only, case-insensitive); none without a 101.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct SwitchedTo {
+    websocket: bool,
+    h2c: bool,
+    h2: bool,
+}
+
+impl SwitchedTo {
+    fn of(exchange: &Exchange) -> SwitchedTo {
+        let mut switched_to = SwitchedTo::default();
+        let Some(response) = switch_response(exchange) else {
+            return switched_to;
+        };
+        for element in response.header_elements("upgrade") {
+            let element = utf8_lossy(element);
+            let name = protocol_name(&element);
+            switched_to.websocket |= name.eq_ignore_ascii_case("websocket");
+            switched_to.h2c |= name.eq_ignore_ascii_case("h2c");
+            switched_to.h2 |= name.eq_ignore_ascii_case("h2");
+        }
+        switched_to
+    }
+}
+
+impl<'a> Offer<'a> {
+    pub fn of(exchange: &'a Exchange) -> Offer<'a> {
+        let switched_to = SwitchedTo::of(exchange);
         match &exchange.request {
-            Some(request) => Offer::of_request(request),
+            Some(request) => Offer::of_request(request, switched_to),
             None => Offer {
                 is_offer: false,
                 protocols: Vec::new(),
                 websocket: false,
                 h2c: false,
+                switched_to,
             },
         }
     }
 
-    fn of_request(request: &RequestHead) -> Offer {
-        let protocols: Vec<String> = request
+    fn of_request(request: &'a RequestHead, switched_to: SwitchedTo) -> Offer<'a> {
+        let protocols: Vec<Cow<str>> = request
             .header_elements("upgrade")
             .filter(|element| !element.is_empty())
-            .map(|element| String::from_utf8_lossy(element).into_owned())
+            .map(utf8_lossy)
             .collect();
         let mut offer = Offer {
             is_offer: request.is_upgrade_offer(),
             protocols,
             websocket: false,
             h2c: false,
+            switched_to,
         };
         offer.websocket = offer.names("websocket");
         offer.h2c = offer.names("h2c");
         offer
+    }
+
+    /// The exchange's 101 switched to `websocket`.
+    pub fn switched_to_websocket(&self) -> bool {
+        self.switched_to.websocket
+    }
+
+    /// The exchange's 101 switched to `h2c`.
+    pub fn switched_to_h2c(&self) -> bool {
+        self.switched_to.h2c
+    }
+
+    /// The exchange's 101 switched to `h2`.
+    pub fn switched_to_h2(&self) -> bool {
+        self.switched_to.h2
     }
 
     /// `self.names("websocket")`, worked out once.
@@ -67,16 +117,20 @@ impl Offer {
     }
 }
 
+/// [`String::from_utf8_lossy`], which rules and events ask of nearly every
+/// value they read: valid UTF-8, as values almost always are, is checked by
+/// `str::from_utf8`, several times cheaper on short values than the lossy
+/// decoder's scan.
+pub fn utf8_lossy(bytes: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(bytes),
+    }
+}
+
 /// `name` of an `Upgrade` element `name[/version]`.
 pub fn protocol_name(element: &str) -> &str {
-    // Rules ask this of every offered protocol: a plain byte search is much
-    // cheaper than a `char` pattern on such short strings, and since `/` is
-    // ASCII, slicing before it stays on a char boundary.
-    let end = element
-        .bytes()
-        .position(|b| b == b'/')
-        .unwrap_or(element.len());
-    element[..end].trim()
+    protocol_parts(element).0.trim()
 }
 
 /// The 101 of an exchange that switched protocols.
@@ -84,34 +138,34 @@ pub fn switch_response(exchange: &Exchange) -> Option<&crate::http::ResponseHead
     exchange.response.as_ref().filter(|r| r.status == 101)
 }
 
-/// Whether the response's `Upgrade` names `name` (protocol name only, case-insensitive).
-pub fn upgrades_to(response: &crate::http::ResponseHead, name: &str) -> bool {
-    response
-        .header_elements("upgrade")
-        .any(|element| protocol_name(&String::from_utf8_lossy(element)).eq_ignore_ascii_case(name))
-}
-
 /// Field values as sent, joined into one list for a message: `a, b`.
 pub fn joined_values<'a>(values: impl Iterator<Item = &'a [u8]>) -> String {
-    values
-        .map(String::from_utf8_lossy)
-        .collect::<Vec<_>>()
-        .join(", ")
+    let mut joined = String::new();
+    for (index, value) in values.enumerate() {
+        if index > 0 {
+            joined.push_str(", ");
+        }
+        joined.push_str(&utf8_lossy(value));
+    }
+    joined
 }
 
 /// Each value in backticks, for a message: `` `a`, `b` ``.
 pub fn backticked_values(values: &[&[u8]]) -> String {
     values
         .iter()
-        .map(|value| format!("`{}`", String::from_utf8_lossy(value)))
+        .map(|value| format!("`{}`", utf8_lossy(value)))
         .collect::<Vec<_>>()
         .join(", ")
 }
 
 /// `name` and `version` of an `Upgrade` element `name[/version]`.
 pub fn protocol_parts(element: &str) -> (&str, Option<&str>) {
-    match element.split_once('/') {
-        Some((name, version)) => (name, Some(version)),
+    // Rules ask this of every protocol offered and chosen: a plain byte
+    // search is much cheaper than a `char` pattern on such short strings,
+    // and since `/` is ASCII, slicing around it stays on char boundaries.
+    match element.bytes().position(|b| b == b'/') {
+        Some(slash) => (&element[..slash], Some(&element[slash + 1..])),
         None => (element, None),
     }
 }
@@ -150,12 +204,13 @@ pub fn offer_match(offer: &Offer, chosen: &str) -> OfferMatch {
 }
 
 /// The non-empty `Upgrade` elements of a response, as sent.
-pub fn switched_protocols(response: &crate::http::ResponseHead) -> Vec<String> {
+pub fn switched_protocols(
+    response: &crate::http::ResponseHead,
+) -> impl Iterator<Item = Cow<'_, str>> {
     response
         .header_elements("upgrade")
         .filter(|element| !element.is_empty())
-        .map(|element| String::from_utf8_lossy(element).into_owned())
-        .collect()
+        .map(utf8_lossy)
 }
 
 /// Whether an `Upgrade` element is `token ["/" token]` (RFC 9110 §7.8).
@@ -172,6 +227,38 @@ pub fn is_protocol_token(element: &[u8]) -> bool {
     }
 }
 
+/// The length `engine` decodes `encoded` to, or why it cannot. Values of
+/// heads are short: they are decoded on the stack, a longer one only into
+/// an allocation.
+pub(super) fn decoded_len(engine: &impl Engine, encoded: &[u8]) -> Result<usize, DecodeError> {
+    let mut decoded = [0; 64];
+    match engine.decode_slice(encoded, &mut decoded) {
+        Ok(len) => Ok(len),
+        Err(DecodeSliceError::DecodeError(error)) => Err(error),
+        Err(DecodeSliceError::OutputSliceTooSmall) => engine.decode(encoded).map(|d| d.len()),
+    }
+}
+
+/// The values of the field lines of one name: most fields that must appear
+/// once do, so the values are only collected when there are several.
+pub(super) enum Occurrences<'a> {
+    None,
+    Once(&'a [u8]),
+    Several(Vec<&'a [u8]>),
+}
+
+impl<'a> Occurrences<'a> {
+    pub(super) fn of(mut values: impl Iterator<Item = &'a [u8]>) -> Occurrences<'a> {
+        match (values.next(), values.next()) {
+            (None, _) => Occurrences::None,
+            (Some(value), None) => Occurrences::Once(value),
+            (Some(first), Some(second)) => {
+                Occurrences::Several([first, second].into_iter().chain(values).collect())
+            }
+        }
+    }
+}
+
 /// Several field lines of one name, for a message: ``2 `Name` field lines: `a`, `b` ``.
 pub(super) fn field_lines(name: &str, values: &[&[u8]]) -> String {
     format!(
@@ -184,13 +271,17 @@ pub(super) fn field_lines(name: &str, values: &[&[u8]]) -> String {
 /// What is wrong with the field lines `values` of a field `name` that must
 /// appear exactly once: `subject` (e.g. "the h2c offer has") no `name`, or
 /// several.
-pub(super) fn not_exactly_one(subject: &str, name: &str, values: &[&[u8]]) -> Option<Violation> {
-    match values {
-        [] => Some(Violation::new(format!("{subject} no `{name}`"))),
-        [_] => None,
-        several => Some(Violation::new(format!(
+pub(super) fn not_exactly_one<'a>(
+    subject: &str,
+    name: &str,
+    values: impl Iterator<Item = &'a [u8]>,
+) -> Option<Violation> {
+    match Occurrences::of(values) {
+        Occurrences::None => Some(Violation::new(format!("{subject} no `{name}`"))),
+        Occurrences::Once(_) => None,
+        Occurrences::Several(several) => Some(Violation::new(format!(
             "{subject} {}",
-            field_lines(name, several)
+            field_lines(name, &several)
         ))),
     }
 }

@@ -3,8 +3,8 @@
 use base64::{engine::general_purpose::STANDARD, Engine as _};
 use sha1::{Digest, Sha1};
 
-use super::view::{field_lines, not_exactly_one};
-use super::view::{joined_values, switch_response, upgrades_to};
+use super::view::{decoded_len, field_lines, not_exactly_one, utf8_lossy, Occurrences};
+use super::view::{joined_values, switch_response};
 use super::{Context, Offer, Outcome::*, ProxyImpact, Rule, Severity, Violation};
 use crate::http::{Exchange, HttpVersion, RequestHead, ResponseHead};
 
@@ -117,42 +117,47 @@ fn key_missing_defect(request: &RequestHead) -> Option<String> {
 }
 
 fn key_invalid_defect(request: &RequestHead) -> Option<String> {
-    let values: Vec<&[u8]> = request.header_values("sec-websocket-key").collect();
-    let value = match values.as_slice() {
-        [] => return None,
-        [value] => value.trim_ascii(),
-        several => return Some(format!("has {}", field_lines("Sec-WebSocket-Key", several))),
+    let value = match Occurrences::of(request.header_values("sec-websocket-key")) {
+        Occurrences::None => return None,
+        Occurrences::Once(value) => value.trim_ascii(),
+        Occurrences::Several(several) => {
+            return Some(format!(
+                "has {}",
+                field_lines("Sec-WebSocket-Key", &several)
+            ))
+        }
     };
-    let shown = String::from_utf8_lossy(value);
+    let shown = || utf8_lossy(value);
     if value.contains(&b',') {
         return Some(format!(
-            "has `Sec-WebSocket-Key: {shown}`, several comma-joined values"
+            "has `Sec-WebSocket-Key: {}`, several comma-joined values",
+            shown()
         ));
     }
-    match STANDARD.decode(value) {
-        Ok(nonce) if nonce.len() == 16 => None,
-        Ok(nonce) => Some(format!(
-            "has `Sec-WebSocket-Key: {shown}`, which decodes to {} bytes instead of 16",
-            nonce.len()
+    match decoded_len(&STANDARD, value) {
+        Ok(16) => None,
+        Ok(len) => Some(format!(
+            "has `Sec-WebSocket-Key: {}`, which decodes to {len} bytes instead of 16",
+            shown()
         )),
         Err(_) => Some(format!(
-            "has `Sec-WebSocket-Key: {shown}`, which is not strict base64"
+            "has `Sec-WebSocket-Key: {}`, which is not strict base64",
+            shown()
         )),
     }
 }
 
 fn version_defect(request: &RequestHead) -> Option<String> {
-    let values: Vec<&[u8]> = request.header_values("sec-websocket-version").collect();
-    match values.as_slice() {
-        [] => Some("has no `Sec-WebSocket-Version`".to_owned()),
-        [value] if value.trim_ascii() == b"13" => None,
-        [value] => Some(format!(
+    match Occurrences::of(request.header_values("sec-websocket-version")) {
+        Occurrences::None => Some("has no `Sec-WebSocket-Version`".to_owned()),
+        Occurrences::Once(value) if value.trim_ascii() == b"13" => None,
+        Occurrences::Once(value) => Some(format!(
             "has `Sec-WebSocket-Version: {}`, not `13`",
-            String::from_utf8_lossy(value.trim_ascii())
+            utf8_lossy(value.trim_ascii())
         )),
-        several => Some(format!(
+        Occurrences::Several(several) => Some(format!(
             "has {}",
-            field_lines("Sec-WebSocket-Version", several)
+            field_lines("Sec-WebSocket-Version", &several)
         )),
     }
 }
@@ -273,7 +278,7 @@ pub(super) static WS_101_UPGRADE_NOT_WEBSOCKET: Rule = Rule {
     proxy_impact: PROTOCOL_MISMATCH_IMPACT,
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
         let (_, response) = websocket_switch(exchange, offer)?;
-        if upgrades_to(response, "websocket") {
+        if offer.switched_to_websocket() {
             return None;
         }
         let upgrade = joined_values(response.header_values("upgrade"));
@@ -300,11 +305,10 @@ pub(super) static WS_101_ACCEPT_MISSING: Rule = Rule {
     }],
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
         let (_, response) = websocket_switch(exchange, offer)?;
-        let values: Vec<&[u8]> = response.header_values("sec-websocket-accept").collect();
         not_exactly_one(
             "the 101 to a WebSocket offer has",
             "Sec-WebSocket-Accept",
-            &values,
+            response.header_values("sec-websocket-accept"),
         )
     },
 };
@@ -322,12 +326,12 @@ pub(super) static WS_101_ACCEPT_MISMATCH: Rule = Rule {
         let (request, response) = websocket_switch(exchange, offer)?;
         // Without exactly one of each there is nothing to compare:
         // `ws-key-missing`, `ws-key-invalid` and `ws-101-accept-missing` say so.
-        let [key] = request.header_values("sec-websocket-key").collect::<Vec<_>>()[..] else {
+        let Occurrences::Once(key) = Occurrences::of(request.header_values("sec-websocket-key"))
+        else {
             return None;
         };
-        let [accept] = response
-            .header_values("sec-websocket-accept")
-            .collect::<Vec<_>>()[..]
+        let Occurrences::Once(accept) =
+            Occurrences::of(response.header_values("sec-websocket-accept"))
         else {
             return None;
         };
@@ -336,8 +340,8 @@ pub(super) static WS_101_ACCEPT_MISMATCH: Rule = Rule {
         (accept != expected.as_bytes()).then(|| {
             Violation::new(format!(
                 "the 101's `Sec-WebSocket-Accept: {}` differs from `{expected}`, computed from the request's `Sec-WebSocket-Key: {}`",
-                String::from_utf8_lossy(accept),
-                String::from_utf8_lossy(key)
+                utf8_lossy(accept),
+                utf8_lossy(key)
             ))
         })
     },
@@ -382,14 +386,13 @@ pub(super) static WS_SUBPROTOCOL_NOT_OFFERED: Rule = Rule {
     proxy_impact: &[],
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
         let (request, response) = websocket_switch(exchange, offer)?;
-        let chosen: Vec<&[u8]> = response.header_values("sec-websocket-protocol").collect();
-        let chosen = match chosen.as_slice() {
-            [] => return None,
-            [value] => value.trim_ascii(),
-            several => {
+        let chosen = match Occurrences::of(response.header_values("sec-websocket-protocol")) {
+            Occurrences::None => return None,
+            Occurrences::Once(value) => value.trim_ascii(),
+            Occurrences::Several(several) => {
                 return Some(Violation::new(format!(
                     "the 101 has {}",
-                    field_lines("Sec-WebSocket-Protocol", several)
+                    field_lines("Sec-WebSocket-Protocol", &several)
                 )))
             }
         };
@@ -397,7 +400,7 @@ pub(super) static WS_SUBPROTOCOL_NOT_OFFERED: Rule = Rule {
             .header_elements("sec-websocket-protocol")
             .filter(|p| !p.is_empty())
             .collect();
-        let shown = String::from_utf8_lossy(chosen);
+        let shown = utf8_lossy(chosen);
         let message = if chosen.is_empty() {
             "the 101 has an empty `Sec-WebSocket-Protocol`".to_owned()
         } else if chosen.contains(&b',') {
@@ -418,12 +421,11 @@ pub(super) static WS_SUBPROTOCOL_NOT_OFFERED: Rule = Rule {
 };
 
 /// The extension names of a `Sec-WebSocket-Extensions` list: each element up to its parameters.
-fn extension_names<'a>(elements: impl Iterator<Item = &'a [u8]>) -> Vec<&'a [u8]> {
+fn extension_names<'a>(elements: impl Iterator<Item = &'a [u8]>) -> impl Iterator<Item = &'a [u8]> {
     elements
         .filter_map(|element| element.split(|&b| b == b';').next())
         .map(<[u8]>::trim_ascii)
         .filter(|name| !name.is_empty())
-        .collect()
 }
 
 pub(super) static WS_EXTENSION_NOT_OFFERED: Rule = Rule {
@@ -437,19 +439,16 @@ pub(super) static WS_EXTENSION_NOT_OFFERED: Rule = Rule {
     proxy_impact: &[],
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
         let (request, response) = websocket_switch(exchange, offer)?;
-        let offered = extension_names(request.header_elements("sec-websocket-extensions"));
-        let accepted = extension_names(response.header_elements("sec-websocket-extensions"));
-        let unoffered = accepted
-            .into_iter()
-            .find(|name| !offered.iter().any(|o| o.eq_ignore_ascii_case(name)))?;
-        let offered = if offered.is_empty() {
-            "none".to_owned()
-        } else {
-            format!("`{}`", joined_values(offered.into_iter()))
+        let offered = || extension_names(request.header_elements("sec-websocket-extensions"));
+        let unoffered = extension_names(response.header_elements("sec-websocket-extensions"))
+            .find(|name| !offered().any(|o| o.eq_ignore_ascii_case(name)))?;
+        let offered = match joined_values(offered()) {
+            none if none.is_empty() => "none".to_owned(),
+            names => format!("`{names}`"),
         };
         Some(Violation::new(format!(
             "the 101 accepted extension `{}`, which the offer did not list (offered: {offered})",
-            String::from_utf8_lossy(unoffered)
+            utf8_lossy(unoffered)
         )))
     },
 };
@@ -497,8 +496,8 @@ pub(super) static WS_CLIENT_FRAME_UNMASKED: Rule = Rule {
     proxy_impact: &[],
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
         // Frames are only WebSocket frames if the 101 switched to WebSocket.
-        let (_, response) = websocket_switch(exchange, offer)?;
-        if !upgrades_to(response, "websocket") {
+        websocket_switch(exchange, offer)?;
+        if !offer.switched_to_websocket() {
             return None;
         }
         let first = exchange.switched.as_ref()?.client_bytes.as_slice();
