@@ -4,6 +4,8 @@
 
 use std::{collections::HashMap, io, net::SocketAddr};
 
+use foldhash::fast::RandomState;
+
 use crate::{
     events::{EmittedCounts, Event, LossCounters, StatsCounters},
     http::{GateUntil, HttpLimits, HttpOutput, HttpTracker},
@@ -78,8 +80,10 @@ pub struct Pipeline<S: Sink> {
     http_outputs: Vec<HttpOutput>,
     events: Vec<Event>,
     closed: Vec<ConnectionId>,
-    /// Connections with a gate closed, by id, so it is opened when they end.
-    gated: HashMap<ConnectionId, (SocketAddr, SocketAddr)>,
+    /// Connections with a gate closed, by id, so it is opened when they end
+    /// (looked up for every gate request and every close: foldhash rather
+    /// than SipHash, as for the HTTP layer's table).
+    gated: HashMap<ConnectionId, (SocketAddr, SocketAddr), RandomState>,
     gate_commands: Vec<GateCommand>,
     next_tick_ns: u64,
     stats: PipelineStats,
@@ -101,7 +105,7 @@ impl<S: Sink> Pipeline<S> {
             http_outputs: Vec::new(),
             events: Vec::new(),
             closed: Vec::new(),
-            gated: HashMap::new(),
+            gated: HashMap::default(),
             gate_commands: Vec::new(),
             next_tick_ns: 0,
             stats: PipelineStats::default(),

@@ -589,11 +589,13 @@ impl Connection {
             }
             (HeadStep::Complete, Some(Role::Client)) => {
                 self.next_start(i, NextStart::Http, cx);
-                Step::took(self.request_head(i, head.bytes(), ts, cx), used)
+                let request = head.complete_head(input, used);
+                Step::took(self.request_head(i, request, ts, cx), used)
             }
             (HeadStep::Complete, Some(Role::Server)) => {
                 self.next_start(i, NextStart::Http, cx);
-                Step::took(self.response_head(i, head.bytes(), ts, cx), used)
+                let response = head.complete_head(input, used);
+                Step::took(self.response_head(i, response, ts, cx), used)
             }
             (HeadStep::Complete, None) => Step::took(Reader::resync(None), used),
             (HeadStep::TooLarge, _) => {
@@ -884,6 +886,12 @@ impl Connection {
     /// later requests are flagged `truncated`: pairing is no longer certain.
     fn push_awaiting(&mut self, pending: Pending, max_pipelined: usize) {
         if self.awaiting.len() < max_pipelined {
+            if self.awaiting.capacity() == 0 {
+                // Room for the one request most connections have awaiting
+                // at a time, not the four a first push makes room for: a
+                // pending exchange is some 350 bytes.
+                self.awaiting.reserve_exact(1);
+            }
             self.awaiting.push_back(pending);
         } else {
             self.later_requests.truncated = true;

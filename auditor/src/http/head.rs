@@ -111,21 +111,36 @@ impl RequestLineSniffer {
         self.looks()
     }
 
-    /// How many bytes at the start of `input` continue the request target
-    /// the sniffer is in (0 when it is not in one): feeding them one by one
-    /// would only count them, and decide nothing.
-    fn target_run(&self, input: &[u8]) -> usize {
-        if self.stage != RequestLineStage::Target {
-            return 0;
+    /// How many bytes at the start of `input` only take the sniffer further
+    /// in the part of the line it is in (the method, the target, or the
+    /// `HTTP/1.` of the version): feeding them one by one would only count
+    /// them, and decide nothing.
+    fn run(&self, input: &[u8]) -> usize {
+        let len = usize::from(self.len);
+        match self.stage {
+            RequestLineStage::Method => input
+                .iter()
+                .take(MAX_METHOD_LEN - len)
+                .take_while(|&&b| is_tchar(b))
+                .count(),
+            RequestLineStage::Target => input
+                .iter()
+                .position(|&b| !is_target_byte(b))
+                .unwrap_or(input.len()),
+            RequestLineStage::Version => {
+                let expected = VERSION_PREFIX.get(len..).unwrap_or_default();
+                input
+                    .iter()
+                    .zip(expected)
+                    .take_while(|(b, expected)| b == expected)
+                    .count()
+            }
+            RequestLineStage::Cr | RequestLineStage::Done(_) => 0,
         }
-        input
-            .iter()
-            .position(|&b| !is_target_byte(b))
-            .unwrap_or(input.len())
     }
 
-    /// Takes `n` bytes of a run found by [`Self::target_run`].
-    fn skip_target(&mut self, n: usize) {
+    /// Takes `n` bytes of a run found by [`Self::run`].
+    fn take_run(&mut self, n: usize) {
         self.len = self.len.saturating_add(u8::try_from(n).unwrap_or(u8::MAX));
     }
 }
@@ -167,6 +182,28 @@ impl StatusLineSniffer {
         }
         self.looks()
     }
+
+    /// How many bytes at the start of `input` match the status line start
+    /// without completing it: feeding them one by one would decide nothing.
+    fn run(&self, input: &[u8]) -> usize {
+        if self.verdict.is_some() {
+            return 0;
+        }
+        let matched = usize::from(self.matched);
+        input
+            .iter()
+            .take(STATUS_START_LEN - 1 - matched)
+            .enumerate()
+            .take_while(|&(k, &b)| status_start_byte_fits(matched + k, b))
+            .count()
+    }
+
+    /// Takes `n` bytes of a run found by [`Self::run`].
+    fn take_run(&mut self, n: usize) {
+        self.matched = self
+            .matched
+            .saturating_add(u8::try_from(n).unwrap_or(u8::MAX));
+    }
 }
 
 /// Whether `b` may be byte `i` of `HTTP/1.x SP 3DIGIT`.
@@ -179,8 +216,27 @@ pub(crate) fn status_start_byte_fits(i: usize, b: u8) -> bool {
     }
 }
 
+/// A byte of a token (RFC 9110 §5.6.2). A `match` rather than a search of
+/// the list: it is asked for every byte of a method.
 pub(crate) fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'!' | b'#'
+                | b'$'
+                | b'%'
+                | b'&'
+                | b'\''
+                | b'*'
+                | b'+'
+                | b'-'
+                | b'.'
+                | b'^'
+                | b'_'
+                | b'`'
+                | b'|'
+                | b'~'
+        )
 }
 
 /// What a call to [`HeadReader::push`] found.
@@ -199,12 +255,11 @@ pub(crate) enum HeadStep {
     TooLarge,
 }
 
-/// At most this much is reserved for a head before its bytes are seen.
-const HEAD_RESERVE_CAP: usize = 2048;
-
 /// One head being received.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct HeadReader {
+    /// The head's bytes taken so far, unless it came whole in one input:
+    /// that one is read where it is (see [`Self::complete_head`]).
     bytes: Vec<u8>,
     request: RequestLineSniffer,
     status: StatusLineSniffer,
@@ -224,15 +279,27 @@ impl HeadReader {
         reader
     }
 
+    /// The head bytes kept so far: empty at a message start, and after a
+    /// head that came whole in one input.
     pub(crate) fn bytes(&self) -> &[u8] {
         &self.bytes
     }
 
-    /// The bytes, without the room [`Self::push`] reserved: they may be
-    /// kept a while (early data, first bytes after a switch).
+    /// The bytes, without spare room: they may be kept a while (early data,
+    /// first bytes after a switch).
     pub(crate) fn into_bytes(mut self) -> Vec<u8> {
         self.bytes.shrink_to_fit();
         self.bytes
+    }
+
+    /// The head whose end [`Self::push`] just reported as
+    /// [`HeadStep::Complete`], given the same `input` and the bytes it took.
+    pub(crate) fn complete_head<'a>(&'a self, input: &'a [u8], used: usize) -> &'a [u8] {
+        if self.bytes.is_empty() {
+            &input[line_ends_before_head(&input[..used])..used]
+        } else {
+            &self.bytes
+        }
     }
 
     /// Takes bytes of `input` until the head ends, the limit is reached, or
@@ -248,42 +315,57 @@ impl HeadReader {
         if let Some(step) = self.verdict(role) {
             return (step, 0);
         }
-        if self.bytes.is_empty() {
-            // Most heads come whole in one input: room for it at once rather
-            // than growing byte by byte. What is reserved beyond the head is
-            // freed with the reader once the head is read; the cap keeps a
-            // large input (pipelined requests, a head and its body) from
-            // reserving much more than a head.
-            self.bytes
-                .reserve(input.len().min(max_head_bytes).min(HEAD_RESERVE_CAP));
+        let start = if self.bytes.is_empty() {
+            line_ends_before_head(input)
+        } else {
+            0
+        };
+        let (step, used) = self.read(input, start, role, max_head_bytes);
+        if step != HeadStep::Complete || !self.bytes.is_empty() {
+            self.bytes.extend_from_slice(&input[start..used]);
         }
-        let mut i = 0;
+        (step, used)
+    }
+
+    /// [`Self::push`] without keeping the bytes: the head so far is
+    /// `self.bytes` followed by `input[start..]` up to the current byte.
+    fn read(
+        &mut self,
+        input: &[u8],
+        start: usize,
+        role: Option<Role>,
+        max_head_bytes: usize,
+    ) -> (HeadStep, usize) {
+        let mut i = start;
         while let Some(&b) = input.get(i) {
             if self.first_line_read() {
-                let (step, taken) = self.push_rest(&input[i..], max_head_bytes);
-                return (step, i + taken);
+                return self.read_rest(input, start, i, max_head_bytes);
             }
-            if self.bytes.is_empty() && (b == b'\r' || b == b'\n') {
-                i += 1;
-                continue;
-            }
-            if self.bytes.len() >= max_head_bytes {
+            let head_len = self.bytes.len() + (i - start);
+            if head_len >= max_head_bytes {
                 return (HeadStep::TooLarge, i);
             }
-            // Most of a request line is its target: its bytes are taken in a
-            // run (they cannot end the head or change a verdict: a status
-            // line sniffer has already said no to a line with a method).
-            let run = self.request.target_run(&input[i..]);
-            if run > 0 && self.status.looks() != Looks::Undecided {
-                let run = run.min(max_head_bytes - self.bytes.len());
-                self.bytes.extend_from_slice(&input[i..i + run]);
-                self.request.skip_target(run);
+            // Once one sniffer has decided, most bytes of a first line only
+            // take the other further: they are taken in a run (they cannot
+            // end the head or change a verdict).
+            let room = max_head_bytes - head_len;
+            let run = if self.status.looks() != Looks::Undecided {
+                let run = self.request.run(&input[i..]).min(room);
+                self.request.take_run(run);
+                run
+            } else if self.request.looks() != Looks::Undecided {
+                let run = self.status.run(&input[i..]).min(room);
+                self.status.take_run(run);
+                run
+            } else {
+                0
+            };
+            if run > 0 {
                 i += run;
                 continue;
             }
+            let ends_head = b == b'\n' && self.ends_with_line_end(&input[start..i]);
             i += 1;
-            let ends_head = b == b'\n' && self.ends_with_line_end();
-            self.bytes.push(b);
             self.request.feed(b);
             self.status.feed(b);
             if let Some(step) = self.verdict(role) {
@@ -297,38 +379,37 @@ impl HeadReader {
     }
 
     /// Both sniffers have decided, and the verdict let the head go on: what
-    /// is left is to find its end, which [`Self::push_rest`] does a line at
+    /// is left is to find its end, which [`Self::read_rest`] does a line at
     /// a time rather than a byte at a time.
     fn first_line_read(&self) -> bool {
         self.request.looks() != Looks::Undecided && self.status.looks() != Looks::Undecided
     }
 
-    /// [`Self::push`] once the first line is read: the same steps, found by
-    /// looking only at line ends.
-    fn push_rest(&mut self, input: &[u8], max_head_bytes: usize) -> (HeadStep, usize) {
-        let room = max_head_bytes.saturating_sub(self.bytes.len());
-        let mut searched = 0;
+    /// [`Self::read`] from `input[from]` on, once the first line is read:
+    /// the same steps, found by looking only at line ends.
+    fn read_rest(
+        &self,
+        input: &[u8],
+        start: usize,
+        from: usize,
+        max_head_bytes: usize,
+    ) -> (HeadStep, usize) {
+        let head_len = self.bytes.len() + (from - start);
+        let limit = from + max_head_bytes.saturating_sub(head_len);
+        let mut searched = from;
         while let Some(found) = memchr::memchr(b'\n', &input[searched..]) {
             let lf = searched + found;
-            if lf >= room {
+            if lf >= limit {
                 break;
             }
-            let ends_head = match lf {
-                0 => self.ends_with_line_end(),
-                1 => input[0] == b'\n' || (input[0] == b'\r' && self.bytes.last() == Some(&b'\n')),
-                _ => input[lf - 1] == b'\n' || (input[lf - 1] == b'\r' && input[lf - 2] == b'\n'),
-            };
-            if ends_head {
-                self.bytes.extend_from_slice(&input[..=lf]);
+            if self.ends_with_line_end(&input[start..lf]) {
                 return (HeadStep::Complete, lf + 1);
             }
             searched = lf + 1;
         }
-        if input.len() > room {
-            self.bytes.extend_from_slice(&input[..room]);
-            return (HeadStep::TooLarge, room);
+        if input.len() > limit {
+            return (HeadStep::TooLarge, limit);
         }
-        self.bytes.extend_from_slice(input);
         (HeadStep::NeedMore, input.len())
     }
 
@@ -346,11 +427,24 @@ impl HeadReader {
         }
     }
 
-    /// Whether the buffered bytes end a line, so that a LF now ends the head
-    /// (an empty line: LF LF or LF CR LF).
-    fn ends_with_line_end(&self) -> bool {
-        matches!(self.bytes.as_slice(), [.., b'\n'] | [.., b'\n', b'\r'])
+    /// Whether the head so far (the kept bytes, then `taken`) ends a line,
+    /// so that a LF now ends the head (an empty line: LF LF or LF CR LF).
+    fn ends_with_line_end(&self, taken: &[u8]) -> bool {
+        match taken {
+            [.., b'\n'] | [.., b'\n', b'\r'] => true,
+            [b'\r'] => self.bytes.last() == Some(&b'\n'),
+            [] => matches!(self.bytes.as_slice(), [.., b'\n'] | [.., b'\n', b'\r']),
+            _ => false,
+        }
     }
+}
+
+/// How many CR and LF bytes start `input`: empty lines before a head.
+fn line_ends_before_head(input: &[u8]) -> usize {
+    input
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(input.len())
 }
 
 /// Why a complete head was not accepted.
@@ -361,76 +455,72 @@ pub(crate) enum HeadError {
 }
 
 pub(crate) fn parse_request(head: &[u8], max_headers: usize) -> Result<RequestHead, HeadError> {
-    let mut stack = [httparse::EMPTY_HEADER; STACK_HEADER_SLOTS];
-    let mut heap = Vec::new();
-    let slots = header_slots(head, max_headers, &mut stack, &mut heap);
-    let mut request = httparse::Request::new(slots);
-    let status = request.parse(head).map_err(head_error)?;
-    if status != httparse::Status::Complete(head.len()) {
-        return Err(HeadError::Malformed);
-    }
-    let (Some(method), Some(target), Some(version)) =
-        (request.method, request.path, request.version)
-    else {
-        return Err(HeadError::Malformed);
-    };
-    Ok(RequestHead {
-        method: method.to_owned(),
-        target: target.to_owned(),
-        version: http_version(version)?,
-        headers: owned_headers(request.headers),
+    with_header_slots(head, max_headers, |slots| {
+        let mut request = httparse::Request::new(slots);
+        let status = request.parse(head).map_err(head_error)?;
+        if status != httparse::Status::Complete(head.len()) {
+            return Err(HeadError::Malformed);
+        }
+        let (Some(method), Some(target), Some(version)) =
+            (request.method, request.path, request.version)
+        else {
+            return Err(HeadError::Malformed);
+        };
+        Ok(RequestHead {
+            method: method.to_owned(),
+            target: target.to_owned(),
+            version: http_version(version)?,
+            headers: owned_headers(request.headers),
+        })
     })
 }
 
 pub(crate) fn parse_response(head: &[u8], max_headers: usize) -> Result<ResponseHead, HeadError> {
-    let mut stack = [httparse::EMPTY_HEADER; STACK_HEADER_SLOTS];
-    let mut heap = Vec::new();
-    let slots = header_slots(head, max_headers, &mut stack, &mut heap);
-    let mut response = httparse::Response::new(slots);
-    let mut config = httparse::ParserConfig::default();
-    // Servers are the ones audited: read what sloppy ones send rather than
-    // losing the exchange.
-    config
-        .allow_spaces_after_header_name_in_responses(true)
-        .allow_obsolete_multiline_headers_in_responses(true);
-    let status = config
-        .parse_response(&mut response, head)
-        .map_err(head_error)?;
-    if status != httparse::Status::Complete(head.len()) {
-        return Err(HeadError::Malformed);
-    }
-    let (Some(version), Some(code)) = (response.version, response.code) else {
-        return Err(HeadError::Malformed);
-    };
-    Ok(ResponseHead {
-        version: http_version(version)?,
-        status: code,
-        reason: raw_reason(head),
-        headers: owned_headers(response.headers),
+    with_header_slots(head, max_headers, |slots| {
+        let mut response = httparse::Response::new(slots);
+        let mut config = httparse::ParserConfig::default();
+        // Servers are the ones audited: read what sloppy ones send rather than
+        // losing the exchange.
+        config
+            .allow_spaces_after_header_name_in_responses(true)
+            .allow_obsolete_multiline_headers_in_responses(true);
+        let status = config
+            .parse_response(&mut response, head)
+            .map_err(head_error)?;
+        if status != httparse::Status::Complete(head.len()) {
+            return Err(HeadError::Malformed);
+        }
+        let (Some(version), Some(code)) = (response.version, response.code) else {
+            return Err(HeadError::Malformed);
+        };
+        Ok(ResponseHead {
+            version: http_version(version)?,
+            status: code,
+            reason: raw_reason(head),
+            headers: owned_headers(response.headers),
+        })
     })
 }
 
-/// Heads with up to this many lines get their header slots on the stack.
+/// Heads with up to this many header lines get their slots on the stack.
 const STACK_HEADER_SLOTS: usize = 32;
 
-/// Room for the headers of `head`: no more than it has lines, so that a
-/// typical head does not pay for `max_headers` slots, and no more than
-/// `max_headers`, so that a head with more still fails as TooManyHeaders.
-/// Taken from `stack` when it is large enough (most heads: no allocation),
-/// else from `heap`.
-fn header_slots<'s, 'h>(
-    head: &[u8],
+/// Runs `parse` with room for at most `max_headers` headers: first on the
+/// stack (most heads: no allocation, and no counting of their lines), then,
+/// for a head with more headers than that, on the heap with no more slots
+/// than the head has lines.
+fn with_header_slots<'h, T>(
+    head: &'h [u8],
     max_headers: usize,
-    stack: &'s mut [httparse::Header<'h>; STACK_HEADER_SLOTS],
-    heap: &'s mut Vec<httparse::Header<'h>>,
-) -> &'s mut [httparse::Header<'h>] {
-    let slots = memchr::memchr_iter(b'\n', head).count().min(max_headers);
-    if slots <= STACK_HEADER_SLOTS {
-        &mut stack[..slots]
-    } else {
-        heap.resize(slots, httparse::EMPTY_HEADER);
-        heap
+    mut parse: impl FnMut(&mut [httparse::Header<'h>]) -> Result<T, HeadError>,
+) -> Result<T, HeadError> {
+    let mut stack = [httparse::EMPTY_HEADER; STACK_HEADER_SLOTS];
+    let parsed = parse(&mut stack[..max_headers.min(STACK_HEADER_SLOTS)]);
+    if max_headers <= STACK_HEADER_SLOTS || !matches!(parsed, Err(HeadError::TooManyHeaders)) {
+        return parsed;
     }
+    let lines = memchr::memchr_iter(b'\n', head).count().min(max_headers);
+    parse(&mut vec![httparse::EMPTY_HEADER; lines])
 }
 
 fn head_error(error: httparse::Error) -> HeadError {
@@ -460,7 +550,7 @@ fn owned_headers(headers: &[httparse::Header<'_>]) -> Headers {
 
 /// The reason phrase as sent (httparse drops one holding non-ASCII bytes).
 fn raw_reason(head: &[u8]) -> String {
-    let line_end = head.iter().position(|&b| b == b'\n').unwrap_or(head.len());
+    let line_end = memchr::memchr(b'\n', head).unwrap_or(head.len());
     let line = head[..line_end]
         .strip_suffix(b"\r")
         .unwrap_or(&head[..line_end]);
@@ -529,42 +619,70 @@ mod tests {
         );
     }
 
+    /// Pushes `pieces` in turn to a new reader until a step other than
+    /// NeedMore: that step with the bytes taken in all, and the head read.
+    fn push_pieces<'a>(
+        pieces: impl IntoIterator<Item = &'a [u8]>,
+        role: Option<Role>,
+        limit: usize,
+    ) -> ((HeadStep, usize), Vec<u8>) {
+        let mut reader = HeadReader::default();
+        let mut taken = 0;
+        for piece in pieces {
+            let (step, used) = reader.push(piece, role, limit);
+            taken += used;
+            if step == HeadStep::Complete {
+                return ((step, taken), reader.complete_head(piece, used).to_vec());
+            }
+            if step != HeadStep::NeedMore {
+                return ((step, taken), reader.bytes().to_vec());
+            }
+        }
+        ((HeadStep::NeedMore, taken), reader.bytes().to_vec())
+    }
+
     #[test]
-    fn runs_of_target_bytes_are_taken_as_if_fed_one_by_one() {
+    fn runs_of_first_line_bytes_are_taken_as_if_fed_one_by_one() {
         let long = b"GET /a/long/target?q=1&r=%20 HTTP/1.1\r\nHost: a\r\n\r\nBODY";
-        let cases: [(&[u8], Option<Role>, usize); 8] = [
+        let status = b"HTTP/1.1 200 OK\r\nA: b\r\n\r\nBODY";
+        let cases: [(&[u8], Option<Role>, usize); 17] = [
             (long, Some(Role::Client), 1024),
             (long, None, 1024),
             (long, Some(Role::Client), 12),
             (long, Some(Role::Client), 5),
+            (long, Some(Role::Client), 2),
+            (long, Some(Role::Client), 33),
             (b"GET /x\x7fy HTTP/1.1\r\n\r\n", Some(Role::Client), 1024),
             (b"GET /abc  HTTP/1.1\r\n\r\n", None, 1024),
             (b"GET /abc\r\n\r\n", Some(Role::Client), 1024),
+            (b"GET / HTTP/2.0\r\n\r\n", Some(Role::Client), 1024),
+            (b"GET / HTTP/1.1x\r\n\r\n", Some(Role::Client), 1024),
+            (&[b'A'; MAX_METHOD_LEN + 2], Some(Role::Client), 1024),
             (b"HTTP/1.1 200 OK\r\n\r\n", None, 1024),
+            (status, Some(Role::Server), 1024),
+            (status, Some(Role::Server), 8),
+            (b"HTTP/1.1 2x0 OK\r\n\r\n", Some(Role::Server), 1024),
+            (b"HTTP/1.1 200 OK\r\n\r\n", Some(Role::Client), 1024),
         ];
         for (input, role, limit) in cases {
-            let mut whole = HeadReader::default();
-            let at_once = whole.push(input, role, limit);
-            let mut single = HeadReader::default();
-            let mut one_by_one = (HeadStep::NeedMore, 0);
-            for b in input {
-                let (step, used) = single.push(std::slice::from_ref(b), role, limit);
-                one_by_one = (step, one_by_one.1 + used);
-                if step != HeadStep::NeedMore {
-                    break;
-                }
+            let one_by_one = push_pieces(input.chunks(1), role, limit);
+            let text = String::from_utf8_lossy(input);
+            assert_eq!(push_pieces([input], role, limit), one_by_one, "{text:?}");
+            for split in 1..input.len() {
+                let (first, rest) = input.split_at(split);
+                let in_halves = push_pieces([first, rest], role, limit);
+                assert_eq!(in_halves, one_by_one, "{text:?} split at {split}");
             }
-            assert_eq!(at_once, one_by_one, "{:?}", String::from_utf8_lossy(input));
-            assert_eq!(whole.bytes(), single.bytes());
         }
     }
 
     #[test]
     fn bare_lf_heads_end_too() {
         let mut reader = HeadReader::default();
-        let (step, used) = reader.push(b"HTTP/1.0 200 OK\nA: b\n\nrest", Some(Role::Server), 1024);
+        let input = b"HTTP/1.0 200 OK\nA: b\n\nrest";
+        let (step, used) = reader.push(input, Some(Role::Server), 1024);
         assert_eq!((step, used), (HeadStep::Complete, 22));
-        let response = parse_response(reader.bytes(), 8).unwrap();
+        let response = parse_response(reader.complete_head(input, used), 8).unwrap();
         assert_eq!(
             (response.status, response.version),
             (200, HttpVersion::Http10)

@@ -62,12 +62,14 @@ pub struct ReassemblyStats {
 struct ConnectionKey(PackedAddr, PackedAddr);
 
 impl ConnectionKey {
-    fn new(a: SocketAddr, b: SocketAddr) -> ConnectionKey {
-        let (a, b) = (PackedAddr::from(a), PackedAddr::from(b));
-        if a <= b {
-            ConnectionKey(a, b)
+    /// The key of the connection `src` sends on to `dst`, and whether `src`
+    /// is its first endpoint.
+    fn new(src: SocketAddr, dst: SocketAddr) -> (ConnectionKey, bool) {
+        let (src, dst) = (PackedAddr::from(src), PackedAddr::from(dst));
+        if src <= dst {
+            (ConnectionKey(src, dst), true)
         } else {
-            ConnectionKey(b, a)
+            (ConnectionKey(dst, src), false)
         }
     }
 }
@@ -84,8 +86,10 @@ struct Connection {
 }
 
 impl Connection {
-    fn side_of(&self, key: &ConnectionKey, src: SocketAddr) -> usize {
-        usize::from(self.packed_endpoint(key, 0) != PackedAddr::from(src))
+    /// The side whose sender is the key's first endpoint (`sender_is_first`)
+    /// or its second.
+    fn side_of(&self, sender_is_first: bool) -> usize {
+        usize::from(sender_is_first == self.first_is_second)
     }
 
     /// The sender of side `side`'s bytes.
@@ -143,16 +147,16 @@ impl Reassembler {
 
     /// The sequence number of the byte `src` sends at stream `offset`.
     pub fn seq_of(&self, src: SocketAddr, dst: SocketAddr, offset: u64) -> Option<u32> {
-        let key = ConnectionKey::new(src, dst);
+        let (key, src_is_first) = ConnectionKey::new(src, dst);
         let connection = self.connections.peek(&key)?;
-        connection.directions[connection.side_of(&key, src)].seq_of(offset)
+        connection.directions[connection.side_of(src_is_first)].seq_of(offset)
     }
 
     pub fn push(&mut self, segment: &SegmentRef<'_>, emit: &mut Emit<'_>) {
-        let key = ConnectionKey::new(segment.src, segment.dst);
+        let (key, src_is_first) = ConnectionKey::new(segment.src, segment.dst);
         let (syn, ack) = (segment.flags.syn(), segment.flags.ack());
         if syn && !ack {
-            self.close_if_reused(key, segment, emit);
+            self.close_if_reused(key, src_is_first, segment, emit);
         }
         let limits = self.limits;
         let connection = match self.connections.get_mut(&key) {
@@ -162,13 +166,13 @@ impl Reassembler {
                     // A lone ACK, FIN or RST of a connection we do not know.
                     return;
                 }
-                self.open(key, segment, emit);
+                self.open(key, src_is_first, segment, emit);
                 self.connections.get_mut(&key).expect("opened above")
             }
         };
         let before = connection.buffered();
         connection.last_seen_ns = segment.timestamp_ns;
-        let side = connection.side_of(&key, segment.src);
+        let side = connection.side_of(src_is_first);
         let peer = 1 - side;
         let syn_len = u32::from(syn);
         if syn {
@@ -309,7 +313,13 @@ impl Reassembler {
         }
     }
 
-    fn open(&mut self, key: ConnectionKey, segment: &SegmentRef<'_>, emit: &mut Emit<'_>) {
+    fn open(
+        &mut self,
+        key: ConnectionKey,
+        src_is_first: bool,
+        segment: &SegmentRef<'_>,
+        emit: &mut Emit<'_>,
+    ) {
         if self.connections.len() >= self.limits.max_connections {
             if let Some((&lru, _)) = self.connections.peek_lru() {
                 self.stats.connections_evicted += 1;
@@ -329,7 +339,7 @@ impl Reassembler {
             key,
             Connection {
                 id,
-                first_is_second: PackedAddr::from(segment.src) != key.0,
+                first_is_second: !src_is_first,
                 directions: Default::default(),
                 last_seen_ns: segment.timestamp_ns,
             },
@@ -350,13 +360,14 @@ impl Reassembler {
     fn close_if_reused(
         &mut self,
         key: ConnectionKey,
+        src_is_first: bool,
         segment: &SegmentRef<'_>,
         emit: &mut Emit<'_>,
     ) {
         let Some(connection) = self.connections.peek(&key) else {
             return;
         };
-        let base = connection.directions[connection.side_of(&key, segment.src)].base();
+        let base = connection.directions[connection.side_of(src_is_first)].base();
         if base.is_some_and(|base| base != segment.seq.wrapping_add(1)) {
             self.close(key, CloseReason::Evicted, segment.timestamp_ns, emit);
         }
@@ -445,13 +456,15 @@ fn deliver(
     timestamp_ns: u64,
     emit: &mut Emit<'_>,
 ) {
-    let (id, src) = (connection.id, connection.endpoint(key, side));
+    // Most calls find nothing to deliver: the sender's address is unpacked
+    // only for an event.
+    let (id, sender) = (connection.id, connection.packed_endpoint(key, side));
     let stream = &mut connection.directions[side];
     while let Some(delivery) = stream.next_delivery(limits.recent_bytes) {
         match delivery {
             Delivery::Data { offset, bytes } => emit(&StreamEvent::Data {
                 id,
-                src,
+                src: sender.into(),
                 offset,
                 bytes: &bytes,
                 timestamp_ns,
@@ -460,7 +473,7 @@ fn deliver(
                 stats.uncopied_bytes += len;
                 emit(&StreamEvent::Gap {
                     id,
-                    src,
+                    src: sender.into(),
                     offset,
                     len,
                     kind: GapKind::Uncopied,
@@ -472,7 +485,7 @@ fn deliver(
     if stream.take_finish() {
         emit(&StreamEvent::Finished {
             id,
-            src,
+            src: sender.into(),
             timestamp_ns,
         });
     }
