@@ -149,6 +149,19 @@ impl Headers {
             })
             .map(|line| &self.values[line.value.clone()])
     }
+
+    /// The elements of the list formed by every line named `name`, trimmed
+    /// of spaces and tabs; empty elements are kept.
+    pub fn elements<'a>(&'a self, name: &'a str) -> impl DoubleEndedIterator<Item = &'a [u8]> + 'a {
+        self.values(name)
+            .flat_map(|value| value.split(|&b| b == b',').map(trim_whitespace))
+    }
+
+    /// Whether the list `name` has the element `element` (case-insensitive).
+    pub fn has_element(&self, name: &str, element: &str) -> bool {
+        self.elements(name)
+            .any(|e| e.eq_ignore_ascii_case(element.as_bytes()))
+    }
 }
 
 impl<'a> FromIterator<Header<'a>> for Headers {
@@ -278,18 +291,18 @@ impl Exchange {
 impl RequestHead {
     /// The values of every field line named `name` (case-insensitive), in order.
     pub fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-        header_values(&self.headers, name)
+        self.headers.values(name)
     }
 
     /// The elements of the list formed by every field line named `name`,
     /// trimmed of spaces and tabs; empty elements are kept.
     pub fn header_elements<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-        header_elements(&self.headers, name)
+        self.headers.elements(name)
     }
 
     /// Whether the list `name` has the element `element` (case-insensitive).
     pub fn has_element(&self, name: &str, element: &str) -> bool {
-        has_element(&self.headers, name, element)
+        self.headers.has_element(name, element)
     }
 
     /// An upgrade offer: `Upgrade` present and `upgrade` listed in `Connection`.
@@ -301,34 +314,22 @@ impl RequestHead {
 impl ResponseHead {
     /// The values of every field line named `name` (case-insensitive), in order.
     pub fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-        header_values(&self.headers, name)
+        self.headers.values(name)
     }
 
     /// The elements of the list formed by every field line named `name`,
     /// trimmed of spaces and tabs; empty elements are kept.
     pub fn header_elements<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-        header_elements(&self.headers, name)
+        self.headers.elements(name)
     }
 
     /// Whether the list `name` has the element `element` (case-insensitive).
     pub fn has_element(&self, name: &str, element: &str) -> bool {
-        has_element(&self.headers, name, element)
+        self.headers.has_element(name, element)
     }
 }
 
-fn header_values<'a>(headers: &'a Headers, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-    headers.values(name)
-}
-
-fn header_elements<'a>(headers: &'a Headers, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-    header_values(headers, name).flat_map(|value| value.split(|&b| b == b',').map(trim_whitespace))
-}
-
-fn has_element(headers: &Headers, name: &str, element: &str) -> bool {
-    header_elements(headers, name).any(|e| e.eq_ignore_ascii_case(element.as_bytes()))
-}
-
-pub(crate) fn trim_whitespace(bytes: &[u8]) -> &[u8] {
+fn trim_whitespace(bytes: &[u8]) -> &[u8] {
     let is_space = |b: &u8| *b == b' ' || *b == b'\t';
     let start = bytes
         .iter()
@@ -509,8 +510,8 @@ mod tests {
     #[test]
     fn list_elements_keep_empty_ones_and_do_not_match_substrings() {
         let headers = Headers::from_iter([header("Connection", "notupgrade, ,\tclose")]);
-        let elements: Vec<&[u8]> = header_elements(&headers, "connection").collect();
+        let elements: Vec<&[u8]> = headers.elements("connection").collect();
         assert_eq!(elements, vec![&b"notupgrade"[..], &b""[..], &b"close"[..]]);
-        assert!(!has_element(&headers, "connection", "upgrade"));
+        assert!(!headers.has_element("connection", "upgrade"));
     }
 }

@@ -1,7 +1,7 @@
 //! Where a message body ends (RFC 9112 §6): which framing a head announces,
 //! and a reader that follows that framing over bytes and holes.
 
-use super::exchange::{trim_whitespace, Headers, HttpVersion, RequestHead, ResponseHead};
+use super::exchange::{Headers, HttpVersion, RequestHead, ResponseHead};
 
 /// How the body after a head is delimited.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,23 +54,21 @@ pub(crate) fn response_framing(request_method: Option<&str>, response: &Response
 /// None without Transfer-Encoding; else whether chunked is the final coding
 /// (never for HTTP/1.0, whose Transfer-Encoding means faulty framing, §6.1).
 fn transfer_coding(version: HttpVersion, headers: &Headers) -> Option<bool> {
-    let mut fields = headers.values("transfer-encoding").peekable();
-    fields.peek()?;
-    let last = fields
-        .flat_map(|value| value.split(|&b| b == b','))
-        .map(trim_whitespace)
-        .rfind(|c| !c.is_empty());
+    // Every field line gives at least one element, if an empty one.
+    let mut codings = headers.elements("transfer-encoding").peekable();
+    codings.peek()?;
+    let last = codings.rfind(|c| !c.is_empty());
     Some(version == HttpVersion::Http11 && last.is_some_and(|c| c.eq_ignore_ascii_case(b"chunked")))
 }
 
 /// None without Content-Length; a list of one repeated value is that value
 /// (RFC 9110 §8.6), anything else is invalid.
 fn content_length(headers: &Headers) -> Option<Framing> {
-    let mut fields = headers.values("content-length").peekable();
-    fields.peek()?;
+    let mut elements = headers.elements("content-length").peekable();
+    elements.peek()?;
     let mut value: Option<u64> = None;
-    for element in fields.flat_map(|value| value.split(|&b| b == b',')) {
-        let Some(length) = parse_decimal(trim_whitespace(element)) else {
+    for element in elements {
+        let Some(length) = parse_decimal(element) else {
             return Some(Framing::Invalid);
         };
         if value.is_some_and(|v| v != length) {
