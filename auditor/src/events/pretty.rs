@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::{format_timestamp, Event, EventBody, Flow};
+use super::{Event, EventBody, Flow, Timestamp};
 use crate::rules::{Outcome, Severity};
 
 /// An alert's details follow a label column this wide, wrapped at
@@ -16,7 +16,7 @@ const RESET: &str = "\x1b[0m";
 /// `colour`: ANSI colours for a terminal: an alert's severity in its colour,
 /// its rule id in bold.
 pub fn render(event: &Event, colour: bool) -> String {
-    let time = format_timestamp(event.timestamp_ns);
+    let time = Timestamp::of(event.timestamp_ns);
     let mut out = String::new();
     match &event.body {
         EventBody::Alert(alert) => {

@@ -342,9 +342,43 @@ fn an_impaired_capture_is_reported_as_such() {
 
 #[test]
 fn timestamps_are_utc_rfc3339_with_microseconds() {
-    assert_eq!(format_timestamp(T0), "2026-11-26T07:13:08.420039Z");
-    assert_eq!(format_timestamp(0), "1970-01-01T00:00:00.000000Z");
-    assert_eq!(format_timestamp(u64::MAX), "2554-07-21T23:34:33.709551Z");
+    assert_eq!(Timestamp::of(T0).as_str(), "2026-11-26T07:13:08.420039Z");
+    assert_eq!(Timestamp::of(0).as_str(), "1970-01-01T00:00:00.000000Z");
+    assert_eq!(
+        Timestamp::of(u64::MAX).as_str(),
+        "2554-07-21T23:34:33.709551Z"
+    );
+}
+
+/// Whether `event`'s JSON text has `keys` in this order, each at its first
+/// occurrence: enough for keys that no nested object has before them.
+fn writes_keys_in_order(event: &Event, keys: &[&str]) -> bool {
+    let text = serde_json::to_string(event).unwrap();
+    let positions: Vec<Option<usize>> = keys
+        .iter()
+        .map(|key| text.find(&format!("\"{key}\":")))
+        .collect();
+    positions.iter().all(Option::is_some) && positions.is_sorted()
+}
+
+#[test]
+fn events_write_the_common_fields_then_the_event_type_then_the_body() {
+    let events = evaluated(&timed_exchange(PROXMOX_OFFER, PROXMOX_101));
+    let common = ["timestamp", "schema_version", "host", "event_type"];
+    let body = ["flow", "http", "capture"];
+    assert!(writes_keys_in_order(
+        &events[0],
+        &[&common[..], &body, &["handshake"]].concat()
+    ));
+    assert!(writes_keys_in_order(
+        &events[1],
+        &[&common[..], &body, &["alert"]].concat()
+    ));
+    let loss = Event::loss(T0, HOST, LossCounters::default());
+    assert!(writes_keys_in_order(
+        &loss,
+        &[&common[..], &["loss"]].concat()
+    ));
 }
 
 #[test]

@@ -53,16 +53,26 @@ pub enum Format {
 pub struct LineWriter<W: Write> {
     writer: W,
     format: Format,
+    /// The JSON line being written, kept for the next one. serde_json
+    /// writes each token on its own: into a `Vec` that is cheaper than
+    /// through a `BufWriter`, and the line then goes to `writer` at once.
+    line: Vec<u8>,
 }
 
 impl<W: Write> LineWriter<W> {
     pub fn new(writer: W, format: Format) -> LineWriter<W> {
-        LineWriter { writer, format }
+        LineWriter {
+            writer,
+            format,
+            line: Vec::new(),
+        }
     }
 
     fn json_line(&mut self, value: &impl Serialize) -> io::Result<()> {
-        serde_json::to_writer(&mut self.writer, value)?;
-        self.writer.write_all(b"\n")
+        self.line.clear();
+        serde_json::to_writer(&mut self.line, value)?;
+        self.line.push(b'\n');
+        self.writer.write_all(&self.line)
     }
 }
 

@@ -8,7 +8,7 @@ use std::{
     time::{SystemTime, UNIX_EPOCH},
 };
 
-use crate::{events::format_timestamp, rules};
+use crate::{events::Timestamp, rules};
 
 /// rsyslog's default `maxMessageSize`: its socket input reads at most this
 /// many bytes of a datagram and cuts the rest off. Longer messages are not
@@ -50,7 +50,7 @@ pub fn format_message(
     json: &str,
 ) -> String {
     let priority = FACILITY_DAEMON * 8 + severity as u8;
-    let timestamp = format_timestamp(timestamp_ns);
+    let timestamp = Timestamp::of(timestamp_ns);
     format!("<{priority}>1 {timestamp} {host} {APP_NAME} {pid} {msgid} - {json}")
 }
 
