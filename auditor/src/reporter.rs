@@ -49,19 +49,14 @@ impl ReportSettings {
 /// The findings of rules that are not disabled, at their configured
 /// severity: an override replaces the catalogue's severity and the one a
 /// rule chose for what it saw.
-fn configured(findings: Vec<Finding>, settings: &RuleSettings) -> Vec<Finding> {
+fn configured(mut findings: Vec<Finding>, settings: &RuleSettings) -> Vec<Finding> {
+    findings.retain(|finding| !settings.disabled.iter().any(|id| id == finding.rule.id));
+    for finding in &mut findings {
+        if let Some(&severity) = settings.severity.get(finding.rule.id) {
+            finding.severity = severity;
+        }
+    }
     findings
-        .into_iter()
-        .filter(|finding| !settings.disabled.iter().any(|id| id == finding.rule.id))
-        .map(|finding| Finding {
-            severity: settings
-                .severity
-                .get(finding.rule.id)
-                .copied()
-                .unwrap_or(finding.severity),
-            ..finding
-        })
-        .collect()
 }
 
 /// Counts of what the kernel could not deliver, for `loss` events.
@@ -117,13 +112,13 @@ impl Reporter {
             role,
             allowlist: &self.settings.allowlist,
         };
-        for event in events_for_offer(exchange, &offer, &findings, &context) {
+        events_for_offer(exchange, &offer, &findings, &context, |event| {
             if matches!(event.body, EventBody::Alert(_)) {
                 self.limiter.admit(event, out);
             } else {
                 out.push(event);
             }
-        }
+        });
         self.emitted.count(&out[first..]);
     }
 

@@ -30,22 +30,27 @@ pub struct EventContext<'a> {
 /// Their timestamp is the capture time of the last head read: the final
 /// response's, else the request's.
 pub fn events_for(exchange: &Exchange, findings: &[Finding], context: &EventContext) -> Vec<Event> {
-    events_for_offer(exchange, &Offer::of(exchange), findings, context)
+    let mut events = Vec::new();
+    events_for_offer(exchange, &Offer::of(exchange), findings, context, |event| {
+        events.push(event)
+    });
+    events
 }
 
 /// [`events_for`], with the exchange's offer already worked out (the rules
-/// need it too).
+/// need it too), handing each event to `emit` as it is built.
 pub fn events_for_offer(
     exchange: &Exchange,
     offer: &Offer,
     findings: &[Finding],
     context: &EventContext,
-) -> Vec<Event> {
+    mut emit: impl FnMut(Event),
+) {
     // Most exchanges (keep-alive requests without an offer, with no
     // finding) make no event: nothing is built for them, not even the
     // redactor.
     if !offer.is_offer && findings.is_empty() {
-        return Vec::new();
+        return;
     }
     let redactor = Redactor::new(context.allowlist, exchange);
     let timestamp_ns = exchange
@@ -91,11 +96,9 @@ pub fn events_for_offer(
             },
         })
     });
-    handshake
-        .into_iter()
-        .chain(alerts)
-        .map(|body| Event::new(timestamp_ns, context.host, body))
-        .collect()
+    for body in handshake.into_iter().chain(alerts) {
+        emit(Event::new(timestamp_ns, context.host, body));
+    }
 }
 
 /// None unless the request is an upgrade offer.
@@ -110,9 +113,7 @@ fn handshake(
     }
     let (outcome, protocol) = match &exchange.response {
         Some(response) if response.status == 101 => {
-            let protocols = response
-                .header_elements("upgrade")
-                .filter(|element| !element.is_empty());
+            let protocols = offer.switched_protocols.iter().map(|p| p.as_bytes());
             let protocol = redactor.joined_fields("upgrade", protocols);
             (HandshakeOutcome::Switched, protocol)
         }

@@ -56,6 +56,19 @@ impl Interval {
             last_suppressed: None,
         }
     }
+
+    /// `alert` back if under `max_alerts`, to be emitted; otherwise it is
+    /// counted and kept as the summary's evidence.
+    fn admit(&mut self, alert: Event, max_alerts: u32) -> Option<Event> {
+        if self.emitted < max_alerts {
+            self.emitted += 1;
+            Some(alert)
+        } else {
+            self.suppressed += 1;
+            self.last_suppressed = Some(alert);
+            None
+        }
+    }
 }
 
 pub struct AlertRateLimiter {
@@ -106,30 +119,28 @@ impl AlertRateLimiter {
         );
         let now_ns = event.timestamp_ns;
         let interval_ns = self.interval_ns();
-        match self.intervals.get_mut(&key) {
-            Some(interval) if now_ns >= interval.start_ns.saturating_add(interval_ns) => {
+        let max_alerts = self.settings.max_alerts;
+        let admitted = if let Some(interval) = self.intervals.get_mut(&key) {
+            if now_ns >= interval.start_ns.saturating_add(interval_ns) {
                 let ended = std::mem::replace(interval, Interval::starting(now_ns));
                 out.extend(summary(&self.settings, ended));
             }
-            Some(_) => {}
-            None => {
-                if let Some((_, evicted)) = self.intervals.push(key, Interval::starting(now_ns)) {
-                    self.keys_evicted += 1;
-                    out.extend(summary(&self.settings, evicted));
-                }
-            }
-        }
-        let interval = self
-            .intervals
-            .get_mut(&key)
-            .expect("the key was just found or inserted");
-        if interval.emitted < self.settings.max_alerts {
-            interval.emitted += 1;
-            out.push(event);
+            interval.admit(event, max_alerts)
         } else {
-            interval.suppressed += 1;
-            interval.last_suppressed = Some(event);
-            self.suppressed_total += 1;
+            // A new key: its interval takes the alert before it is
+            // tracked, so the key is looked up once; what it evicts is
+            // still summarized first.
+            let mut interval = Interval::starting(now_ns);
+            let admitted = interval.admit(event, max_alerts);
+            if let Some((_, evicted)) = self.intervals.push(key, interval) {
+                self.keys_evicted += 1;
+                out.extend(summary(&self.settings, evicted));
+            }
+            admitted
+        };
+        match admitted {
+            Some(event) => out.push(event),
+            None => self.suppressed_total += 1,
         }
     }
 

@@ -61,7 +61,7 @@ impl<'a> Redactor<'a> {
         let targets = exchange.request.iter().map(|r| r.target.as_str());
         secrets.extend(targets.clone().filter_map(userinfo).map(str::to_owned));
         if !allowlist.query_strings {
-            let queries = targets.filter_map(|target| target.split_once('?'));
+            let queries = targets.filter_map(split_query);
             secrets.extend(queries.map(|(_, query)| query.to_owned()));
         }
         secrets.retain(|secret| !secret.is_empty());
@@ -112,7 +112,7 @@ impl<'a> Redactor<'a> {
     /// A request target without its query string (unless allowed) and
     /// without the user information an absolute-form target may carry.
     pub fn target(&self, target: &str) -> String {
-        match target.split_once('?') {
+        match split_query(target) {
             Some((path, query)) if !query.is_empty() && !self.allowlist.query_strings => {
                 self.redacted([path, "?", REDACTED].concat())
             }
@@ -125,9 +125,19 @@ fn is_secret_field(name: &str) -> bool {
     SECRET_FIELDS.iter().any(|f| name.eq_ignore_ascii_case(f))
 }
 
+/// `target` split at its first `?`. Every target is asked: a byte search is
+/// much cheaper than a `char` pattern, and since `?` is ASCII, slicing
+/// around it stays on char boundaries.
+fn split_query(target: &str) -> Option<(&str, &str)> {
+    let mark = target.bytes().position(|b| b == b'?')?;
+    Some((&target[..mark], &target[mark + 1..]))
+}
+
 /// `user:password` of `scheme://user:password@host/…`.
 fn userinfo(target: &str) -> Option<&str> {
-    let (_, rest) = target.split_once("://")?;
+    // As in `split_query`: a byte search, and `://` is ASCII.
+    let scheme_end = target.as_bytes().windows(3).position(|w| w == b"://")?;
+    let rest = &target[scheme_end + 3..];
     let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
     authority.rfind('@').map(|at| &authority[..at])
 }

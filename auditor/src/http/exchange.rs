@@ -162,6 +162,12 @@ impl Headers {
         self.elements(name)
             .any(|e| e.eq_ignore_ascii_case(element.as_bytes()))
     }
+
+    /// The elements of one field line's value of a list, as
+    /// [`Headers::elements`] gives them.
+    pub fn value_elements(value: &[u8]) -> impl DoubleEndedIterator<Item = &[u8]> {
+        value.split(|&b| b == b',').map(trim_whitespace)
+    }
 }
 
 impl<'a> FromIterator<Header<'a>> for Headers {

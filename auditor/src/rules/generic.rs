@@ -1,12 +1,9 @@
 //! Generic HTTP/1.1 upgrade rules (RFC 9110 §7.6.1, §7.8, §15.2, §15.5.22; RFC 9112).
 
-use std::borrow::Cow;
-
 use super::view::{
-    is_protocol_token, joined_values, not_exactly_one, offer_match, switch_response,
-    switched_protocols, OfferMatch,
+    is_protocol_token, joined_values, not_exactly_one, offer_match, switch_response, OfferMatch,
 };
-use super::{Context, Offer, Outcome::*, ProxyImpact, Rule, Severity, Violation};
+use super::{Context, Offer, Outcome::*, ProxyImpact, Rule, Scope, Severity, Violation};
 use crate::http::{Exchange, HttpVersion};
 
 pub(super) static RULES: &[&Rule] = &[
@@ -180,6 +177,7 @@ pub(super) static UPGRADE_101_MISSING_CONNECTION_OPTION: Rule = Rule {
     spec_text: "RFC 9110 §7.8: \"A sender of Upgrade MUST also send an \"Upgrade\" connection option in the Connection header field (Section 7.6.1) to inform intermediaries not to forward this field.\"",
     remediation: "Make the server send `Connection: upgrade` with every `101 Switching Protocols` that carries `Upgrade` (for Proxmox Backup Server behind a proxy, or any custom protocol: add the header in the server, or have the proxy add it).",
     proxy_impact: MISSING_CONNECTION_OPTION_IMPACT,
+    scope: Scope::Upgrade,
     check: |exchange: &Exchange, _: &Offer, _: &Context| {
         let response = exchange.response.as_ref().filter(|r| r.status == 101)?;
         if response.header_values("upgrade").next().is_none()
@@ -225,6 +223,7 @@ pub(super) static UPGRADE_101_MISSING_UPGRADE: Rule = Rule {
     spec_text: "RFC 9110 §7.8: \"A server that sends a 101 (Switching Protocols) response MUST send an Upgrade header field to indicate the new protocol(s) to which the connection is being switched\"; §15.2.2: \"The server MUST generate an Upgrade header field in the response that indicates which protocol(s) will be in effect after this response.\"",
     remediation: "Make the server send `Upgrade` with the protocol it switches to (e.g. `Upgrade: websocket`) and `Connection: upgrade` in every `101 Switching Protocols`.",
     proxy_impact: PROTOCOL_COMPARED_IMPACT,
+    scope: Scope::Upgrade,
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
         let response = switch_response(exchange)?;
         if response.header_values("upgrade").next().is_some() {
@@ -250,9 +249,12 @@ pub(super) static UPGRADE_101_PROTOCOL_NOT_OFFERED: Rule = Rule {
     spec_text: "RFC 9110 §7.8: \"A server MUST NOT switch to a protocol that was not indicated by the client in the corresponding request's Upgrade header field.\"",
     remediation: "Make the server answer with one of the protocols the client listed in its `Upgrade` (and its version, if it names one), or decline the upgrade with a non-101 response.",
     proxy_impact: PROTOCOL_MISMATCH_IMPACT,
+    scope: Scope::Upgrade,
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
-        let response = switch_response(exchange).filter(|_| offer.is_offer)?;
-        let not_offered: Vec<String> = switched_protocols(response)
+        switch_response(exchange).filter(|_| offer.is_offer)?;
+        let not_offered: Vec<String> = offer
+            .switched_protocols
+            .iter()
             .filter(|chosen| offer_match(offer, chosen) == OfferMatch::NotOffered)
             .map(|chosen| format!("`{chosen}`"))
             .collect();
@@ -276,6 +278,7 @@ pub(super) static UPGRADE_101_UNSOLICITED: Rule = Rule {
     spec_text: "RFC 9110 §7.8: \"A server MUST NOT switch to a protocol that was not indicated by the client in the corresponding request's Upgrade header field.\"",
     remediation: "Make the server switch protocols only in answer to a request carrying both `Upgrade` and `Connection: upgrade`; if the client means to upgrade, make it send both.",
     proxy_impact: PROTOCOL_COMPARED_IMPACT,
+    scope: Scope::Upgrade,
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
         let response = switch_response(exchange).filter(|_| !offer.is_offer)?;
         let request = exchange.request.as_ref()?;
@@ -308,6 +311,7 @@ pub(super) static UPGRADE_101_TO_HTTP10: Rule = Rule {
     spec_text: "RFC 9110 §15.2: \"Since HTTP/1.0 did not define any 1xx status codes, a server MUST NOT send a 1xx response to an HTTP/1.0 client.\"; §7.8: \"A server that receives an Upgrade header field in an HTTP/1.0 request MUST ignore that Upgrade field.\"",
     remediation: "Make the server ignore `Upgrade` and `Expect` in HTTP/1.0 requests and answer them with a final response; a client that means to upgrade must send HTTP/1.1.",
     proxy_impact: &[],
+    scope: Scope::Any,
     check: |exchange: &Exchange, _: &Offer, _: &Context| {
         let request = exchange.request.as_ref()?;
         if request.version != HttpVersion::Http10 {
@@ -350,6 +354,7 @@ pub(super) static UPGRADE_101_HAS_CONTENT_LENGTH: Rule = Rule {
     spec_text: "RFC 9110 §8.6: \"A server MUST NOT send a Content-Length header field in any response with a status code of 1xx (Informational) or 204 (No Content).\"",
     remediation: "Remove `Content-Length` from the server's `101 Switching Protocols` (frameworks often add `Content-Length: 0` to every response: exempt 1xx).",
     proxy_impact: FRAMING_ON_1XX_IMPACT,
+    scope: Scope::Upgrade,
     check: |exchange: &Exchange, _: &Offer, _: &Context| {
         framing_field_on_101(exchange, "content-length", "Content-Length")
     },
@@ -364,6 +369,7 @@ pub(super) static UPGRADE_101_HAS_TRANSFER_ENCODING: Rule = Rule {
     spec_text: "RFC 9112 §6.1: \"A server MUST NOT send a Transfer-Encoding header field in any response with a status code of 1xx (Informational) or 204 (No Content).\"",
     remediation: "Remove `Transfer-Encoding` from the server's `101 Switching Protocols`: the new protocol starts right after the blank line, nothing is chunked.",
     proxy_impact: FRAMING_ON_1XX_IMPACT,
+    scope: Scope::Upgrade,
     check: |exchange: &Exchange, _: &Offer, _: &Context| {
         framing_field_on_101(exchange, "transfer-encoding", "Transfer-Encoding")
     },
@@ -378,6 +384,7 @@ pub(super) static UPGRADE_101_BEFORE_100_CONTINUE: Rule = Rule {
     spec_text: "RFC 9110 §7.8: \"If a server receives both an Upgrade and an Expect header field with the \"100-continue\" expectation (Section 10.1.1), the server MUST send a 100 (Continue) response before sending a 101 (Switching Protocols) response.\"",
     remediation: "Make the server send `100 Continue` (and read the request body) before its `101 Switching Protocols` when the offer carries `Expect: 100-continue`.",
     proxy_impact: &[],
+    scope: Scope::Upgrade,
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
         switch_response(exchange).filter(|_| offer.is_offer)?;
         let request = exchange.request.as_ref()?;
@@ -400,6 +407,7 @@ pub(super) static UPGRADE_426_MISSING_UPGRADE: Rule = Rule {
     spec_text: "RFC 9110 §15.5.22: \"The server MUST send an Upgrade header field in a 426 response to indicate the required protocol(s) (Section 7.8).\"",
     remediation: "Make the server name the required protocol(s) in `Upgrade` (with `Connection: upgrade`) on every `426 Upgrade Required`.",
     proxy_impact: &[],
+    scope: Scope::Any,
     check: |exchange: &Exchange, _: &Offer, _: &Context| {
         let response = exchange.response.as_ref().filter(|r| r.status == 426)?;
         if response.header_values("upgrade").next().is_some() {
@@ -418,6 +426,7 @@ pub(super) static UPGRADE_REQUEST_MISSING_CONNECTION_OPTION: Rule = Rule {
     spec_text: "RFC 9110 §7.8: \"The Upgrade header field only applies to the immediate connection. Therefore, a sender of Upgrade MUST also send an \"Upgrade\" connection option in the Connection header field (Section 7.6.1) to inform intermediaries not to forward this field.\"",
     remediation: "Make the client send `Connection: upgrade` with `Upgrade`; behind a proxy, forward both (nginx: `proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection \"upgrade\";`).",
     proxy_impact: &[],
+    scope: Scope::Upgrade,
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
         let request = exchange.request.as_ref().filter(|_| !offer.is_offer)?;
         request.header_values("upgrade").next()?;
@@ -438,6 +447,7 @@ pub(super) static UPGRADE_REQUEST_HOST_INVALID: Rule = Rule {
     spec_text: "RFC 9112 §3.2: \"A client MUST send a Host header field (Section 7.2 of [HTTP]) in all HTTP/1.1 request messages.\" … \"A server MUST respond with a 400 (Bad Request) status code to any HTTP/1.1 request message that lacks a Host header field and to any request message that contains more than one Host header field line or a Host header field with an invalid field value.\"",
     remediation: "Make the client send exactly one `Host` field with the offer (the authority of the target URI); a proxy must not add a second one.",
     proxy_impact: &[],
+    scope: Scope::Upgrade,
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
         let request = exchange
             .request
@@ -460,6 +470,7 @@ pub(super) static UPGRADE_INVALID_TOKEN: Rule = Rule {
     spec_text: "RFC 9110 §7.8: \"Upgrade = #protocol\", \"protocol = protocol-name [\"/\" protocol-version]\", \"protocol-name = token\", \"protocol-version = token\"",
     remediation: "Send `Upgrade` as a comma-separated list of `name` or `name/version` tokens, without spaces inside an element, empty elements or non-ASCII bytes (e.g. `Upgrade: websocket` or `Upgrade: HTTP/2.0, h2c`).",
     proxy_impact: &[],
+    scope: Scope::Any,
     check: |exchange: &Exchange, _: &Offer, _: &Context| {
         // Each head with its sender: the request (`None`) or a response (its status).
         let request = exchange.request.iter().map(|r| (None, &r.headers));
@@ -501,9 +512,12 @@ pub(super) static UPGRADE_PROTOCOL_CASE_DIFFERS: Rule = Rule {
     spec_text: "RFC 9110 §7.8: \"Although protocol names are registered with a preferred case, recipients SHOULD use case-insensitive comparison when matching each protocol-name to supported protocols.\"",
     remediation: "Make the server echo the protocol name with the case the client offered (e.g. `websocket`, not `WebSocket`), so that clients and proxies comparing exactly accept it.",
     proxy_impact: CASE_IGNORED_IMPACT,
+    scope: Scope::Upgrade,
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
-        let response = switch_response(exchange).filter(|_| offer.is_offer)?;
-        let chosen = switched_protocols(response)
+        switch_response(exchange).filter(|_| offer.is_offer)?;
+        let chosen = offer
+            .switched_protocols
+            .iter()
             .find(|chosen| offer_match(offer, chosen) == OfferMatch::IgnoringCase)?;
         Some(Violation::new(format!(
             "the 101 switched to `{chosen}` where the request offered `Upgrade: {}`",
@@ -521,9 +535,10 @@ pub(super) static UPGRADE_101_PICKS_FROM_LIST: Rule = Rule {
     spec_text: "RFC 9110 §7.8: \"A server MAY choose to ignore the order of preference indicated by the client and select the new protocol(s) based on other factors, such as the nature of the request or the current load on the server.\"",
     remediation: "Behind Go, Traefik, Caddy or Apache, make the client offer only the protocol it needs (one `Upgrade` element), since those proxies compare the 101's `Upgrade` with the request's as a whole string.",
     proxy_impact: PROTOCOL_MISMATCH_IMPACT,
+    scope: Scope::Upgrade,
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
-        let response = switch_response(exchange).filter(|_| offer.protocols.len() > 1)?;
-        let chosen: Vec<Cow<str>> = switched_protocols(response).collect();
+        switch_response(exchange).filter(|_| offer.protocols.len() > 1)?;
+        let chosen = &offer.switched_protocols;
         let all_offered = chosen
             .iter()
             .all(|c| offer_match(offer, c) != OfferMatch::NotOffered);
@@ -547,6 +562,7 @@ pub(super) static UPGRADE_REQUEST_PIPELINED: Rule = Rule {
     spec_text: "RFC 9110 §7.8: \"If the Upgrade header field is received in a GET request and the server decides to switch protocols, it first responds with a 101 (Switching Protocols) message in HTTP/1.1 and then immediately follows that with the new protocol's equivalent of a response to a GET on the target resource.\" — after a 101, the bytes that follow the offer belong to the new protocol, so a request pipelined behind an offer is never answered as HTTP (RFC 9112 §9.3).",
     remediation: "Make the client wait for the offer's final response before sending another request on the connection (or send it on another connection).",
     proxy_impact: &[],
+    scope: Scope::Upgrade,
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
         if !offer.is_offer || !exchange.pipelined_behind {
             return None;
@@ -567,6 +583,7 @@ pub(super) static UPGRADE_EARLY_DATA: Rule = Rule {
     spec_text: "RFC 9931: \"This document discusses the security considerations that apply to data sent by the client before this request is confirmed and adds new requirements to RFCs 9112 and 9298 to avoid related security issues.\"; RFC 6455 §4.1: \"Once the client's opening handshake has been sent, the client MUST wait for a response from the server before sending any further data.\"",
     remediation: "Make the client wait for the `101 Switching Protocols` before sending bytes of the new protocol; a server or proxy that declines an upgrade should close the connection rather than read what follows as HTTP.",
     proxy_impact: &[],
+    scope: Scope::Upgrade,
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
         let early = exchange
             .early_data
@@ -596,6 +613,7 @@ pub(super) static UPGRADE_TUNNEL_WITHOUT_101: Rule = Rule {
     spec_text: "RFC 9110 §7.8: \"A server MAY ignore a received Upgrade header field if it wishes to continue using the current protocol on that connection.\"; §15.2.2: \"The 101 (Switching Protocols) status code indicates that the server understands and is willing to comply with the client's request, via the Upgrade header field (Section 7.8), for a change in the application protocol being used on this connection.\"",
     remediation: "Make the proxy open a tunnel only after the backend's `101 Switching Protocols` (check the status, not just the request's `Upgrade`), and the server speak HTTP/1.1 after any other answer; until then, treat the connection as compromised (requests may be smuggled past the proxy).",
     proxy_impact: &[],
+    scope: Scope::Upgrade,
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
         let response = exchange.response.as_ref().filter(|r| r.status != 101)?;
         let not_http = exchange

@@ -4,7 +4,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use super::view::{decoded_len, not_exactly_one, utf8_lossy};
 use super::view::{joined_values, switch_response};
-use super::{Context, Offer, Rule, Severity, Violation};
+use super::{Context, Offer, Rule, Scope, Severity, Violation};
 use crate::config::Role;
 use crate::http::{Exchange, RequestHead, ResponseHead};
 
@@ -45,6 +45,7 @@ pub(super) static H2C_UPGRADE_DEPRECATED: Rule = Rule {
     spec_text: "RFC 9113 §3.1: \"The \"h2c\" string was previously used as a token for use in the HTTP Upgrade mechanism's Upgrade header field (Section 7.8 of [HTTP]). This usage was never widely deployed and is deprecated by this document. The same applies to the HTTP2-Settings header field, which was used with the upgrade to \"h2c\".\"",
     remediation: "Speak cleartext HTTP/2 with prior knowledge (start with the connection preface, e.g. `curl --http2-prior-knowledge`), or HTTP/2 over TLS negotiated with ALPN `h2`, instead of `Upgrade: h2c`.",
     proxy_impact: &[],
+    scope: Scope::Upgrade,
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
         let request = h2c_offer(exchange, offer)?;
         Some(Violation::new(format!(
@@ -63,6 +64,7 @@ pub(super) static H2C_SETTINGS_COUNT: Rule = Rule {
     spec_text: "RFC 7540 §3.2: \"A request that upgrades from HTTP/1.1 to HTTP/2 MUST include exactly one \"HTTP2-Settings\" (Section 3.2.1) header field.\"",
     remediation: "Send exactly one `HTTP2-Settings` field with the h2c offer (the base64url SETTINGS payload, possibly empty), or drop the h2c offer.",
     proxy_impact: &[],
+    scope: Scope::Upgrade,
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
         let request = h2c_offer(exchange, offer)?;
         not_exactly_one(
@@ -82,6 +84,7 @@ pub(super) static H2C_SETTINGS_NOT_CONNECTION_OPTION: Rule = Rule {
     spec_text: "RFC 7540 §3.2.1: \"Since the upgrade is only intended to apply to the immediate connection, a client sending the HTTP2-Settings header field MUST also send \"HTTP2-Settings\" as a connection option in the Connection header field to prevent it from being forwarded (see Section 8.1.2.2 of [RFC7230]).\"",
     remediation: "Send `Connection: Upgrade, HTTP2-Settings` with an h2c offer, so that proxies drop `HTTP2-Settings` instead of forwarding it.",
     proxy_impact: &[],
+    scope: Scope::Upgrade,
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
         let request = h2c_offer(exchange, offer)?;
         if request.has_element("connection", "http2-settings") {
@@ -103,6 +106,7 @@ pub(super) static H2C_SETTINGS_INVALID: Rule = Rule {
     spec_text: "RFC 7540 §3.2.1: \"The content of the HTTP2-Settings header field is the payload of a SETTINGS frame (Section 6.5), encoded as a base64url string (that is, the URL- and filename-safe Base64 encoding described in Section 5 of [RFC4648], with any trailing '=' characters omitted).\" §6.5: \"A SETTINGS frame with a length other than a multiple of 6 octets MUST be treated as a connection error (Section 5.4.1) of type FRAME_SIZE_ERROR.\"",
     remediation: "Encode the SETTINGS payload (6 bytes per setting) with the URL-safe base64 alphabet (`-` and `_`, not `+` and `/`) and without trailing `=`.",
     proxy_impact: &[],
+    scope: Scope::Upgrade,
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
         let request = h2c_offer(exchange, offer)?;
         request
@@ -135,6 +139,7 @@ pub(super) static H2C_101_HAS_SETTINGS: Rule = Rule {
     spec_text: "RFC 7540 §3.2.1: \"A server MUST NOT upgrade the connection to HTTP/2 if this header field is not present or if more than one is present. A server MUST NOT send this header field.\"",
     remediation: "Remove `HTTP2-Settings` from the server's 101: the server sends its settings in the SETTINGS frame that opens its side of the HTTP/2 connection.",
     proxy_impact: &[],
+    scope: Scope::Upgrade,
     check: |exchange: &Exchange, _: &Offer, _: &Context| {
         let response = switch_response(exchange)?;
         response.header_values("http2-settings").next()?;
@@ -154,6 +159,7 @@ pub(super) static H2C_101_FOR_H2_TOKEN: Rule = Rule {
     spec_text: "RFC 7540 §3.2: \"Servers MUST ignore an \"h2\" token in an Upgrade header field. Presence of a token with \"h2\" implies HTTP/2 over TLS, which is instead negotiated as described in Section 3.3.\"",
     remediation: "Make the server ignore `h2` in `Upgrade` (answer as HTTP/1.1); HTTP/2 over TLS is negotiated with ALPN, and a cleartext upgrade, if at all, uses `h2c`.",
     proxy_impact: &[],
+    scope: Scope::Upgrade,
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
         let response = switch_response(exchange).filter(|_| offer.switched_to_h2())?;
         Some(Violation::new(format!(
@@ -172,6 +178,7 @@ pub(super) static H2C_MISSING_PREFACE: Rule = Rule {
     spec_text: "RFC 7540 §3.2: \"The first HTTP/2 frame sent by the server MUST be a server connection preface (Section 3.5) consisting of a SETTINGS frame (Section 6.5). Upon receiving the 101 response, the client MUST send a connection preface (Section 3.5), which includes a SETTINGS frame.\" §3.5: \"the connection preface starts with the string \"PRI * HTTP/2.0\\r\\n\\r\\nSM\\r\\n\\r\\n\"\"",
     remediation: "After the 101, make the client send `PRI * HTTP/2.0\\r\\n\\r\\nSM\\r\\n\\r\\n` and a SETTINGS frame, and the server a SETTINGS frame before any other frame; a side that goes on speaking HTTP/1.1 does not implement h2c and should not offer or accept it.",
     proxy_impact: &[],
+    scope: Scope::Upgrade,
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
         h2c_switch(exchange, offer)?;
         let switched = exchange.switched.as_ref()?;
@@ -207,6 +214,7 @@ pub(super) static H2C_UPGRADE_ACCEPTED: Rule = Rule {
     spec_text: "RFC 9110 §7.6.1: \"Intermediaries MUST parse a received Connection header field before a message is forwarded and, for each connection-option in this field, remove any header or trailer field(s) from the message with the same name as the connection-option, and then remove the Connection header field itself (or replace it with the intermediary's own control options for the forwarded message).\" A proxy that forwards `Upgrade: h2c` and then tunnels the switched connection lets the client send requests the proxy never sees (h2c smuggling).",
     remediation: "Disable h2c upgrades on the server (it can still serve HTTP/2 with prior knowledge or over TLS); on the proxy, do not forward `Upgrade: h2c` (e.g. in nginx, set `proxy_set_header Upgrade` only for `websocket`).",
     proxy_impact: &[],
+    scope: Scope::Upgrade,
     check: |exchange: &Exchange, offer: &Offer, context: &Context| {
         let response = h2c_switch(exchange, offer)?;
         let upgrade = joined_values(response.header_values("upgrade"));

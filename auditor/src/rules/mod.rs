@@ -8,6 +8,8 @@ pub mod render;
 mod view;
 mod websocket;
 
+use std::sync::LazyLock;
+
 use serde::{Deserialize, Serialize};
 
 use crate::{config::Role, http::Exchange};
@@ -101,6 +103,16 @@ impl Violation {
     }
 }
 
+/// Which exchanges a rule's check can fire on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// Only those whose request carries `Upgrade` or whose response is a
+    /// 101: the check is not run on the others.
+    Upgrade,
+    /// Every exchange.
+    Any,
+}
+
 pub struct Rule {
     pub id: &'static str,
     pub severity: Severity,
@@ -113,6 +125,7 @@ pub struct Rule {
     pub spec_text: &'static str,
     pub remediation: &'static str,
     pub proxy_impact: &'static [ProxyImpact],
+    pub scope: Scope,
     /// Runs only on exchanges whose capture is intact (see [`evaluate`]).
     pub check: fn(&Exchange, &Offer, &Context) -> Option<Violation>,
 }
@@ -144,10 +157,11 @@ pub fn find(id: &str) -> Option<&'static Rule> {
     catalogue().find(|rule| rule.id == id)
 }
 
-/// Runs every rule over `exchange`. A rule never fires on bytes that were
-/// not captured: an exchange touched by a gap, a truncation, a mid-stream
-/// start, an oversized or malformed head, or a conflicting overlap is left
-/// alone, and its capture quality says why.
+/// Runs the rules over `exchange`: those of [`Scope::Upgrade`] only when it
+/// involves an upgrade ([`Offer::involves_upgrade`]). A rule never fires on
+/// bytes that were not captured: an exchange touched by a gap, a
+/// truncation, a mid-stream start, an oversized or malformed head, or a
+/// conflicting overlap is left alone, and its capture quality says why.
 pub fn evaluate(exchange: &Exchange, context: &Context) -> Vec<Finding> {
     evaluate_offer(exchange, &Offer::of(exchange), context)
 }
@@ -158,7 +172,33 @@ pub fn evaluate_offer(exchange: &Exchange, offer: &Offer, context: &Context) -> 
     if exchange.quality.impaired() || exchange.request.is_none() {
         return Vec::new();
     }
-    catalogue()
+    // Most exchanges are keep-alive requests that have nothing to do with an
+    // upgrade: only the few rules of every exchange are run on them.
+    if offer.involves_upgrade {
+        findings(catalogue(), exchange, offer, context)
+    } else {
+        findings(any_exchange_rules(), exchange, offer, context)
+    }
+}
+
+/// The rules of [`Scope::Any`], in catalogue order.
+fn any_exchange_rules() -> impl Iterator<Item = &'static Rule> {
+    static RULES: LazyLock<Vec<&'static Rule>> = LazyLock::new(|| {
+        catalogue()
+            .filter(|rule| rule.scope == Scope::Any)
+            .collect()
+    });
+    RULES.iter().copied()
+}
+
+/// What `rules` find in `exchange`.
+fn findings(
+    rules: impl Iterator<Item = &'static Rule>,
+    exchange: &Exchange,
+    offer: &Offer,
+    context: &Context,
+) -> Vec<Finding> {
+    rules
         .filter_map(|rule| {
             let violation = (rule.check)(exchange, offer, context)?;
             Some(Finding {
@@ -202,6 +242,53 @@ mod tests {
                 assert!(!text.trim().is_empty(), "{} has no {field}", rule.id);
             }
         }
+    }
+
+    #[test]
+    fn only_rules_of_any_exchange_fire_on_one_without_upgrade() {
+        // No `Upgrade` in the requests, no 101, but every other field
+        // rules read, and what the rules of every exchange look for.
+        let corpus: [(&[u8], &[u8]); 4] = [
+            (
+                b"GET / HTTP/1.0\r\nHost: a\r\nExpect: 100-continue\r\n\r\n",
+                b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+            ),
+            (
+                b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+                b"HTTP/1.1 426 Upgrade Required\r\nContent-Length: 0\r\n\r\n",
+            ),
+            (
+                b"GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\nSec-WebSocket-Key: x\r\nSec-WebSocket-Version: 8\r\n\r\n",
+                b"HTTP/1.1 200 OK\r\nUpgrade: h2c, bad token\r\nConnection: Upgrade\r\nHTTP2-Settings: x\r\nSec-WebSocket-Accept: x\r\nContent-Length: 0\r\n\r\n",
+            ),
+            (
+                b"POST / HTTP/1.1\r\nConnection: upgrade\r\nContent-Length: 0\r\n\r\n",
+                b"HTTP/1.1 400 Bad Request\r\nSec-WebSocket-Version: 13\r\nContent-Length: 0\r\n\r\n",
+            ),
+        ];
+        let mut fired = Vec::new();
+        for (request, response) in corpus {
+            for exchange in testing::exchanges(request, response) {
+                let offer = Offer::of(&exchange);
+                assert!(!offer.involves_upgrade);
+                for rule in catalogue() {
+                    let violation = (rule.check)(&exchange, &offer, &Context::default());
+                    match rule.scope {
+                        Scope::Upgrade => assert_eq!(violation, None, "{} fired", rule.id),
+                        Scope::Any => fired.extend(violation.map(|_| rule.id)),
+                    }
+                }
+            }
+        }
+        fired.sort_unstable();
+        assert_eq!(
+            fired,
+            [
+                "upgrade-101-to-http10",
+                "upgrade-426-missing-upgrade",
+                "upgrade-invalid-token"
+            ]
+        );
     }
 
     #[test]

@@ -16,8 +16,14 @@ pub struct Offer<'a> {
     pub is_offer: bool,
     /// The request's `Upgrade` elements, trimmed, as sent.
     pub protocols: Vec<Cow<'a, str>>,
-    /// `names("websocket")` and `names("h2c")`, which every rule of those
-    /// catalogues asks first.
+    /// The non-empty `Upgrade` elements of the exchange's 101, as sent;
+    /// none without a 101.
+    pub switched_protocols: Vec<Cow<'a, str>>,
+    /// The request carries `Upgrade` (an offer or not) or the response is
+    /// a 101: the exchanges [`Scope::Upgrade`](super::Scope::Upgrade) rules read.
+    pub involves_upgrade: bool,
+    /// Whether the offer names `websocket`, and `h2c` (protocol name only,
+    /// case-insensitive), which every rule of those catalogues asks first.
     websocket: bool,
     h2c: bool,
     switched_to: SwitchedTo,
@@ -33,14 +39,10 @@ struct SwitchedTo {
 }
 
 impl SwitchedTo {
-    fn of(exchange: &Exchange) -> SwitchedTo {
+    fn of(switched_protocols: &[Cow<str>]) -> SwitchedTo {
         let mut switched_to = SwitchedTo::default();
-        let Some(response) = switch_response(exchange) else {
-            return switched_to;
-        };
-        for element in response.header_elements("upgrade") {
-            let element = utf8_lossy(element);
-            let name = protocol_name(&element);
+        for protocol in switched_protocols {
+            let name = protocol_name(protocol);
             switched_to.websocket |= name.eq_ignore_ascii_case("websocket");
             switched_to.h2c |= name.eq_ignore_ascii_case("h2c");
             switched_to.h2 |= name.eq_ignore_ascii_case("h2");
@@ -51,12 +53,22 @@ impl SwitchedTo {
 
 impl<'a> Offer<'a> {
     pub fn of(exchange: &'a Exchange) -> Offer<'a> {
-        let switched_to = SwitchedTo::of(exchange);
+        let switch = switch_response(exchange);
+        let switched_protocols: Vec<Cow<str>> = switch
+            .map(|response| non_empty_elements(response.header_elements("upgrade")).collect())
+            .unwrap_or_default();
+        let switched_to = SwitchedTo::of(&switched_protocols);
         match &exchange.request {
-            Some(request) => Offer::of_request(request, switched_to),
+            Some(request) => {
+                let mut offer = Offer::of_request(request, switched_protocols, switched_to);
+                offer.involves_upgrade |= switch.is_some();
+                offer
+            }
             None => Offer {
                 is_offer: false,
                 protocols: Vec::new(),
+                switched_protocols,
+                involves_upgrade: switch.is_some(),
                 websocket: false,
                 h2c: false,
                 switched_to,
@@ -64,22 +76,35 @@ impl<'a> Offer<'a> {
         }
     }
 
-    fn of_request(request: &'a RequestHead, switched_to: SwitchedTo) -> Offer<'a> {
-        let protocols: Vec<Cow<str>> = request
-            .header_elements("upgrade")
-            .filter(|element| !element.is_empty())
-            .map(utf8_lossy)
-            .collect();
-        let mut offer = Offer {
-            is_offer: request.is_upgrade_offer(),
+    fn of_request(
+        request: &'a RequestHead,
+        switched_protocols: Vec<Cow<'a, str>>,
+        switched_to: SwitchedTo,
+    ) -> Offer<'a> {
+        // The `Upgrade` lines are looked up once, for the offer and its
+        // protocols: a line, even empty, has at least one element.
+        let mut elements = request.header_elements("upgrade").peekable();
+        let carries_upgrade = elements.peek().is_some();
+        let protocols: Vec<Cow<str>> = non_empty_elements(elements).collect();
+        let is_offer = carries_upgrade && request.has_element("connection", "upgrade");
+        // Each protocol's name worked out once for both questions.
+        let (mut websocket, mut h2c) = (false, false);
+        if is_offer {
+            for protocol in &protocols {
+                let name = protocol_name(protocol);
+                websocket |= name.eq_ignore_ascii_case("websocket");
+                h2c |= name.eq_ignore_ascii_case("h2c");
+            }
+        }
+        Offer {
+            is_offer,
             protocols,
-            websocket: false,
-            h2c: false,
+            switched_protocols,
+            involves_upgrade: carries_upgrade,
+            websocket,
+            h2c,
             switched_to,
-        };
-        offer.websocket = offer.names("websocket");
-        offer.h2c = offer.names("h2c");
-        offer
+        }
     }
 
     /// The exchange's 101 switched to `websocket`.
@@ -97,23 +122,16 @@ impl<'a> Offer<'a> {
         self.switched_to.h2
     }
 
-    /// `self.names("websocket")`, worked out once.
+    /// The request is an offer that names `websocket` (protocol name
+    /// only, case-insensitive).
     pub fn names_websocket(&self) -> bool {
         self.websocket
     }
 
-    /// `self.names("h2c")`, worked out once.
+    /// The request is an offer that names `h2c` (protocol name only,
+    /// case-insensitive).
     pub fn names_h2c(&self) -> bool {
         self.h2c
-    }
-
-    /// Whether the offer names `name` (protocol name only, case-insensitive).
-    pub fn names(&self, name: &str) -> bool {
-        self.is_offer
-            && self
-                .protocols
-                .iter()
-                .any(|p| protocol_name(p).eq_ignore_ascii_case(name))
     }
 }
 
@@ -203,12 +221,11 @@ pub fn offer_match(offer: &Offer, chosen: &str) -> OfferMatch {
         .unwrap_or(OfferMatch::NotOffered)
 }
 
-/// The non-empty `Upgrade` elements of a response, as sent.
-pub fn switched_protocols(
-    response: &crate::http::ResponseHead,
-) -> impl Iterator<Item = Cow<'_, str>> {
-    response
-        .header_elements("upgrade")
+/// The elements of a list that are not empty, as sent.
+fn non_empty_elements<'a>(
+    elements: impl Iterator<Item = &'a [u8]>,
+) -> impl Iterator<Item = Cow<'a, str>> {
+    elements
         .filter(|element| !element.is_empty())
         .map(utf8_lossy)
 }

@@ -5,7 +5,7 @@ use sha1::{Digest, Sha1};
 
 use super::view::{decoded_len, field_lines, not_exactly_one, utf8_lossy, Occurrences};
 use super::view::{joined_values, switch_response};
-use super::{Context, Offer, Outcome::*, ProxyImpact, Rule, Severity, Violation};
+use super::{Context, Offer, Outcome::*, ProxyImpact, Rule, Scope, Severity, Violation};
 use crate::http::{Exchange, HttpVersion, RequestHead, ResponseHead};
 
 pub(super) static RULES: &[&Rule] = &[
@@ -206,6 +206,7 @@ pub(super) static WS_METHOD_NOT_GET: Rule = Rule {
         outcome: Breaks,
         effect: "the upgrade is not proxied: only GET requests with `Upgrade: websocket` are",
     }],
+    scope: Scope::Upgrade,
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
         offer_violation(exchange, offer, method_defect)
     },
@@ -220,6 +221,7 @@ pub(super) static WS_HTTP_VERSION_TOO_OLD: Rule = Rule {
     spec_text: "RFC 6455 §4.1: \"The method of the request MUST be GET, and the HTTP version MUST be at least 1.1.\"",
     remediation: "Send the opening handshake as `HTTP/1.1` (check the client library, or a proxy in front of it that downgrades requests to HTTP/1.0, such as nginx without `proxy_http_version 1.1`).",
     proxy_impact: &[],
+    scope: Scope::Upgrade,
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
         offer_violation(exchange, offer, http_version_defect)
     },
@@ -234,6 +236,7 @@ pub(super) static WS_KEY_MISSING: Rule = Rule {
     spec_text: "RFC 6455 §4.1: \"The request MUST include a header field with the name |Sec-WebSocket-Key|. The value of this header field MUST be a nonce consisting of a randomly selected 16-byte value that has been base64-encoded (see Section 4 of [RFC4648]).\"",
     remediation: "Send `Sec-WebSocket-Key` with 16 random bytes, base64-encoded (24 characters), new for every connection; if a proxy removes it, make the proxy forward it.",
     proxy_impact: HAPROXY_KEY_IMPACT,
+    scope: Scope::Upgrade,
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
         offer_violation(exchange, offer, key_missing_defect)
     },
@@ -248,6 +251,7 @@ pub(super) static WS_KEY_INVALID: Rule = Rule {
     spec_text: "RFC 6455 §4.1: \"The value of this header field MUST be a nonce consisting of a randomly selected 16-byte value that has been base64-encoded (see Section 4 of [RFC4648]).\" §11.3.1: \"The |Sec-WebSocket-Key| header field MUST NOT appear more than once in an HTTP request.\"",
     remediation: "Send exactly one `Sec-WebSocket-Key` holding 16 random bytes in padded standard base64 (24 characters ending in `==`); do not reuse or concatenate keys when retrying or proxying.",
     proxy_impact: HAPROXY_KEY_IMPACT,
+    scope: Scope::Upgrade,
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
         offer_violation(exchange, offer, key_invalid_defect)
     },
@@ -262,6 +266,7 @@ pub(super) static WS_VERSION_NOT_13: Rule = Rule {
     spec_text: "RFC 6455 §4.1: \"The request MUST include a header field with the name |Sec-WebSocket-Version|. The value of this header field MUST be 13.\" §11.3.5: \"the |Sec-WebSocket-Version| header field MUST NOT appear more than once in an HTTP request.\"",
     remediation: "Send exactly one `Sec-WebSocket-Version: 13`; clients still speaking a draft version (8 and earlier) need upgrading.",
     proxy_impact: &[],
+    scope: Scope::Upgrade,
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
         offer_violation(exchange, offer, version_defect)
     },
@@ -276,6 +281,7 @@ pub(super) static WS_101_UPGRADE_NOT_WEBSOCKET: Rule = Rule {
     spec_text: "RFC 6455 §4.2.2: \"If the server chooses to accept the incoming connection, it MUST reply with a valid HTTP response indicating the following. […] 2. An |Upgrade| header field with value \"websocket\" as per RFC 2616 [RFC2616].\"",
     remediation: "Make the server answer a WebSocket offer with `Upgrade: websocket` in its 101 (not another protocol, and not without `Upgrade`).",
     proxy_impact: PROTOCOL_MISMATCH_IMPACT,
+    scope: Scope::Upgrade,
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
         let (_, response) = websocket_switch(exchange, offer)?;
         if offer.switched_to_websocket() {
@@ -303,6 +309,7 @@ pub(super) static WS_101_ACCEPT_MISSING: Rule = Rule {
         outcome: Breaks,
         effect: "502 Bad Gateway when a 101 to `websocket` has no `Sec-WebSocket-Accept`; a 101 to another protocol is passed on (seen with HAProxy 2.6.12)",
     }],
+    scope: Scope::Upgrade,
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
         let (_, response) = websocket_switch(exchange, offer)?;
         not_exactly_one(
@@ -322,6 +329,7 @@ pub(super) static WS_101_ACCEPT_MISMATCH: Rule = Rule {
     spec_text: "RFC 6455 §4.2.2: \"A |Sec-WebSocket-Accept| header field. The value of this header field is constructed by concatenating /key/, defined above in step 4 in Section 4.2.2, with the string \"258EAFA5-E914-47DA-95CA-C5AB0DC85B11\", taking the SHA-1 hash of this concatenated value to obtain a 20-byte value and base64-encoding (see Section 4 of [RFC4648]) this 20-byte hash.\"",
     remediation: "Compute `Sec-WebSocket-Accept` from the key of this very request, taken verbatim (not decoded, not trimmed of `=`, not from another connection), with the exact GUID `258EAFA5-E914-47DA-95CA-C5AB0DC85B11`, SHA-1 and padded standard base64; a proxy that rewrites the key must rewrite the accept value too.",
     proxy_impact: &[],
+    scope: Scope::Upgrade,
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
         let (request, response) = websocket_switch(exchange, offer)?;
         // Without exactly one of each there is nothing to compare:
@@ -356,6 +364,7 @@ pub(super) static WS_101_TO_INVALID_HANDSHAKE: Rule = Rule {
     spec_text: "RFC 6455 §4.2.1: \"If the server, while reading the handshake, finds that the client did not send a handshake that matches the description below […], the server MUST stop processing the client's handshake and return an HTTP response with an appropriate error code (such as 400 Bad Request).\"",
     remediation: "Make the server validate the opening handshake before switching: answer 400 to a non-GET or HTTP/1.0 offer or to a missing or malformed `Sec-WebSocket-Key`, and 426 with `Sec-WebSocket-Version: 13` to another version.",
     proxy_impact: &[],
+    scope: Scope::Upgrade,
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
         let (request, _) = websocket_switch(exchange, offer)?;
         let checks: [fn(&RequestHead) -> Option<String>; 5] = [
@@ -384,6 +393,7 @@ pub(super) static WS_SUBPROTOCOL_NOT_OFFERED: Rule = Rule {
     spec_text: "RFC 6455 §4.2.2: \"/subprotocol/ Either a single value representing the subprotocol the server is ready to use or null. The value chosen MUST be derived from the client's handshake, specifically by selecting one of the values from the |Sec-WebSocket-Protocol| field […] The empty string is not the same as the null value for these purposes and is not a legal value for this field.\" §11.3.4: \"the |Sec-WebSocket-Protocol| header field MUST NOT appear more than once in an HTTP response.\"",
     remediation: "Make the server echo exactly one of the subprotocols the client listed, spelled as the client spelled it, in a single `Sec-WebSocket-Protocol`, and send no `Sec-WebSocket-Protocol` at all when it agrees to none (or none was offered).",
     proxy_impact: &[],
+    scope: Scope::Upgrade,
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
         let (request, response) = websocket_switch(exchange, offer)?;
         let chosen = match Occurrences::of(response.header_values("sec-websocket-protocol")) {
@@ -437,6 +447,7 @@ pub(super) static WS_EXTENSION_NOT_OFFERED: Rule = Rule {
     spec_text: "RFC 6455 §4.2.2: \"/extensions/ […] the value MUST be derived from the client's handshake, specifically by selecting one or more of the values from the |Sec-WebSocket-Extensions| field. […] Extensions not listed by the client MUST NOT be listed.\"",
     remediation: "Make the server accept only extensions the client listed in `Sec-WebSocket-Extensions` (e.g. no `permessage-deflate` in the 101 unless the request offered it); a proxy that strips the request's `Sec-WebSocket-Extensions` must strip the 101's too.",
     proxy_impact: &[],
+    scope: Scope::Upgrade,
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
         let (request, response) = websocket_switch(exchange, offer)?;
         let offered = || extension_names(request.header_elements("sec-websocket-extensions"));
@@ -462,6 +473,7 @@ pub(super) static WS_VERSION_REJECTION_MISSING_HEADER: Rule = Rule {
     spec_text: "RFC 6455 §4.2.2: \"/version/ […] If this version does not match a version understood by the server, the server MUST abort the WebSocket handshake described in this section and instead send an appropriate HTTP error code (such as 426 Upgrade Required) and a |Sec-WebSocket-Version| header field indicating the version(s) the server is capable of understanding.\" §4.4: \"If the server doesn't support the requested version, it MUST respond with a |Sec-WebSocket-Version| header field (or multiple |Sec-WebSocket-Version| header fields) containing all versions it is willing to use.\"",
     remediation: "When declining a WebSocket version, answer `426 Upgrade Required` with `Sec-WebSocket-Version: 13` (every version the server speaks), so the client can retry with one.",
     proxy_impact: &[],
+    scope: Scope::Upgrade,
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
         let request = websocket_offer(exchange, offer)?;
         let response = exchange.response.as_ref().filter(|r| r.status != 101)?;
@@ -494,6 +506,7 @@ pub(super) static WS_CLIENT_FRAME_UNMASKED: Rule = Rule {
     spec_text: "RFC 6455 §5.1: \"To avoid confusing network intermediaries (such as intercepting proxies) and for security reasons that are further discussed in Section 10.3, a client MUST mask all frames that it sends to the server (see Section 5.3 for further details).\"",
     remediation: "Make the client mask every frame it sends (set the MASK bit and a fresh 4-byte masking key per frame); a client that goes on sending HTTP after the 101 did not see the switch, which usually means a proxy between it and the server dropped the 101.",
     proxy_impact: &[],
+    scope: Scope::Upgrade,
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
         // Frames are only WebSocket frames if the 101 switched to WebSocket.
         websocket_switch(exchange, offer)?;
