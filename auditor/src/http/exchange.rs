@@ -64,18 +64,17 @@ pub struct ResponseHead {
 }
 
 /// The field lines of a head, in the order and with the repeats they were
-/// sent with. Names and values are kept back to back in two buffers rather
-/// than one allocation each: a head costs three allocations however many
+/// sent with. Names and values are kept back to back in one buffer rather
+/// than one allocation each: a head costs two allocations however many
 /// lines it has.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Headers {
-    names: String,
-    values: Vec<u8>,
+    /// Each line's name, then its value.
+    text: Vec<u8>,
     lines: Vec<Line>,
 }
 
-/// Where one field line's name is in `Headers::names` and its value in
-/// `Headers::values`.
+/// Where one field line's name and value are in `Headers::text`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Line {
     name: Range<usize>,
@@ -97,22 +96,26 @@ impl Headers {
     /// Room for `lines` lines whose names and values add up to the lengths given.
     pub fn with_capacity(lines: usize, names_len: usize, values_len: usize) -> Headers {
         Headers {
-            names: String::with_capacity(names_len),
-            values: Vec::with_capacity(values_len),
+            text: Vec::with_capacity(names_len.saturating_add(values_len)),
             lines: Vec::with_capacity(lines),
         }
     }
 
     /// Adds a field line after the others.
     pub fn push(&mut self, name: &str, value: &[u8]) {
-        let name_start = self.names.len();
-        self.names.push_str(name);
-        let value_start = self.values.len();
-        self.values.extend_from_slice(value);
+        let name_start = self.text.len();
+        self.text.extend_from_slice(name.as_bytes());
+        let value_start = self.text.len();
+        self.text.extend_from_slice(value);
         self.lines.push(Line {
-            name: name_start..self.names.len(),
-            value: value_start..self.values.len(),
+            name: name_start..value_start,
+            value: value_start..self.text.len(),
         });
+    }
+
+    fn name(&self, line: &Line) -> &str {
+        // Always UTF-8: `push` copied these bytes from a `str`, whole.
+        std::str::from_utf8(&self.text[line.name.clone()]).unwrap_or_default()
     }
 
     pub fn len(&self) -> usize {
@@ -127,8 +130,8 @@ impl Headers {
     #[inline]
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = Header<'_>> + Clone + '_ {
         self.lines.iter().map(|line| Header {
-            name: &self.names[line.name.clone()],
-            value: &self.values[line.value.clone()],
+            name: self.name(line),
+            value: &self.text[line.value.clone()],
         })
     }
 
@@ -140,21 +143,19 @@ impl Headers {
         &'a self,
         name: &'a str,
     ) -> impl DoubleEndedIterator<Item = &'a [u8]> + Clone + 'a {
-        let names = self.names.as_bytes();
         self.lines
             .iter()
             .filter(move |line| {
                 line.name.len() == name.len()
-                    && names[line.name.clone()].eq_ignore_ascii_case(name.as_bytes())
+                    && self.text[line.name.clone()].eq_ignore_ascii_case(name.as_bytes())
             })
-            .map(|line| &self.values[line.value.clone()])
+            .map(|line| &self.text[line.value.clone()])
     }
 
     /// The elements of the list formed by every line named `name`, trimmed
     /// of spaces and tabs; empty elements are kept.
     pub fn elements<'a>(&'a self, name: &'a str) -> impl DoubleEndedIterator<Item = &'a [u8]> + 'a {
-        self.values(name)
-            .flat_map(|value| value.split(|&b| b == b',').map(trim_whitespace))
+        self.values(name).flat_map(Headers::value_elements)
     }
 
     /// Whether the list `name` has the element `element` (case-insensitive).

@@ -71,51 +71,66 @@ impl RequestLineSniffer {
 
     /// Feeds one byte; returns the verdict after it.
     pub(crate) fn feed(&mut self, b: u8) -> Looks {
-        use RequestLineStage::*;
-        let next = match self.stage {
-            Done(_) => return self.looks(),
-            Method if is_tchar(b) && usize::from(self.len) < MAX_METHOD_LEN => {
-                self.len += 1;
-                Method
-            }
-            Method if b == b' ' && self.len > 0 => {
-                self.len = 0;
-                Target
-            }
-            Target if is_target_byte(b) => {
-                self.len = self.len.saturating_add(1);
-                Target
-            }
-            Target if b == b' ' && self.len > 0 => {
-                self.len = 0;
-                Version
-            }
-            Version
-                if usize::from(self.len) < VERSION_PREFIX.len()
-                    && b == VERSION_PREFIX[usize::from(self.len)] =>
-            {
-                self.len += 1;
-                Version
-            }
-            Version if usize::from(self.len) == VERSION_PREFIX.len() && b.is_ascii_digit() => {
-                self.len += 1;
-                Version
-            }
-            Version if usize::from(self.len) > VERSION_PREFIX.len() && b == b'\r' => Cr,
-            Version | Cr if b == b'\n' && usize::from(self.len) > VERSION_PREFIX.len() => {
-                Done(true)
-            }
-            _ => Done(false),
-        };
-        self.stage = next;
+        (self.stage, self.len) = self.after(b);
         self.looks()
+    }
+
+    /// The stage and part length byte `b` leads to.
+    fn after(&self, b: u8) -> (RequestLineStage, u8) {
+        use RequestLineStage::*;
+        let len = self.len;
+        match self.stage {
+            Done(verdict) => (Done(verdict), len),
+            Method if is_tchar(b) && usize::from(len) < MAX_METHOD_LEN => (Method, len + 1),
+            Method if b == b' ' && len > 0 => (Target, 0),
+            Target if is_target_byte(b) => (Target, len.saturating_add(1)),
+            Target if b == b' ' && len > 0 => (Version, 0),
+            Version
+                if usize::from(len) < VERSION_PREFIX.len()
+                    && b == VERSION_PREFIX[usize::from(len)] =>
+            {
+                (Version, len + 1)
+            }
+            Version if usize::from(len) == VERSION_PREFIX.len() && b.is_ascii_digit() => {
+                (Version, len + 1)
+            }
+            Version if usize::from(len) > VERSION_PREFIX.len() && b == b'\r' => (Cr, len),
+            Version | Cr if b == b'\n' && usize::from(len) > VERSION_PREFIX.len() => {
+                (Done(true), len)
+            }
+            _ => (Done(false), len),
+        }
+    }
+
+    /// Takes the bytes at the start of `input` that decide nothing (of a
+    /// request line, all but its final LF) and returns how many: feeding
+    /// them one by one would only count them.
+    fn take_run(&mut self, input: &[u8]) -> usize {
+        let mut taken = 0;
+        loop {
+            let run = self.part_run(&input[taken..]);
+            self.len = self
+                .len
+                .saturating_add(u8::try_from(run).unwrap_or(u8::MAX));
+            taken += run;
+            // The byte after a run ends the part: it starts the next one, or
+            // decides.
+            let Some(&b) = input.get(taken) else {
+                return taken;
+            };
+            match self.after(b) {
+                (RequestLineStage::Done(_), _) => return taken,
+                (stage, len) => (self.stage, self.len) = (stage, len),
+            }
+            taken += 1;
+        }
     }
 
     /// How many bytes at the start of `input` only take the sniffer further
     /// in the part of the line it is in (the method, the target, or the
-    /// `HTTP/1.` of the version): feeding them one by one would only count
-    /// them, and decide nothing.
-    fn run(&self, input: &[u8]) -> usize {
+    /// `HTTP/1.` of the version), found a part at a time rather than a byte
+    /// at a time.
+    fn part_run(&self, input: &[u8]) -> usize {
         let len = usize::from(self.len);
         match self.stage {
             RequestLineStage::Method => input
@@ -137,11 +152,6 @@ impl RequestLineSniffer {
             }
             RequestLineStage::Cr | RequestLineStage::Done(_) => 0,
         }
-    }
-
-    /// Takes `n` bytes of a run found by [`Self::run`].
-    fn take_run(&mut self, n: usize) {
-        self.len = self.len.saturating_add(u8::try_from(n).unwrap_or(u8::MAX));
     }
 }
 
@@ -183,26 +193,24 @@ impl StatusLineSniffer {
         self.looks()
     }
 
-    /// How many bytes at the start of `input` match the status line start
-    /// without completing it: feeding them one by one would decide nothing.
-    fn run(&self, input: &[u8]) -> usize {
+    /// Takes the bytes at the start of `input` that match the status line
+    /// start without completing it and returns how many: feeding them one
+    /// by one would decide nothing.
+    fn take_run(&mut self, input: &[u8]) -> usize {
         if self.verdict.is_some() {
             return 0;
         }
         let matched = usize::from(self.matched);
-        input
+        let run = input
             .iter()
             .take(STATUS_START_LEN - 1 - matched)
             .enumerate()
             .take_while(|&(k, &b)| status_start_byte_fits(matched + k, b))
-            .count()
-    }
-
-    /// Takes `n` bytes of a run found by [`Self::run`].
-    fn take_run(&mut self, n: usize) {
+            .count();
         self.matched = self
             .matched
-            .saturating_add(u8::try_from(n).unwrap_or(u8::MAX));
+            .saturating_add(u8::try_from(run).unwrap_or(u8::MAX));
+        run
     }
 }
 
@@ -216,28 +224,39 @@ pub(crate) fn status_start_byte_fits(i: usize, b: u8) -> bool {
     }
 }
 
-/// A byte of a token (RFC 9110 §5.6.2). A `match` rather than a search of
-/// the list: it is asked for every byte of a method.
+/// A byte of a token (RFC 9110 §5.6.2). A table lookup: it is asked for
+/// every byte of a method.
 pub(crate) fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'!' | b'#'
-                | b'$'
-                | b'%'
-                | b'&'
-                | b'\''
-                | b'*'
-                | b'+'
-                | b'-'
-                | b'.'
-                | b'^'
-                | b'_'
-                | b'`'
-                | b'|'
-                | b'~'
-        )
+    TCHAR[usize::from(b)]
 }
+
+const TCHAR: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut i = 0;
+    while i < table.len() {
+        let b = i as u8;
+        table[i] = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'!' | b'#'
+                    | b'$'
+                    | b'%'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'-'
+                    | b'.'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'|'
+                    | b'~'
+            );
+        i += 1;
+    }
+    table
+};
 
 /// What a call to [`HeadReader::push`] found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -348,15 +367,12 @@ impl HeadReader {
             // Once one sniffer has decided, most bytes of a first line only
             // take the other further: they are taken in a run (they cannot
             // end the head or change a verdict).
-            let room = max_head_bytes - head_len;
+            let rest = &input[i..];
+            let rest = &rest[..rest.len().min(max_head_bytes - head_len)];
             let run = if self.status.looks() != Looks::Undecided {
-                let run = self.request.run(&input[i..]).min(room);
-                self.request.take_run(run);
-                run
+                self.request.take_run(rest)
             } else if self.request.looks() != Looks::Undecided {
-                let run = self.status.run(&input[i..]).min(room);
-                self.status.take_run(run);
-                run
+                self.status.take_run(rest)
             } else {
                 0
             };
@@ -539,8 +555,9 @@ fn http_version(minor: u8) -> Result<HttpVersion, HeadError> {
 }
 
 fn owned_headers(headers: &[httparse::Header<'_>]) -> Headers {
-    let names_len = headers.iter().map(|h| h.name.len()).sum();
-    let values_len = headers.iter().map(|h| h.value.len()).sum();
+    let (names_len, values_len) = headers.iter().fold((0, 0), |(names, values), h| {
+        (names + h.name.len(), values + h.value.len())
+    });
     let mut owned = Headers::with_capacity(headers.len(), names_len, values_len);
     for h in headers {
         owned.push(h.name, h.value);
@@ -554,7 +571,13 @@ fn raw_reason(head: &[u8]) -> String {
     let line = head[..line_end]
         .strip_suffix(b"\r")
         .unwrap_or(&head[..line_end]);
-    String::from_utf8_lossy(line.get(STATUS_START_LEN + 1..).unwrap_or_default()).into_owned()
+    let reason = line.get(STATUS_START_LEN + 1..).unwrap_or_default();
+    // Checking UTF-8 is cheaper than the lossy conversion's walk, and
+    // almost every reason phrase passes.
+    match std::str::from_utf8(reason) {
+        Ok(reason) => reason.to_owned(),
+        Err(_) => String::from_utf8_lossy(reason).into_owned(),
+    }
 }
 
 #[cfg(test)]
@@ -645,7 +668,7 @@ mod tests {
     fn runs_of_first_line_bytes_are_taken_as_if_fed_one_by_one() {
         let long = b"GET /a/long/target?q=1&r=%20 HTTP/1.1\r\nHost: a\r\n\r\nBODY";
         let status = b"HTTP/1.1 200 OK\r\nA: b\r\n\r\nBODY";
-        let cases: [(&[u8], Option<Role>, usize); 17] = [
+        let cases: [(&[u8], Option<Role>, usize); 19] = [
             (long, Some(Role::Client), 1024),
             (long, None, 1024),
             (long, Some(Role::Client), 12),
@@ -659,6 +682,8 @@ mod tests {
             (b"GET / HTTP/1.1x\r\n\r\n", Some(Role::Client), 1024),
             (&[b'A'; MAX_METHOD_LEN + 2], Some(Role::Client), 1024),
             (b"HTTP/1.1 200 OK\r\n\r\n", None, 1024),
+            (b"HTTP/1.1 200 OK\r\n\r\n", None, 3),
+            (b"HTTPS/1.1 200 OK\r\n\r\n", Some(Role::Server), 1024),
             (status, Some(Role::Server), 1024),
             (status, Some(Role::Server), 8),
             (b"HTTP/1.1 2x0 OK\r\n\r\n", Some(Role::Server), 1024),
@@ -672,6 +697,42 @@ mod tests {
                 let (first, rest) = input.split_at(split);
                 let in_halves = push_pieces([first, rest], role, limit);
                 assert_eq!(in_halves, one_by_one, "{text:?} split at {split}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_request_line_run_takes_what_feeding_would_and_stops_before_a_verdict() {
+        let long_method = [b'A'; MAX_METHOD_LEN + 2];
+        let lines: [&[u8]; 8] = [
+            b"GET /a?b=%20 HTTP/1.1\r\n",
+            b"GET / HTTP/1.0\nHost",
+            b"GET  / HTTP/1.1\r\n",
+            b"GET / HTTP/1.1x\r\n",
+            b"GET / HTTP/1.1\rx",
+            b"GET / HTTP/2.0\r\n",
+            b"GET /\x7f HTTP/1.1\r\n",
+            &long_method,
+        ];
+        for line in lines {
+            for start in 0..line.len() {
+                let mut fed = RequestLineSniffer::default();
+                for &b in &line[..start] {
+                    fed.feed(b);
+                }
+                let mut run = fed.clone();
+                let taken = run.take_run(&line[start..]);
+                for &b in &line[start..start + taken] {
+                    assert_eq!(fed.feed(b), Looks::Undecided, "{line:?} from {start}");
+                }
+                assert_eq!(
+                    (run.stage, run.len),
+                    (fed.stage, fed.len),
+                    "{line:?} from {start}"
+                );
+                if let (Looks::Undecided, Some(&b)) = (fed.looks(), line.get(start + taken)) {
+                    assert_ne!(fed.feed(b), Looks::Undecided, "{line:?} from {start}");
+                }
             }
         }
     }

@@ -281,7 +281,20 @@ impl DirectionStream {
     fn remember(&mut self, bytes: &[u8], recent_limit: usize) {
         let keep = bytes.len().min(recent_limit);
         let excess = (self.recent.len() + keep).saturating_sub(recent_limit);
-        self.recent.drain(..excess);
+        let wanted = self.recent.len() - excess + keep;
+        if wanted > self.recent.capacity() {
+            // Grown as a Vec grows (doubling, here up to the limit), with the
+            // bytes still recent copied once: moving them up, then
+            // reallocating, would copy them twice.
+            let capacity = wanted
+                .max(self.recent.capacity().saturating_mul(2))
+                .min(recent_limit);
+            let mut grown = Vec::with_capacity(capacity);
+            grown.extend_from_slice(&self.recent[excess..]);
+            self.recent = grown;
+        } else {
+            self.recent.drain(..excess);
+        }
         self.recent.extend_from_slice(&bytes[bytes.len() - keep..]);
     }
 
@@ -312,6 +325,19 @@ impl DirectionStream {
     pub fn has_buffered(&self) -> bool {
         self.chunks().is_some_and(|chunks| !chunks.is_empty())
     }
+
+    /// Whether [`Self::next_delivery`] or [`Self::take_finish`] has
+    /// something to hand out.
+    pub fn has_delivery(&self) -> bool {
+        let chunk_due = self
+            .chunks()
+            .and_then(BTreeMap::first_key_value)
+            .is_some_and(|(&offset, _)| offset == self.next);
+        let fin_due = self
+            .fin
+            .is_some_and(|fin| !fin.reached && fin.at == self.next);
+        chunk_due || fin_due
+    }
 }
 
 impl Chunk {
@@ -329,5 +355,32 @@ impl Chunk {
     /// The part from `at` on.
     fn split_off(self, at: u64) -> Chunk {
         self.split_at(at).1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_recent_window_keeps_the_last_bytes_and_grows_only_to_its_limit() {
+        let sent: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
+        let mut stream = DirectionStream::default();
+        stream.start_at(0);
+        let mut delivered = 0;
+        for len in [3, 50, 1, 120, 7, 300, 2] {
+            stream.delivered_in_place(&sent[delivered..delivered + len], 256);
+            delivered += len;
+            let kept = delivered.min(256);
+            assert_eq!(stream.recent, sent[delivered - kept..delivered]);
+            assert!(stream.recent.capacity() <= 256);
+        }
+        let mut first = DirectionStream::default();
+        first.delivered_in_place(&sent[..100], 256);
+        assert_eq!(
+            first.recent.capacity(),
+            100,
+            "a first delivery gets room for itself only"
+        );
     }
 }

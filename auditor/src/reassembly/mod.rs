@@ -447,6 +447,7 @@ impl Reassembler {
 }
 
 /// Emits every in-order piece of one direction, then its end if reached.
+#[inline]
 fn deliver(
     connection: &mut Connection,
     key: &ConnectionKey,
@@ -456,8 +457,23 @@ fn deliver(
     timestamp_ns: u64,
     emit: &mut Emit<'_>,
 ) {
-    // Most calls find nothing to deliver: the sender's address is unpacked
-    // only for an event.
+    // Most segments leave nothing to deliver: they are not even a call.
+    if connection.directions[side].has_delivery() {
+        deliver_due(connection, key, side, limits, stats, timestamp_ns, emit);
+    }
+}
+
+/// [`deliver`] for a direction with something to deliver.
+fn deliver_due(
+    connection: &mut Connection,
+    key: &ConnectionKey,
+    side: usize,
+    limits: &ReassemblyLimits,
+    stats: &mut ReassemblyStats,
+    timestamp_ns: u64,
+    emit: &mut Emit<'_>,
+) {
+    // The sender's address is unpacked only for an event.
     let (id, sender) = (connection.id, connection.packed_endpoint(key, side));
     let stream = &mut connection.directions[side];
     while let Some(delivery) = stream.next_delivery(limits.recent_bytes) {
