@@ -178,10 +178,9 @@ pub(super) static UPGRADE_101_MISSING_CONNECTION_OPTION: Rule = Rule {
     remediation: "Make the server send `Connection: upgrade` with every `101 Switching Protocols` that carries `Upgrade` (for Proxmox Backup Server behind a proxy, or any custom protocol: add the header in the server, or have the proxy add it).",
     proxy_impact: MISSING_CONNECTION_OPTION_IMPACT,
     scope: Scope::Upgrade,
-    check: |exchange: &Exchange, _: &Offer, _: &Context| {
+    check: |exchange: &Exchange, offer: &Offer, _: &Context| {
         let response = exchange.response.as_ref().filter(|r| r.status == 101)?;
-        if response.header_values("upgrade").next().is_none()
-            || response.has_element("connection", "upgrade")
+        if !offer.switch_carries_upgrade || response.has_element("connection", "upgrade")
         {
             return None;
         }
@@ -225,8 +224,8 @@ pub(super) static UPGRADE_101_MISSING_UPGRADE: Rule = Rule {
     proxy_impact: PROTOCOL_COMPARED_IMPACT,
     scope: Scope::Upgrade,
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
-        let response = switch_response(exchange)?;
-        if response.header_values("upgrade").next().is_some() {
+        switch_response(exchange)?;
+        if offer.switch_carries_upgrade {
             return None;
         }
         Some(Violation::new(if offer.protocols.is_empty() {
@@ -471,13 +470,24 @@ pub(super) static UPGRADE_INVALID_TOKEN: Rule = Rule {
     remediation: "Send `Upgrade` as a comma-separated list of `name` or `name/version` tokens, without spaces inside an element, empty elements or non-ASCII bytes (e.g. `Upgrade: websocket` or `Upgrade: HTTP/2.0, h2c`).",
     proxy_impact: &[],
     scope: Scope::Any,
-    check: |exchange: &Exchange, _: &Offer, _: &Context| {
+    check: |exchange: &Exchange, offer: &Offer, _: &Context| {
+        // The offer has read the request's `Upgrade` and the 101's: when
+        // their elements are all tokens, only the other heads are left.
+        let read_by_offer = offer.upgrade_elements_are_tokens;
         // Each head with its sender: the request (`None`) or a response (its status).
-        let request = exchange.request.iter().map(|r| (None, &r.headers));
+        let request = exchange
+            .request
+            .iter()
+            .filter(|_| !read_by_offer)
+            .map(|r| (None, &r.headers));
+        let final_response = exchange
+            .response
+            .iter()
+            .filter(|r| !(read_by_offer && r.status == 101));
         let responses = exchange
             .interim
             .iter()
-            .chain(&exchange.response)
+            .chain(final_response)
             .map(|r| (Some(r.status), &r.headers));
         request.chain(responses).find_map(|(status, headers)| {
             // Field lines hold no CR or LF: trimming ASCII whitespace trims spaces and tabs.
@@ -915,6 +925,13 @@ mod tests {
         assert_eq!(
             message(&UPGRADE_INVALID_TOKEN, WEBSOCKET_OFFER, response),
             "the 101's `Upgrade: websocket,` has an empty element"
+        );
+        // Behind a well-formed offer, a response other than a 101 is still read.
+        let declined =
+            b"HTTP/1.1 426 Upgrade Required\r\nUpgrade: web socket\r\nContent-Length: 0\r\n\r\n";
+        assert_eq!(
+            message(&UPGRADE_INVALID_TOKEN, WEBSOCKET_OFFER, declined),
+            "the 426's `Upgrade: web socket` has `web socket`, which is not `name[/version]` of tokens"
         );
         let request = b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: HTTP/2.0, h2c ,\tfoo/1\r\nConnection: upgrade\r\n\r\n";
         assert_eq!(check(&UPGRADE_INVALID_TOKEN, request, ok), None);

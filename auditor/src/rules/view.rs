@@ -2,11 +2,12 @@
 //! token lists across field lines, case-insensitive, and the offer.
 
 use std::borrow::Cow;
+use std::cell::OnceCell;
 
 use base64::{DecodeError, DecodeSliceError, Engine};
 
 use super::Violation;
-use crate::http::{Exchange, RequestHead};
+use crate::http::{Exchange, Headers, RequestHead};
 
 /// The upgrade offer an exchange's request makes, if any, and what its 101
 /// switched to: worked out once per exchange for every rule.
@@ -19,14 +20,61 @@ pub struct Offer<'a> {
     /// The non-empty `Upgrade` elements of the exchange's 101, as sent;
     /// none without a 101.
     pub switched_protocols: Vec<Cow<'a, str>>,
+    /// The exchange's 101 carries `Upgrade`, empty or not.
+    pub switch_carries_upgrade: bool,
     /// The request carries `Upgrade` (an offer or not) or the response is
     /// a 101: the exchanges [`Scope::Upgrade`](super::Scope::Upgrade) rules read.
     pub involves_upgrade: bool,
+    /// Every element of the request's `Upgrade` and of the 101's, empty
+    /// ones included, is `name[/version]` of tokens (so too without them):
+    /// worked out while the offer reads them, for `upgrade-invalid-token`.
+    pub upgrade_elements_are_tokens: bool,
     /// Whether the offer names `websocket`, and `h2c` (protocol name only,
     /// case-insensitive), which every rule of those catalogues asks first.
     websocket: bool,
     h2c: bool,
     switched_to: SwitchedTo,
+    /// What the client checks of a WebSocket offer find, in their order,
+    /// worked out on first use: the client rules and
+    /// `ws-101-to-invalid-handshake` report the same defects.
+    pub(super) websocket_defects: OnceCell<[Option<String>; 5]>,
+}
+
+/// What the offer keeps of one head's `Upgrade`, read in one pass.
+struct UpgradeList<'a> {
+    /// The head has `Upgrade` lines.
+    carried: bool,
+    /// The elements that are not empty, as sent.
+    protocols: Vec<Cow<'a, str>>,
+    /// Every element is `name[/version]` of tokens.
+    all_tokens: bool,
+}
+
+impl<'a> UpgradeList<'a> {
+    /// No `Upgrade` at all.
+    fn none() -> UpgradeList<'a> {
+        UpgradeList {
+            carried: false,
+            protocols: Vec::new(),
+            all_tokens: true,
+        }
+    }
+
+    /// The list of a head's `Upgrade` field values: a line, even empty,
+    /// has at least one element.
+    fn of(values: impl Iterator<Item = &'a [u8]>) -> UpgradeList<'a> {
+        let mut list = UpgradeList::none();
+        for value in values {
+            list.carried = true;
+            for element in Headers::value_elements(value) {
+                list.all_tokens &= is_protocol_token(element.trim_ascii());
+                if !element.is_empty() {
+                    list.protocols.push(utf8_lossy(element));
+                }
+            }
+        }
+        list
+    }
 }
 
 /// The protocols rules ask about that the `Upgrade` of an exchange's 101
@@ -54,38 +102,40 @@ impl SwitchedTo {
 impl<'a> Offer<'a> {
     pub fn of(exchange: &'a Exchange) -> Offer<'a> {
         let switch = switch_response(exchange);
-        let switched_protocols: Vec<Cow<str>> = switch
-            .map(|response| non_empty_elements(response.header_elements("upgrade")).collect())
-            .unwrap_or_default();
-        let switched_to = SwitchedTo::of(&switched_protocols);
+        let switched = switch.map_or_else(UpgradeList::none, |response| {
+            UpgradeList::of(response.header_values("upgrade"))
+        });
+        let switched_to = SwitchedTo::of(&switched.protocols);
         match &exchange.request {
             Some(request) => {
-                let mut offer = Offer::of_request(request, switched_protocols, switched_to);
+                let mut offer = Offer::of_request(request, switched, switched_to);
                 offer.involves_upgrade |= switch.is_some();
                 offer
             }
             None => Offer {
                 is_offer: false,
                 protocols: Vec::new(),
-                switched_protocols,
+                switched_protocols: switched.protocols,
+                switch_carries_upgrade: switched.carried,
                 involves_upgrade: switch.is_some(),
+                upgrade_elements_are_tokens: switched.all_tokens,
                 websocket: false,
                 h2c: false,
                 switched_to,
+                websocket_defects: OnceCell::new(),
             },
         }
     }
 
     fn of_request(
         request: &'a RequestHead,
-        switched_protocols: Vec<Cow<'a, str>>,
+        switched: UpgradeList<'a>,
         switched_to: SwitchedTo,
     ) -> Offer<'a> {
-        // The `Upgrade` lines are looked up once, for the offer and its
-        // protocols: a line, even empty, has at least one element.
-        let mut elements = request.header_elements("upgrade").peekable();
-        let carries_upgrade = elements.peek().is_some();
-        let protocols: Vec<Cow<str>> = non_empty_elements(elements).collect();
+        // The `Upgrade` lines are looked up once, for the offer and its protocols.
+        let offered = UpgradeList::of(request.header_values("upgrade"));
+        let protocols = offered.protocols;
+        let carries_upgrade = offered.carried;
         let is_offer = carries_upgrade && request.has_element("connection", "upgrade");
         // Each protocol's name worked out once for both questions.
         let (mut websocket, mut h2c) = (false, false);
@@ -99,11 +149,14 @@ impl<'a> Offer<'a> {
         Offer {
             is_offer,
             protocols,
-            switched_protocols,
+            switched_protocols: switched.protocols,
+            switch_carries_upgrade: switched.carried,
             involves_upgrade: carries_upgrade,
+            upgrade_elements_are_tokens: offered.all_tokens && switched.all_tokens,
             websocket,
             h2c,
             switched_to,
+            websocket_defects: OnceCell::new(),
         }
     }
 
@@ -136,14 +189,15 @@ impl<'a> Offer<'a> {
 }
 
 /// [`String::from_utf8_lossy`], which rules and events ask of nearly every
-/// value they read: valid UTF-8, as values almost always are, is checked by
-/// `str::from_utf8`, several times cheaper on short values than the lossy
-/// decoder's scan.
+/// value they read. Values are almost always ASCII, which `is_ascii` checks
+/// a word at a time: several times cheaper on short values than
+/// `str::from_utf8`, let alone the lossy decoder.
 pub fn utf8_lossy(bytes: &[u8]) -> Cow<'_, str> {
-    match std::str::from_utf8(bytes) {
-        Ok(text) => Cow::Borrowed(text),
-        Err(_) => String::from_utf8_lossy(bytes),
+    if bytes.is_ascii() {
+        // SAFETY: ASCII is valid UTF-8.
+        return Cow::Borrowed(unsafe { std::str::from_utf8_unchecked(bytes) });
     }
+    String::from_utf8_lossy(bytes)
 }
 
 /// `name` of an `Upgrade` element `name[/version]`.
@@ -201,6 +255,10 @@ pub enum OfferMatch {
 /// case-insensitively, and a version, where `chosen` gives one, must equal
 /// the offered one.
 pub fn offer_match(offer: &Offer, chosen: &str) -> OfferMatch {
+    // Most servers echo a protocol exactly as offered: no better match exists.
+    if offer.protocols.iter().any(|offered| offered == chosen) {
+        return OfferMatch::Exact;
+    }
     let (name, version) = protocol_parts(chosen);
     offer
         .protocols
@@ -221,23 +279,38 @@ pub fn offer_match(offer: &Offer, chosen: &str) -> OfferMatch {
         .unwrap_or(OfferMatch::NotOffered)
 }
 
-/// The elements of a list that are not empty, as sent.
-fn non_empty_elements<'a>(
-    elements: impl Iterator<Item = &'a [u8]>,
-) -> impl Iterator<Item = Cow<'a, str>> {
-    elements
-        .filter(|element| !element.is_empty())
-        .map(utf8_lossy)
-}
+/// RFC 9110 §5.6.2: whether each byte is a `tchar`.
+static TCHAR: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < table.len() {
+        let b = byte as u8;
+        table[byte] = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'!' | b'#'
+                    | b'$'
+                    | b'%'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'-'
+                    | b'.'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'|'
+                    | b'~'
+            );
+        byte += 1;
+    }
+    table
+};
 
 /// Whether an `Upgrade` element is `token ["/" token]` (RFC 9110 §7.8).
 pub fn is_protocol_token(element: &[u8]) -> bool {
-    let is_token = |part: &[u8]| {
-        !part.is_empty()
-            && part
-                .iter()
-                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b))
-    };
+    let is_token = |part: &[u8]| !part.is_empty() && part.iter().all(|&b| TCHAR[usize::from(b)]);
     match element.iter().position(|&b| b == b'/') {
         Some(slash) => is_token(&element[..slash]) && is_token(&element[slash + 1..]),
         None => is_token(element),

@@ -100,6 +100,47 @@ fn websocket_switch<'a>(
 // What is wrong with a WebSocket offer, as a predicate of "the WebSocket
 // offer …": shared by the client rules and `ws-101-to-invalid-handshake`.
 
+/// The client checks of a WebSocket offer, in catalogue order.
+#[derive(Clone, Copy)]
+enum OfferCheck {
+    Method,
+    HttpVersion,
+    KeyMissing,
+    KeyInvalid,
+    Version,
+}
+
+impl OfferCheck {
+    const ALL: [OfferCheck; 5] = [
+        OfferCheck::Method,
+        OfferCheck::HttpVersion,
+        OfferCheck::KeyMissing,
+        OfferCheck::KeyInvalid,
+        OfferCheck::Version,
+    ];
+
+    fn defect(self, request: &RequestHead) -> Option<String> {
+        match self {
+            OfferCheck::Method => method_defect(request),
+            OfferCheck::HttpVersion => http_version_defect(request),
+            OfferCheck::KeyMissing => key_missing_defect(request),
+            OfferCheck::KeyInvalid => key_invalid_defect(request),
+            OfferCheck::Version => version_defect(request),
+        }
+    }
+}
+
+/// What each client check finds wrong with the WebSocket offer of
+/// `exchange`, in [`OfferCheck::ALL`] order: worked out once per exchange.
+fn offer_defects<'o>(exchange: &Exchange, offer: &'o Offer) -> Option<&'o [Option<String>; 5]> {
+    let request = websocket_offer(exchange, offer)?;
+    Some(
+        offer
+            .websocket_defects
+            .get_or_init(|| OfferCheck::ALL.map(|check| check.defect(request))),
+    )
+}
+
 fn method_defect(request: &RequestHead) -> Option<String> {
     (request.method != "GET").then(|| format!("used method `{}`, not `GET`", request.method))
 }
@@ -162,13 +203,9 @@ fn version_defect(request: &RequestHead) -> Option<String> {
     }
 }
 
-/// A client rule: `defect` of a WebSocket offer.
-fn offer_violation(
-    exchange: &Exchange,
-    offer: &Offer,
-    defect: fn(&RequestHead) -> Option<String>,
-) -> Option<Violation> {
-    let defect = defect(websocket_offer(exchange, offer)?)?;
+/// A client rule: what `check` finds wrong with a WebSocket offer.
+fn offer_violation(exchange: &Exchange, offer: &Offer, check: OfferCheck) -> Option<Violation> {
+    let defect = offer_defects(exchange, offer)?[check as usize].as_ref()?;
     Some(Violation::new(format!("the WebSocket offer {defect}")))
 }
 
@@ -208,7 +245,7 @@ pub(super) static WS_METHOD_NOT_GET: Rule = Rule {
     }],
     scope: Scope::Upgrade,
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
-        offer_violation(exchange, offer, method_defect)
+        offer_violation(exchange, offer, OfferCheck::Method)
     },
 };
 
@@ -223,7 +260,7 @@ pub(super) static WS_HTTP_VERSION_TOO_OLD: Rule = Rule {
     proxy_impact: &[],
     scope: Scope::Upgrade,
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
-        offer_violation(exchange, offer, http_version_defect)
+        offer_violation(exchange, offer, OfferCheck::HttpVersion)
     },
 };
 
@@ -238,7 +275,7 @@ pub(super) static WS_KEY_MISSING: Rule = Rule {
     proxy_impact: HAPROXY_KEY_IMPACT,
     scope: Scope::Upgrade,
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
-        offer_violation(exchange, offer, key_missing_defect)
+        offer_violation(exchange, offer, OfferCheck::KeyMissing)
     },
 };
 
@@ -253,7 +290,7 @@ pub(super) static WS_KEY_INVALID: Rule = Rule {
     proxy_impact: HAPROXY_KEY_IMPACT,
     scope: Scope::Upgrade,
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
-        offer_violation(exchange, offer, key_invalid_defect)
+        offer_violation(exchange, offer, OfferCheck::KeyInvalid)
     },
 };
 
@@ -268,7 +305,7 @@ pub(super) static WS_VERSION_NOT_13: Rule = Rule {
     proxy_impact: &[],
     scope: Scope::Upgrade,
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
-        offer_violation(exchange, offer, version_defect)
+        offer_violation(exchange, offer, OfferCheck::Version)
     },
 };
 
@@ -366,15 +403,12 @@ pub(super) static WS_101_TO_INVALID_HANDSHAKE: Rule = Rule {
     proxy_impact: &[],
     scope: Scope::Upgrade,
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
-        let (request, _) = websocket_switch(exchange, offer)?;
-        let checks: [fn(&RequestHead) -> Option<String>; 5] = [
-            method_defect,
-            http_version_defect,
-            key_missing_defect,
-            key_invalid_defect,
-            version_defect,
-        ];
-        let defects: Vec<String> = checks.iter().filter_map(|check| check(request)).collect();
+        websocket_switch(exchange, offer)?;
+        let defects: Vec<&str> = offer_defects(exchange, offer)?
+            .iter()
+            .flatten()
+            .map(String::as_str)
+            .collect();
         (!defects.is_empty()).then(|| {
             Violation::new(format!(
                 "a 101 accepted a WebSocket offer that {}",
