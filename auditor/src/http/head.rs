@@ -225,7 +225,7 @@ pub(crate) fn status_start_byte_fits(i: usize, b: u8) -> bool {
 }
 
 /// A byte of a token (RFC 9110 §5.6.2). A table lookup: it is asked for
-/// every byte of a method.
+/// every byte of a method, and by the rules of every `Upgrade` element.
 pub(crate) fn is_tchar(b: u8) -> bool {
     TCHAR[usize::from(b)]
 }

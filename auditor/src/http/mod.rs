@@ -50,6 +50,7 @@ pub use exchange::{
     Exchange, Header, Headers, HttpVersion, Quality, RequestHead, ResponseHead, Switched,
 };
 use foldhash::fast::RandomState;
+pub(crate) use head::is_tchar;
 
 use crate::reassembly::{ConnectionId, StreamEvent};
 

@@ -7,7 +7,7 @@ use std::cell::OnceCell;
 use base64::{DecodeError, DecodeSliceError, Engine};
 
 use super::Violation;
-use crate::http::{Exchange, Headers, RequestHead};
+use crate::http::{is_tchar, Exchange, Headers, RequestHead};
 
 /// The upgrade offer an exchange's request makes, if any, and what its 101
 /// switched to: worked out once per exchange for every rule.
@@ -279,38 +279,9 @@ pub fn offer_match(offer: &Offer, chosen: &str) -> OfferMatch {
         .unwrap_or(OfferMatch::NotOffered)
 }
 
-/// RFC 9110 §5.6.2: whether each byte is a `tchar`.
-static TCHAR: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut byte = 0;
-    while byte < table.len() {
-        let b = byte as u8;
-        table[byte] = b.is_ascii_alphanumeric()
-            || matches!(
-                b,
-                b'!' | b'#'
-                    | b'$'
-                    | b'%'
-                    | b'&'
-                    | b'\''
-                    | b'*'
-                    | b'+'
-                    | b'-'
-                    | b'.'
-                    | b'^'
-                    | b'_'
-                    | b'`'
-                    | b'|'
-                    | b'~'
-            );
-        byte += 1;
-    }
-    table
-};
-
 /// Whether an `Upgrade` element is `token ["/" token]` (RFC 9110 §7.8).
 pub fn is_protocol_token(element: &[u8]) -> bool {
-    let is_token = |part: &[u8]| !part.is_empty() && part.iter().all(|&b| TCHAR[usize::from(b)]);
+    let is_token = |part: &[u8]| !part.is_empty() && part.iter().all(|&b| is_tchar(b));
     match element.iter().position(|&b| b == b'/') {
         Some(slash) => is_token(&element[..slash]) && is_token(&element[slash + 1..]),
         None => is_token(element),
