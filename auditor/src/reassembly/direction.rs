@@ -150,13 +150,11 @@ impl DirectionStream {
 
     /// Whether the FIN was reached by now; true once.
     pub fn take_finish(&mut self) -> bool {
-        match &mut self.fin {
-            Some(fin) if !fin.reached && fin.at == self.next => {
-                fin.reached = true;
-                true
-            }
-            _ => false,
+        let due = self.fin_due();
+        if let (true, Some(fin)) = (due, &mut self.fin) {
+            fin.reached = true;
         }
+        due
     }
 
     /// Buffers `chunk` at `offset`, first seen wins: only the parts no
@@ -252,12 +250,11 @@ impl DirectionStream {
 
     /// The next in-order piece, if the chunk at `next` is buffered.
     pub fn next_delivery(&mut self, recent_limit: usize) -> Option<Delivery> {
-        let pending = self.pending.as_mut()?;
-        let (&offset, _) = pending.chunks.first_key_value()?;
-        if offset != self.next {
+        if !self.chunk_due() {
             return None;
         }
-        let chunk = pending.chunks.remove(&offset).expect("first key exists");
+        let pending = self.pending.as_mut()?;
+        let (offset, chunk) = pending.chunks.pop_first()?;
         pending.bytes -= chunk.buffered_bytes();
         self.next += chunk.len();
         Some(match chunk {
@@ -329,14 +326,20 @@ impl DirectionStream {
     /// Whether [`Self::next_delivery`] or [`Self::take_finish`] has
     /// something to hand out.
     pub fn has_delivery(&self) -> bool {
-        let chunk_due = self
-            .chunks()
+        self.chunk_due() || self.fin_due()
+    }
+
+    /// The first buffered chunk starts where delivery stands.
+    fn chunk_due(&self) -> bool {
+        self.chunks()
             .and_then(BTreeMap::first_key_value)
-            .is_some_and(|(&offset, _)| offset == self.next);
-        let fin_due = self
-            .fin
-            .is_some_and(|fin| !fin.reached && fin.at == self.next);
-        chunk_due || fin_due
+            .is_some_and(|(&offset, _)| offset == self.next)
+    }
+
+    /// Delivery reached the end, not yet reported.
+    fn fin_due(&self) -> bool {
+        self.fin
+            .is_some_and(|fin| !fin.reached && fin.at == self.next)
     }
 }
 
