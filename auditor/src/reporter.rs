@@ -2,7 +2,7 @@
 //! events, rate-limits alerts, and keeps what `loss` and `stats` events,
 //! the metrics and `--fail-on` need.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc};
 
 use crate::{
     config::{Config, Role, RuleSettings},
@@ -17,7 +17,8 @@ use crate::{
 /// What the reporter needs to know about where it runs.
 #[derive(Clone, Debug, Default)]
 pub struct ReportSettings {
-    pub host: String,
+    /// Every event carries it: events share this one.
+    pub host: Arc<str>,
     /// The configured role of each watched port.
     pub roles: HashMap<u16, Role>,
     /// Interface names by index, for live capture.
@@ -36,7 +37,7 @@ impl ReportSettings {
             .and_then(|name| name.into_string().ok())
             .unwrap_or_else(|| "unknown".to_owned());
         ReportSettings {
-            host,
+            host: Arc::from(host),
             roles: config.roles(),
             interface_names,
             allowlist: config.redaction.clone(),
@@ -112,7 +113,7 @@ impl Reporter {
             role,
             allowlist: &self.settings.allowlist,
         };
-        events_for_offer(exchange, &offer, &findings, &context, |event| {
+        events_for_offer(exchange, &offer, findings, &context, |event| {
             if matches!(event.body, EventBody::Alert(_)) {
                 self.limiter.admit(event, out);
             } else {

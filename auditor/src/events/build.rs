@@ -16,7 +16,7 @@ use crate::{
 #[derive(Clone, Copy, Debug)]
 pub struct EventContext<'a> {
     /// The capturing machine's host name.
-    pub host: &'a str,
+    pub host: &'a Arc<str>,
     /// The name of the interface the exchange was seen on, when known.
     pub interface: Option<&'a str>,
     /// The role configured for the server's port.
@@ -31,6 +31,7 @@ pub struct EventContext<'a> {
 /// response's, else the request's.
 pub fn events_for(exchange: &Exchange, findings: &[Finding], context: &EventContext) -> Vec<Event> {
     let mut events = Vec::new();
+    let findings = findings.to_vec();
     events_for_offer(exchange, &Offer::of(exchange), findings, context, |event| {
         events.push(event)
     });
@@ -38,11 +39,12 @@ pub fn events_for(exchange: &Exchange, findings: &[Finding], context: &EventCont
 }
 
 /// [`events_for`], with the exchange's offer already worked out (the rules
-/// need it too), handing each event to `emit` as it is built.
+/// need it too), handing each event to `emit` as it is built. The alerts
+/// take over the findings' messages.
 pub fn events_for_offer(
     exchange: &Exchange,
     offer: &Offer,
-    findings: &[Finding],
+    findings: Vec<Finding>,
     context: &EventContext,
     mut emit: impl FnMut(Event),
 ) {
@@ -69,7 +71,7 @@ pub fn events_for_offer(
     });
     let http = Arc::new(HttpRecord::of(exchange, &redactor));
     let capture = CaptureRecord::from(exchange.quality);
-    let handshake = handshake(exchange, offer, findings, &redactor).map(|handshake| {
+    let handshake = handshake(exchange, offer, &findings, &redactor).map(|handshake| {
         EventBody::Handshake(HandshakeEvent {
             flow: Arc::clone(&flow),
             http: Arc::clone(&http),
@@ -77,7 +79,7 @@ pub fn events_for_offer(
             handshake,
         })
     });
-    let alerts = findings.iter().map(|finding| {
+    let alerts = findings.into_iter().map(|finding| {
         let rule = finding.rule;
         EventBody::Alert(AlertEvent {
             flow: Arc::clone(&flow),
@@ -88,7 +90,7 @@ pub fn events_for_offer(
                 severity: finding.severity,
                 actor: rule.actor,
                 spec: rule.spec,
-                message: redactor.text(&finding.message),
+                message: redactor.redacted(finding.message),
                 remediation: rule.remediation,
                 proxy_impact: rule.proxy_impact,
                 suppressed: None,
@@ -97,7 +99,7 @@ pub fn events_for_offer(
         })
     });
     for body in handshake.into_iter().chain(alerts) {
-        emit(Event::new(timestamp_ns, context.host, body));
+        emit(Event::new(timestamp_ns, Arc::clone(context.host), body));
     }
 }
 

@@ -2,9 +2,13 @@
 //! TCP connection, so alerts join with Zeek and Suricata logs of the same
 //! flow.
 
-use std::net::{IpAddr, SocketAddr};
+use std::{
+    fmt,
+    net::{IpAddr, SocketAddr},
+};
 
 use base64::{engine::general_purpose::STANDARD, Engine as _};
+use serde::{Serialize, Serializer};
 use sha1::{Digest, Sha1};
 
 const SEED: u16 = 0;
@@ -12,9 +16,32 @@ const PROTOCOL_TCP: u8 = 6;
 /// `1:` and 28 characters of base64 (a SHA-1 digest).
 const ID_LEN: usize = 30;
 
+/// A community ID, kept inline: every flow of an event carries one.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct CommunityId([u8; ID_LEN]);
+
+impl CommunityId {
+    pub fn as_str(&self) -> &str {
+        // Only `1:` and base64 were written.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl fmt::Debug for CommunityId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl Serialize for CommunityId {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
 /// `1:` and the base64 of the SHA-1 of seed, addresses, protocol and ports,
 /// endpoints ordered so both directions give the same id.
-pub fn tcp(a: SocketAddr, b: SocketAddr) -> String {
+pub fn tcp(a: SocketAddr, b: SocketAddr) -> CommunityId {
     let (a_ip, b_ip) = (AddressBytes::of(a.ip()), AddressBytes::of(b.ip()));
     let ((first_ip, first_port), (second_ip, second_port)) =
         if (a_ip.as_slice(), a.port()) <= (b_ip.as_slice(), b.port()) {
@@ -29,10 +56,12 @@ pub fn tcp(a: SocketAddr, b: SocketAddr) -> String {
     hasher.update([PROTOCOL_TCP, 0]);
     hasher.update(first_port.to_be_bytes());
     hasher.update(second_port.to_be_bytes());
-    let mut id = String::with_capacity(ID_LEN);
-    id.push_str("1:");
-    STANDARD.encode_string(hasher.finalize(), &mut id);
-    id
+    let mut id = [0; ID_LEN];
+    id[..2].copy_from_slice(b"1:");
+    STANDARD
+        .encode_slice(hasher.finalize(), &mut id[2..])
+        .expect("a SHA-1 digest is 28 characters of base64");
+    CommunityId(id)
 }
 
 /// The octets of an address, in network order.
@@ -83,8 +112,8 @@ mod tests {
         ];
         for (client, server, expected) in vectors {
             let (client, server) = (client.parse().unwrap(), server.parse().unwrap());
-            assert_eq!(tcp(client, server), expected);
-            assert_eq!(tcp(server, client), expected);
+            assert_eq!(tcp(client, server).as_str(), expected);
+            assert_eq!(tcp(server, client).as_str(), expected);
         }
     }
 

@@ -8,9 +8,14 @@
 //! null when absent.
 
 use serde::Serialize;
+use smallvec::SmallVec;
 
 use super::redact::Redactor;
 use crate::http::{Exchange, Header, Headers, HttpVersion, RequestHead, ResponseHead};
+
+/// The elements of a list field. Nearly every list a handshake carries has
+/// one or two: kept inline rather than in an allocation of their own.
+pub type FieldElements = SmallVec<[String; 2]>;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct HttpRecord {
@@ -28,12 +33,12 @@ pub struct RequestRecord {
     pub target: String,
     pub version: HttpVersion,
     pub host: Option<String>,
-    pub upgrade: Vec<String>,
-    pub connection: Vec<String>,
+    pub upgrade: FieldElements,
+    pub connection: FieldElements,
     pub sec_websocket_key: Option<String>,
     pub sec_websocket_version: Option<String>,
-    pub sec_websocket_protocol: Vec<String>,
-    pub sec_websocket_extensions: Vec<String>,
+    pub sec_websocket_protocol: FieldElements,
+    pub sec_websocket_extensions: FieldElements,
     /// Whether an `HTTP2-Settings` field is present (its value is not kept).
     pub http2_settings: bool,
     pub expect: Option<String>,
@@ -43,12 +48,12 @@ pub struct RequestRecord {
 pub struct ResponseRecord {
     pub status: u16,
     pub version: HttpVersion,
-    pub upgrade: Vec<String>,
-    pub connection: Vec<String>,
+    pub upgrade: FieldElements,
+    pub connection: FieldElements,
     pub sec_websocket_accept: Option<String>,
     pub sec_websocket_version: Option<String>,
-    pub sec_websocket_protocol: Vec<String>,
-    pub sec_websocket_extensions: Vec<String>,
+    pub sec_websocket_protocol: FieldElements,
+    pub sec_websocket_extensions: FieldElements,
     pub http2_settings: bool,
 }
 
@@ -79,12 +84,12 @@ impl RequestRecord {
             target: redactor.target(&request.target),
             version: request.version,
             host: None,
-            upgrade: Vec::new(),
-            connection: Vec::new(),
+            upgrade: FieldElements::new(),
+            connection: FieldElements::new(),
             sec_websocket_key: None,
             sec_websocket_version: None,
-            sec_websocket_protocol: Vec::new(),
-            sec_websocket_extensions: Vec::new(),
+            sec_websocket_protocol: FieldElements::new(),
+            sec_websocket_extensions: FieldElements::new(),
             http2_settings: false,
             expect: None,
         };
@@ -121,12 +126,12 @@ impl ResponseRecord {
         let mut record = ResponseRecord {
             status: response.status,
             version: response.version,
-            upgrade: Vec::new(),
-            connection: Vec::new(),
+            upgrade: FieldElements::new(),
+            connection: FieldElements::new(),
             sec_websocket_accept: None,
             sec_websocket_version: None,
-            sec_websocket_protocol: Vec::new(),
-            sec_websocket_extensions: Vec::new(),
+            sec_websocket_protocol: FieldElements::new(),
+            sec_websocket_extensions: FieldElements::new(),
             http2_settings: false,
         };
         let mut buffer = [0; LONGEST_SHOWN_NAME];
@@ -167,7 +172,7 @@ fn lowercase<'b>(name: &str, buffer: &'b mut [u8; LONGEST_SHOWN_NAME]) -> Option
 }
 
 /// Adds the elements of a field line of a list to `list`.
-fn push_elements(list: &mut Vec<String>, line: Header<'_>, redactor: &Redactor<'_>) {
+fn push_elements(list: &mut FieldElements, line: Header<'_>, redactor: &Redactor<'_>) {
     let elements = Headers::value_elements(line.value);
     list.extend(elements.map(|element| redactor.field(line.name, element)));
 }
@@ -201,15 +206,15 @@ mod tests {
 
         let request = record.request.expect("the request was read");
         assert_eq!(request.host.as_deref(), Some("a, b"));
-        assert_eq!(request.upgrade, ["websocket", "", "h2c", ""]);
-        assert_eq!(request.connection, ["Upgrade"]);
-        assert_eq!(request.sec_websocket_protocol, ["chat"]);
+        assert_eq!(request.upgrade[..], ["websocket", "", "h2c", ""]);
+        assert_eq!(request.connection[..], ["Upgrade"]);
+        assert_eq!(request.sec_websocket_protocol[..], ["chat"]);
         assert!(request.sec_websocket_extensions.is_empty());
         assert!(request.http2_settings);
         assert_eq!(request.expect, None);
 
         let response = record.response.expect("the 101 was read");
-        assert_eq!(response.upgrade, ["h2c"]);
+        assert_eq!(response.upgrade[..], ["h2c"]);
         assert_eq!(response.sec_websocket_accept.as_deref(), Some("x, y"));
         assert!(!response.http2_settings);
     }

@@ -22,10 +22,12 @@ mod tests;
 use std::{fmt, net::IpAddr, sync::Arc};
 
 use serde::{ser::SerializeStruct, Serialize, Serializer};
+use smallvec::SmallVec;
 
 pub use build::{events_for, events_for_offer, EventContext};
+pub use community_id::CommunityId;
 pub use counters::{EmittedCounts, LossCounters, StatsCounters};
-pub use http::{HttpRecord, RequestRecord, ResponseRecord};
+pub use http::{FieldElements, HttpRecord, RequestRecord, ResponseRecord};
 pub use rate_limit::{AlertRateLimiter, RateLimitSettings};
 pub use redact::{RedactionAllowlist, SECRET_FIELDS};
 
@@ -45,7 +47,8 @@ pub struct Event {
     /// 3339 in UTC with microseconds ([`Timestamp`]).
     pub timestamp_ns: u64,
     schema_version: u32,
-    pub host: String,
+    /// Shared by every event of a host rather than copied into each.
+    pub host: Arc<str>,
     pub body: EventBody,
 }
 
@@ -81,7 +84,7 @@ pub struct Flow {
     pub src_port: u16,
     pub dest_ip: IpAddr,
     pub dest_port: u16,
-    pub community_id: String,
+    pub community_id: CommunityId,
     /// The capture interface's name, when known.
     pub interface: Option<String>,
     /// The role configured for the server's port.
@@ -135,15 +138,15 @@ pub struct Alert {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Handshake {
     /// The request's `Upgrade` elements.
-    pub protocols_offered: Vec<String>,
+    pub protocols_offered: FieldElements,
     pub outcome: HandshakeOutcome,
     /// The 101's `Upgrade` elements joined with `, `; None unless switched
     /// to a named protocol.
     pub protocol: Option<String>,
     /// From the end of the request head to the end of the final response head.
     pub latency_us: Option<u64>,
-    /// Ids of the rules raised on the exchange.
-    pub rules: Vec<&'static str>,
+    /// Ids of the rules raised on the exchange: rarely more than two.
+    pub rules: SmallVec<[&'static str; 2]>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -175,11 +178,11 @@ impl HandshakeOutcome {
 }
 
 impl Event {
-    fn new(timestamp_ns: u64, host: &str, body: EventBody) -> Event {
+    fn new(timestamp_ns: u64, host: Arc<str>, body: EventBody) -> Event {
         Event {
             timestamp_ns,
             schema_version: SCHEMA_VERSION,
-            host: host.to_owned(),
+            host,
             body,
         }
     }
@@ -187,12 +190,20 @@ impl Event {
     /// A `loss` event; `counters` are the differences since the previous
     /// one ([`LossCounters::since`]).
     pub fn loss(timestamp_ns: u64, host: &str, counters: LossCounters) -> Event {
-        Event::new(timestamp_ns, host, EventBody::Loss { loss: counters })
+        Event::new(
+            timestamp_ns,
+            host.into(),
+            EventBody::Loss { loss: counters },
+        )
     }
 
     /// A `stats` event: totals since start.
     pub fn stats(timestamp_ns: u64, host: &str, counters: StatsCounters) -> Event {
-        Event::new(timestamp_ns, host, EventBody::Stats { stats: counters })
+        Event::new(
+            timestamp_ns,
+            host.into(),
+            EventBody::Stats { stats: counters },
+        )
     }
 }
 

@@ -242,7 +242,7 @@ mod tests {
         };
         let allowlist = RedactionAllowlist::default();
         let context = EventContext {
-            host: "sensor",
+            host: &Arc::from("sensor"),
             interface: None,
             role: None,
             allowlist: &allowlist,

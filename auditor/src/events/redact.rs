@@ -76,7 +76,7 @@ impl<'a> Redactor<'a> {
     }
 
     /// [`Redactor::text`], for text already owned.
-    fn redacted(&self, mut text: String) -> String {
+    pub fn redacted(&self, mut text: String) -> String {
         for secret in &self.secrets {
             if text.contains(secret.as_str()) {
                 text = text.replace(secret.as_str(), REDACTED);
@@ -144,6 +144,8 @@ fn userinfo(target: &str) -> Option<&str> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
     use crate::{
         events::{events_for, EventContext},
@@ -204,7 +206,7 @@ mod tests {
     /// careless rule might.
     fn serialized_events(allowlist: &RedactionAllowlist) -> String {
         let context = EventContext {
-            host: "sensor",
+            host: &Arc::from("sensor"),
             interface: Some("eth0"),
             role: None,
             allowlist,

@@ -63,7 +63,7 @@ fn timed_exchange(request: &[u8], response: &[u8]) -> Exchange {
 fn evaluated(exchange: &Exchange) -> Vec<Event> {
     let allowlist = RedactionAllowlist::default();
     let context = EventContext {
-        host: HOST,
+        host: &Arc::from(HOST),
         interface: Some("eth0"),
         role: Some(Role::Frontend),
         allowlist: &allowlist,
@@ -301,7 +301,7 @@ fn a_request_that_is_no_offer_gets_alerts_but_no_handshake() {
     );
     let allowlist = RedactionAllowlist::default();
     let context = EventContext {
-        host: HOST,
+        host: &Arc::from(HOST),
         interface: None,
         role: None,
         allowlist: &allowlist,

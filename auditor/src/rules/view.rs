@@ -5,9 +5,15 @@ use std::borrow::Cow;
 use std::cell::OnceCell;
 
 use base64::{DecodeError, DecodeSliceError, Engine};
+use smallvec::SmallVec;
 
 use super::Violation;
 use crate::http::{is_tchar, Exchange, Headers, RequestHead};
+
+/// The elements of one head's `Upgrade`. Nearly every offer names one or
+/// two protocols and a 101 one: every exchange works out an offer, so
+/// these stay off the heap.
+pub type UpgradeProtocols<'a> = SmallVec<[Cow<'a, str>; 2]>;
 
 /// The upgrade offer an exchange's request makes, if any, and what its 101
 /// switched to: worked out once per exchange for every rule.
@@ -16,10 +22,10 @@ pub struct Offer<'a> {
     /// The request carries `Upgrade` and lists `upgrade` in `Connection`.
     pub is_offer: bool,
     /// The request's `Upgrade` elements, trimmed, as sent.
-    pub protocols: Vec<Cow<'a, str>>,
+    pub protocols: UpgradeProtocols<'a>,
     /// The non-empty `Upgrade` elements of the exchange's 101, as sent;
     /// none without a 101.
-    pub switched_protocols: Vec<Cow<'a, str>>,
+    pub switched_protocols: UpgradeProtocols<'a>,
     /// The exchange's 101 carries `Upgrade`, empty or not.
     pub switch_carries_upgrade: bool,
     /// The request carries `Upgrade` (an offer or not) or the response is
@@ -45,7 +51,7 @@ struct UpgradeList<'a> {
     /// The head has `Upgrade` lines.
     carried: bool,
     /// The elements that are not empty, as sent.
-    protocols: Vec<Cow<'a, str>>,
+    protocols: UpgradeProtocols<'a>,
     /// Every element is `name[/version]` of tokens.
     all_tokens: bool,
 }
@@ -55,7 +61,7 @@ impl<'a> UpgradeList<'a> {
     fn none() -> UpgradeList<'a> {
         UpgradeList {
             carried: false,
-            protocols: Vec::new(),
+            protocols: UpgradeProtocols::new(),
             all_tokens: true,
         }
     }
@@ -114,7 +120,7 @@ impl<'a> Offer<'a> {
             }
             None => Offer {
                 is_offer: false,
-                protocols: Vec::new(),
+                protocols: UpgradeProtocols::new(),
                 switched_protocols: switched.protocols,
                 switch_carries_upgrade: switched.carried,
                 involves_upgrade: switch.is_some(),
