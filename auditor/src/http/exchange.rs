@@ -160,8 +160,14 @@ impl Headers {
 
     /// Whether the list `name` has the element `element` (case-insensitive).
     pub fn has_element(&self, name: &str, element: &str) -> bool {
-        self.elements(name)
-            .any(|e| e.eq_ignore_ascii_case(element.as_bytes()))
+        for value in self.values(name) {
+            for listed in Headers::value_elements(value) {
+                if listed.eq_ignore_ascii_case(element.as_bytes()) {
+                    return true;
+                }
+            }
+        }
+        false
     }
 
     /// The elements of one field line's value of a list, as

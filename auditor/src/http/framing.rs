@@ -54,32 +54,37 @@ pub(crate) fn response_framing(request_method: Option<&str>, response: &Response
 /// None without Transfer-Encoding; else whether chunked is the final coding
 /// (never for HTTP/1.0, whose Transfer-Encoding means faulty framing, §6.1).
 fn transfer_coding(version: HttpVersion, headers: &Headers) -> Option<bool> {
-    // Every field line gives at least one element, if an empty one.
-    let mut codings = headers.elements("transfer-encoding").peekable();
-    codings.peek()?;
-    let last = codings.rfind(|c| !c.is_empty());
-    Some(version == HttpVersion::Http11 && last.is_some_and(|c| c.eq_ignore_ascii_case(b"chunked")))
+    let mut present = false;
+    let mut final_coding = None;
+    for value in headers.values("transfer-encoding") {
+        present = true;
+        // Empty list elements are no coding.
+        if let Some(coding) = Headers::value_elements(value).rfind(|c| !c.is_empty()) {
+            final_coding = Some(coding);
+        }
+    }
+    present.then(|| {
+        version == HttpVersion::Http11
+            && final_coding.is_some_and(|c| c.eq_ignore_ascii_case(b"chunked"))
+    })
 }
 
 /// None without Content-Length; a list of one repeated value is that value
 /// (RFC 9110 §8.6), anything else is invalid.
 fn content_length(headers: &Headers) -> Option<Framing> {
-    let mut elements = headers.elements("content-length").peekable();
-    elements.peek()?;
-    let mut value: Option<u64> = None;
-    for element in elements {
-        let Some(length) = parse_decimal(element) else {
-            return Some(Framing::Invalid);
-        };
-        if value.is_some_and(|v| v != length) {
-            return Some(Framing::Invalid);
+    let mut length = None;
+    for value in headers.values("content-length") {
+        // Every field line gives at least one element, if an empty one.
+        for element in Headers::value_elements(value) {
+            match parse_decimal(element) {
+                Some(n) if length.is_none_or(|l| l == n) => length = Some(n),
+                _ => return Some(Framing::Invalid),
+            }
         }
-        value = Some(length);
     }
-    Some(match value {
-        Some(0) => Framing::NoBody,
-        Some(length) => Framing::Length(length),
-        None => Framing::Invalid,
+    length.map(|length| match length {
+        0 => Framing::NoBody,
+        length => Framing::Length(length),
     })
 }
 
@@ -419,6 +424,48 @@ mod tests {
         assert_eq!(
             request_framing(&request("POST", &[("Transfer-Encoding", "chunked, gzip")])),
             Framing::Invalid
+        );
+        assert_eq!(
+            request_framing(&request(
+                "POST",
+                &[
+                    ("Transfer-Encoding", "gzip"),
+                    ("Transfer-Encoding", "chunked,")
+                ]
+            )),
+            Framing::Chunked
+        );
+        assert_eq!(
+            request_framing(&request(
+                "POST",
+                &[("Transfer-Encoding", "chunked"), ("Transfer-Encoding", "")]
+            )),
+            Framing::Chunked
+        );
+        assert_eq!(
+            request_framing(&request(
+                "POST",
+                &[
+                    ("Transfer-Encoding", "chunked"),
+                    ("Transfer-Encoding", "gzip")
+                ]
+            )),
+            Framing::Invalid
+        );
+        assert_eq!(
+            request_framing(&request("POST", &[("Transfer-Encoding", "")])),
+            Framing::Invalid
+        );
+        assert_eq!(
+            request_framing(&request("POST", &[("Content-Length", "5, ")])),
+            Framing::Invalid
+        );
+        assert_eq!(
+            request_framing(&request(
+                "POST",
+                &[("Content-Length", "5"), ("Content-Length", "5")]
+            )),
+            Framing::Length(5)
         );
         let mut old = request("POST", &[("Transfer-Encoding", "chunked")]);
         old.version = HttpVersion::Http10;
