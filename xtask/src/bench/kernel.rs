@@ -37,7 +37,8 @@ pub const BENCHMARK: Benchmark = Benchmark {
     about: "`auditor run` in the proxy namespace of the lab, on both of nginx's legs; the \
             kernel's BPF statistics on for the run (BPF_ENABLE_STATS, the same switch as \
             `kernel.bpf_stats_enabled`). From the client namespace, through nginx: WebSocket \
-            upgrades one after another (the lab's WebSocket backend), keep-alive POSTs of 4 KiB \
+            upgrades one after another (the lab's WebSocket backend), the same upgrades from 16 \
+            clients at once, as a busy proxy sees them, keep-alive POSTs of 4 KiB \
             (nginx answering as backend), and bulk data echoed after an upgrade \
             (proxmox-backup-protocol-v1, the lab's echoing backend), in 64 KiB writes. Each \
             kind is measured on its own, as the change in run_time_ns / run_cnt summed over the \
@@ -62,6 +63,8 @@ const WATCHED_TARGET_NS: f64 = 500.0;
 const UNUSED_PORTS: (u16, u16) = (18080, 19000);
 const POST_BODY_BYTES: usize = 4096;
 const BULK_CHUNK_BYTES: usize = 65536;
+/// Clients upgrading at once in [`Traffic::ConcurrentHandshakes`].
+const CONCURRENT_CLIENTS: u32 = 16;
 /// The do-nothing classifier of `auditor-ebpf/src/bin/baseline.rs`, and the
 /// file the daemon's build leaves it in (beside the daemon's own object).
 const EMPTY_PROGRAM: &str = "empty_program";
@@ -70,13 +73,18 @@ const EMPTY_PROGRAM_OBJECT: &str = "baseline";
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Traffic {
     Handshakes,
+    /// The same upgrades as `Handshakes`, from [`CONCURRENT_CLIENTS`] at once.
+    /// One client at a time leaves the machine idle between packets, so every
+    /// packet meets cold caches; a busy proxy's packets do not.
+    ConcurrentHandshakes,
     KeepAlive,
     BulkAfterUpgrade,
 }
 
 impl Traffic {
-    const ALL: [Traffic; 3] = [
+    const ALL: [Traffic; 4] = [
         Traffic::Handshakes,
+        Traffic::ConcurrentHandshakes,
         Traffic::KeepAlive,
         Traffic::BulkAfterUpgrade,
     ];
@@ -84,6 +92,7 @@ impl Traffic {
     fn name(self) -> &'static str {
         match self {
             Traffic::Handshakes => "handshakes",
+            Traffic::ConcurrentHandshakes => "handshakes_concurrent",
             Traffic::KeepAlive => "keep_alive",
             Traffic::BulkAfterUpgrade => "bulk_after_upgrade",
         }
@@ -92,7 +101,9 @@ impl Traffic {
     /// The backend this traffic needs, serving until dropped.
     fn start_backend(self, lab: &ProxyLab) -> Result<Box<dyn Any>> {
         Ok(match self {
-            Traffic::Handshakes => Box::new(RunningBackend::start(lab, Backend::WebSocket)?),
+            Traffic::Handshakes | Traffic::ConcurrentHandshakes => {
+                Box::new(RunningBackend::start(lab, Backend::WebSocket)?)
+            }
             Traffic::KeepAlive => Box::new(RealBackend::nginx_static(lab)?),
             Traffic::BulkAfterUpgrade => {
                 Box::new(RunningBackend::start(lab, Backend::ProxmoxBackup)?)
@@ -102,9 +113,25 @@ impl Traffic {
 
     /// Sends this traffic through nginx from the client namespace.
     fn send(self, lab: &ProxyLab, amount: Amount) -> Result<()> {
-        lab.client.run(move || match self {
-            Traffic::Handshakes => {
-                for _ in 0..amount.handshakes {
+        match self {
+            Traffic::Handshakes => handshakes(lab, 1, amount.handshakes),
+            Traffic::ConcurrentHandshakes => handshakes(lab, CONCURRENT_CLIENTS, amount.handshakes),
+            Traffic::KeepAlive => lab.client.run(move || keep_alive_posts(amount)),
+            Traffic::BulkAfterUpgrade => lab
+                .client
+                .run(move || bulk_after_upgrade(amount.bulk_bytes)),
+        }
+    }
+}
+
+/// `count` WebSocket upgrades, from `clients` clients at once, each
+/// upgrading one connection after another.
+fn handshakes(lab: &ProxyLab, clients: u32, count: u32) -> Result<()> {
+    let per_client = count / clients;
+    let running: Vec<_> = (0..clients)
+        .map(|_| {
+            lab.client.spawn(move || -> Result<()> {
+                for _ in 0..per_client {
                     let (mut stream, mut reader) = live::connect()?;
                     expect(
                         101,
@@ -112,34 +139,42 @@ impl Traffic {
                     )?;
                 }
                 Ok(())
-            }
-            Traffic::KeepAlive => {
-                let body = vec![b'x'; POST_BODY_BYTES];
-                for _ in 0..amount.connections {
-                    let (mut stream, mut reader) = live::connect()?;
-                    for _ in 0..amount.posts_per_connection {
-                        expect(200, live::post(&mut stream, &mut reader, &body)?)?;
-                    }
-                }
-                Ok(())
-            }
-            Traffic::BulkAfterUpgrade => {
-                let (mut stream, mut reader) = live::connect()?;
-                let protocol = "proxmox-backup-protocol-v1";
-                expect(
-                    101,
-                    live::offer_upgrade(&mut stream, &mut reader, protocol)?,
-                )?;
-                let chunk = vec![b'b'; BULK_CHUNK_BYTES];
-                let mut echoed = vec![0; BULK_CHUNK_BYTES];
-                for _ in 0..amount.bulk_bytes / BULK_CHUNK_BYTES as u64 {
-                    stream.write_all(&chunk)?;
-                    reader.read_exact(&mut echoed)?;
-                }
-                Ok(())
-            }
+            })
         })
+        .collect();
+    for client in running {
+        client
+            .join()
+            .map_err(|_| anyhow::anyhow!("a client thread panicked"))??;
     }
+    Ok(())
+}
+
+fn keep_alive_posts(amount: Amount) -> Result<()> {
+    let body = vec![b'x'; POST_BODY_BYTES];
+    for _ in 0..amount.connections {
+        let (mut stream, mut reader) = live::connect()?;
+        for _ in 0..amount.posts_per_connection {
+            expect(200, live::post(&mut stream, &mut reader, &body)?)?;
+        }
+    }
+    Ok(())
+}
+
+fn bulk_after_upgrade(bytes: u64) -> Result<()> {
+    let (mut stream, mut reader) = live::connect()?;
+    let protocol = "proxmox-backup-protocol-v1";
+    expect(
+        101,
+        live::offer_upgrade(&mut stream, &mut reader, protocol)?,
+    )?;
+    let chunk = vec![b'b'; BULK_CHUNK_BYTES];
+    let mut echoed = vec![0; BULK_CHUNK_BYTES];
+    for _ in 0..bytes / BULK_CHUNK_BYTES as u64 {
+        stream.write_all(&chunk)?;
+        reader.read_exact(&mut echoed)?;
+    }
+    Ok(())
 }
 
 fn expect(wanted: u16, status: u16) -> Result<()> {
