@@ -190,11 +190,11 @@ pub fn markdown(results: &Results) -> String {
          cargo xtask bench --only replay    # one benchmark; the others' results are kept\n\
          cargo xtask bench --quick          # smaller inputs and shorter rounds, to try things out\n\
          ```\n\n\
-         It installs what a benchmark needs when it is missing (tshark, nginx, wrk), and\n\
-         builds the release daemon and the criterion benchmarks. Paths under `target/`\n\
-         below are under `$CARGO_TARGET_DIR` when that is set. The kernel, overhead and\n\
-         storm benchmarks share the machine's cores with everything else on it: read\n\
-         their figures with the load averages beside them.\n\n## Machine\n\n",
+         It installs what a benchmark needs when it is missing (tshark, nginx, wrk, tcpdump,\n\
+         tcpreplay), and builds the release daemon and the criterion benchmarks. Paths\n\
+         under `target/` below are under `$CARGO_TARGET_DIR` when that is set. The kernel,\n\
+         overhead and storm benchmarks share the machine's cores with everything else on\n\
+         it: read their figures with the load averages beside them.\n\n## Machine\n\n",
     );
     for (name, value) in &results.machine {
         let _ = writeln!(md, "- {name}: {value}");
