@@ -10,7 +10,7 @@
 use std::{
     io::{BufRead as _, BufReader},
     path::{Path, PathBuf},
-    process::{Child, ChildStderr, Stdio},
+    process::{Child, ChildStderr, Command, Stdio},
     thread,
     time::{Duration, Instant},
 };
@@ -127,7 +127,7 @@ pub fn record(
     let rate = made.upgrades as f64 / started.elapsed().as_secs_f64();
     thread::sleep(LAST_CLOSES);
     let path = context.out_dir.join("storm.pcap");
-    let mut mergecap = std::process::Command::new("mergecap");
+    let mut mergecap = Command::new("mergecap");
     mergecap.arg("-w").arg(&path);
     for (tcpdump, leg) in legs {
         tcpdump.stop()?;
@@ -137,7 +137,7 @@ pub fn record(
     let packets = packets_in(context, &path)?;
 
     let events = context.out_dir.join("storm-replay.jsonl");
-    let mut replay = std::process::Command::new(auditor);
+    let mut replay = Command::new(auditor);
     replay
         .args(["replay", "--port", &format!("{PROXY_PORT}:frontend")])
         .args(["--port", &format!("{BACKEND_PORT}:backend")])
@@ -233,7 +233,7 @@ pub fn inject(
 
 /// The packets in the capture at `path`, by capinfos.
 fn packets_in(context: &mut Context, path: &Path) -> Result<u64> {
-    let mut capinfos = std::process::Command::new("capinfos");
+    let mut capinfos = Command::new("capinfos");
     capinfos.args(["-M", "-c"]).arg(path);
     let (output, _) = context.run(&mut capinfos)?;
     let report = String::from_utf8_lossy(&output.stdout);
@@ -275,7 +275,8 @@ impl Tcpdump {
     ) -> Result<Tcpdump> {
         let mut command = netns.command("tcpdump");
         command
-            .args(["-i", interface, "-s", "0", "-U", "-w"])
+            // As root, like the other files under target/bench.
+            .args(["-Z", "root", "-i", interface, "-s", "0", "-U", "-w"])
             .arg(path)
             .arg("tcp");
         context.record(&command);
@@ -305,6 +306,15 @@ impl Tcpdump {
             bail!("tcpdump did not exit cleanly: {status}");
         }
         Ok(())
+    }
+}
+
+/// A storm that failed before `stop` leaves no tcpdump behind.
+impl Drop for Tcpdump {
+    fn drop(&mut self) {
+        // Both do nothing once `stop` has reaped it.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
