@@ -1,6 +1,9 @@
 //! A TCP endpoint stored compactly in per-connection tables.
 
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::{
+    hash::{Hash, Hasher},
+    net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6},
+};
 
 /// An IP address and port in 20 bytes instead of [`SocketAddr`]'s 32: the
 /// flow tables hold one or two per connection, and a daemon may track
@@ -8,7 +11,7 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 ///
 /// It keeps what a packet header says about an endpoint: an IPv6 address's
 /// flow info and scope id are not kept (the packet decoders never set them).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct PackedAddr {
     /// An IPv4 address in the first 4 bytes, the rest zero.
     ip: [u8; 16],
@@ -19,21 +22,29 @@ pub(crate) struct PackedAddr {
 impl From<SocketAddr> for PackedAddr {
     fn from(addr: SocketAddr) -> PackedAddr {
         match addr {
-            SocketAddr::V4(addr) => {
-                let mut ip = [0; 16];
-                ip[..4].copy_from_slice(&addr.ip().octets());
-                PackedAddr {
-                    ip,
-                    port: addr.port(),
-                    v6: false,
-                }
-            }
+            // Built as one 16-byte value: filled piecewise, the array is
+            // read back (compared, hashed) across its partial writes, which
+            // stalls the load on every segment.
+            SocketAddr::V4(addr) => PackedAddr {
+                ip: (u128::from(addr.ip().to_bits()) << 96).to_be_bytes(),
+                port: addr.port(),
+                v6: false,
+            },
             SocketAddr::V6(addr) => PackedAddr {
                 ip: addr.ip().octets(),
                 port: addr.port(),
                 v6: true,
             },
         }
+    }
+}
+
+/// Two words for the hasher rather than the derived hash's length-prefixed
+/// slice and two small fields: every segment looks its connection up by two.
+impl Hash for PackedAddr {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u128(u128::from_ne_bytes(self.ip));
+        state.write_u32(u32::from(self.port) << 1 | u32::from(self.v6));
     }
 }
 
