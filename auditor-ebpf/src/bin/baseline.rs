@@ -6,7 +6,9 @@
 //! every program pays per packet when the kernel's BPF statistics are on:
 //! the run-time accounting itself (a clock read around each run, a paravirt
 //! clock on a virtual machine) and the call into the program. The daemon's
-//! figures are reported both as measured and net of it.
+//! figures are reported both as measured and net of it. `--only overhead`
+//! attaches it alone for a third kind of wrk run: what proxied traffic loses
+//! to any program at those hooks.
 #![no_std]
 #![no_main]
 

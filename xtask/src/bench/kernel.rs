@@ -27,9 +27,12 @@ use lab::{
     ProxyLab, BACKEND_PORT, PROXY_PORT,
 };
 
-use aya::programs::{SchedClassifier, TcAttachType};
+use aya::programs::SchedClassifier;
 
-use super::{live, BenchResult, Benchmark, Context, Target};
+use super::{
+    empty_program::{self, EmptyProgram, EMPTY_PROGRAM},
+    live, BenchResult, Benchmark, Context, Target,
+};
 use crate::daemon::{check_interrupt, teardown_on_interrupt, watching_proxy_legs};
 
 pub const BENCHMARK: Benchmark = Benchmark {
@@ -65,10 +68,6 @@ const POST_BODY_BYTES: usize = 4096;
 const BULK_CHUNK_BYTES: usize = 65536;
 /// Clients upgrading at once in [`Traffic::ConcurrentHandshakes`].
 const CONCURRENT_CLIENTS: u32 = 16;
-/// The do-nothing classifier of `auditor-ebpf/src/bin/baseline.rs`, and the
-/// file the daemon's build leaves it in (beside the daemon's own object).
-const EMPTY_PROGRAM: &str = "empty_program";
-const EMPTY_PROGRAM_OBJECT: &str = "baseline";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Traffic {
@@ -250,7 +249,7 @@ fn run(context: &mut Context) -> Result<Vec<BenchResult>> {
     // Counting stops when this file descriptor closes, also if xtask dies.
     let _stats_on = aya::sys::enable_stats(aya::sys::Stats::RunTime)
         .context("cannot turn on the kernel's BPF run-time statistics")?;
-    let empty_object = empty_program_object(context)?;
+    let empty_object = empty_program::object(context)?;
     let (lab, _nginx) = live::nginx_lab(context)?;
     let (unwatched, empty) = measure(
         context,
@@ -326,74 +325,7 @@ fn run(context: &mut Context) -> Result<Vec<BenchResult>> {
     Ok(results)
 }
 
-/// The empty program's object, which building the daemon left in its build
-/// script's output directory; cargo names that directory in its messages.
-fn empty_program_object(context: &Context) -> Result<std::path::PathBuf> {
-    let output = crate::cargo(&context.root)
-        .args([
-            "build",
-            "--release",
-            "--package",
-            "auditor",
-            "--message-format=json",
-        ])
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .context("cannot run cargo build")?;
-    if !output.status.success() {
-        bail!("cargo build --release --package auditor failed");
-    }
-    for line in String::from_utf8_lossy(&output.stdout).lines() {
-        let Ok(message) = serde_json::from_str::<serde_json::Value>(line) else {
-            continue;
-        };
-        if message["reason"] != "build-script-executed" {
-            continue;
-        }
-        if let Some(out_dir) = message["out_dir"].as_str() {
-            let object = Path::new(out_dir).join(EMPTY_PROGRAM_OBJECT);
-            if object.metadata().is_ok_and(|m| m.len() > 0) {
-                return Ok(object);
-            }
-        }
-    }
-    bail!("building the daemon left no {EMPTY_PROGRAM_OBJECT} object (was AYA_BUILD_SKIP set?)")
-}
-
-/// The empty program, attached in the proxy namespace at the daemon's hooks
-/// (ingress and egress of nginx's two legs) until dropped: loaded once per
-/// direction, so that each has its own statistics.
-struct EmptyProgram {
-    ingress: aya::Ebpf,
-    egress: aya::Ebpf,
-}
-
 impl EmptyProgram {
-    fn attach(lab: &ProxyLab, object: &Path) -> Result<EmptyProgram> {
-        let object = object.to_owned();
-        lab.proxy.run(move || {
-            let load = |hook| -> Result<aya::Ebpf> {
-                let mut ebpf = aya::Ebpf::load_file(&object)
-                    .with_context(|| format!("cannot load {}", object.display()))?;
-                let program: &mut SchedClassifier = ebpf
-                    .program_mut(EMPTY_PROGRAM)
-                    .with_context(|| format!("{} has no {EMPTY_PROGRAM}", object.display()))?
-                    .try_into()?;
-                program.load()?;
-                for interface in [ProxyLab::PROXY_CLIENT_IF, ProxyLab::PROXY_BACKEND_IF] {
-                    program
-                        .attach(interface, hook)
-                        .with_context(|| format!("cannot attach {EMPTY_PROGRAM} to {interface}"))?;
-                }
-                Ok(ebpf)
-            };
-            Ok(EmptyProgram {
-                ingress: load(TcAttachType::Ingress)?,
-                egress: load(TcAttachType::Egress)?,
-            })
-        })
-    }
-
     /// Run time and runs so far, by direction.
     fn stats(&self) -> Result<Cost> {
         let mut cost = Cost::new();

@@ -8,6 +8,7 @@
 //! [`BenchResult`]s, running its commands through [`Context::run`] so that
 //! BENCHMARKS.md shows them.
 
+mod empty_program;
 mod kernel;
 mod live;
 mod memory;

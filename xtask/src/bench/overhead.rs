@@ -1,25 +1,33 @@
 //! Overhead on proxied traffic: wrk through nginx to a backend in the lab,
 //! with and without the daemon watching both of nginx's legs, in alternating
-//! runs of the same length; the figures are medians across rounds.
+//! runs of the same length; the figures are medians across rounds. A third
+//! kind of run has only the empty TC program at the daemon's hooks: what
+//! attaching any program there costs, beside what the daemon costs.
 
 use std::process::Command;
 
 use anyhow::{bail, Context as _, Result};
 use lab::{real::RealBackend, ProxyLab, BACKEND_PORT, PROXY_PORT};
 
-use super::{live, median, BenchResult, Benchmark, Context, Target};
+use super::{
+    empty_program::{self, EmptyProgram},
+    live, median, BenchResult, Benchmark, Context, Target,
+};
 use crate::daemon::{check_interrupt, teardown_on_interrupt, watching_proxy_legs};
 
 pub const BENCHMARK: Benchmark = Benchmark {
     name: "overhead",
     about: "wrk (2 threads, 32 keep-alive connections) from the lab's client namespace \
             through nginx to nginx answering a static 200 as backend, for the same time with \
-            and without `auditor run` watching both of nginx's legs (ports 8080 and 9000), \
-            alternating which goes first; 5 rounds of 2 × 10 s (--quick: 2 × 2 × 5 s) after a \
-            2 s warm-up. The daemon is started before and stopped after each run with it. \
-            Figures are medians across rounds; the baseline is the runs without the daemon. \
-            The daemon's own CPU share during its runs is reported beside them. Targets: \
-            throughput ratio at least 0.98, p99 latency ratio at most 1.05.",
+            `auditor run` watching both of nginx's legs (ports 8080 and 9000), without it, and \
+            with only an empty TC program (auditor-ebpf/src/bin/baseline.rs) at the daemon's \
+            four hooks, rotating which goes first; 5 rounds of 3 × 10 s (--quick: 2 × 3 × 5 s) \
+            after a 2 s warm-up. The daemon and the empty program are attached before and \
+            removed after each of their runs. Figures are medians across rounds; the baseline \
+            is the runs without either. The daemon's own CPU share during its runs is reported \
+            beside them, and the empty program's runs give the floor any program at those \
+            hooks costs. Targets: throughput ratio at least 0.98, p99 latency ratio at most \
+            1.05.",
     needs_root: true,
     run,
 };
@@ -30,6 +38,18 @@ const CONNECTIONS: &str = "32";
 const WARM_UP_SECS: u64 = 2;
 const THROUGHPUT_RATIO: f64 = 0.98;
 const P99_RATIO: f64 = 1.05;
+
+/// What is attached at nginx's interfaces during a run.
+#[derive(Clone, Copy)]
+enum Attached {
+    Nothing,
+    Daemon,
+    EmptyProgram,
+}
+
+impl Attached {
+    const ALL: [Attached; 3] = [Attached::Nothing, Attached::Daemon, Attached::EmptyProgram];
+}
 
 /// What one wrk run reported.
 struct WrkRun {
@@ -47,28 +67,29 @@ fn run(context: &mut Context) -> Result<Vec<BenchResult>> {
     context.version("nginx", &version_line("nginx")?);
     teardown_on_interrupt()?;
     let (rounds, secs) = if context.quick { (2, 5) } else { (5, 10) };
+    let empty_object = empty_program::object(context)?;
     let (lab, _nginx) = live::nginx_lab(context)?;
     let _backend = RealBackend::nginx_static(&lab).context("cannot start the nginx backend")?;
     let args = watching_proxy_legs(PROXY_PORT, BACKEND_PORT);
 
     wrk(context, &lab, WARM_UP_SECS)?;
-    let (mut with, mut without) = (Vec::new(), Vec::new());
+    let (mut with, mut without, mut with_empty) = (Vec::new(), Vec::new(), Vec::new());
     let mut errors = Vec::new();
     // The daemon's share of one core during each run with it.
     let mut daemon_cpu_shares = Vec::new();
     for round in 0..rounds {
-        // Alternating which goes first evens out drift in the machine's load.
-        let order = if round % 2 == 0 {
-            [false, true]
-        } else {
-            [true, false]
-        };
+        // Rotating which goes first evens out drift in the machine's load.
+        let mut order = Attached::ALL;
+        order.rotate_left(round % Attached::ALL.len());
         for attached in order {
             check_interrupt()?;
-            let mut daemon = if attached {
-                Some(live::start_daemon(context, &lab.proxy, &auditor, &args)?)
-            } else {
-                None
+            let mut daemon = match attached {
+                Attached::Daemon => Some(live::start_daemon(context, &lab.proxy, &auditor, &args)?),
+                _ => None,
+            };
+            let empty = match attached {
+                Attached::EmptyProgram => Some(EmptyProgram::attach(&lab, &empty_object)?),
+                _ => None,
             };
             let cpu_at_start = daemon.as_ref().map(|d| d.cpu_time()).transpose()?;
             let measured = wrk(context, &lab, secs)?;
@@ -77,8 +98,14 @@ fn run(context: &mut Context) -> Result<Vec<BenchResult>> {
                 daemon_cpu_shares.push(used.as_secs_f64() / secs as f64);
                 daemon.stop()?;
             }
+            drop(empty);
             errors.extend(measured.errors.iter().cloned());
-            if attached { &mut with } else { &mut without }.push(measured);
+            match attached {
+                Attached::Nothing => &mut without,
+                Attached::Daemon => &mut with,
+                Attached::EmptyProgram => &mut with_empty,
+            }
+            .push(measured);
         }
     }
     if !errors.is_empty() {
@@ -93,8 +120,10 @@ fn run(context: &mut Context) -> Result<Vec<BenchResult>> {
     };
     let rps_with = figures(&with, |r| r.requests_per_sec);
     let rps_without = figures(&without, |r| r.requests_per_sec);
+    let rps_empty = figures(&with_empty, |r| r.requests_per_sec);
     let p99_with = figures(&with, |r| r.p99_ms);
     let p99_without = figures(&without, |r| r.p99_ms);
+    let p99_empty = figures(&with_empty, |r| r.p99_ms);
     let shown = |values: &[f64]| {
         values
             .iter()
@@ -128,6 +157,21 @@ fn run(context: &mut Context) -> Result<Vec<BenchResult>> {
                 shown_ms(&p99_with),
                 shown_ms(&p99_without)
             )),
+        BenchResult::new(
+            "overhead.empty_program_throughput",
+            median(&rps_empty),
+            "requests/s",
+        )
+        .against(median(&rps_without))
+        .note(format!(
+            "the floor, not a verdict: only the empty TC program at the daemon's four hooks, no \
+             daemon; baseline: with nothing attached; median of {rounds} runs; requests/s: {}; \
+             p99 (ms): {}. The daemon's runs against these: throughput {:.3}×, p99 {:.2}×",
+            shown(&rps_empty),
+            shown_ms(&p99_empty),
+            median(&rps_with) / median(&rps_empty),
+            median(&p99_with) / median(&p99_empty)
+        )),
         BenchResult::new(
             "overhead.daemon_cpu",
             median(&daemon_cpu_shares) * 100.0,
