@@ -1,8 +1,8 @@
 //! Overhead on proxied traffic: wrk through nginx to a backend in the lab,
-//! with and without the daemon watching both of nginx's legs, in alternating
-//! runs of the same length; the figures are medians across rounds. A third
-//! kind of run has only the empty TC program at the daemon's hooks: what
-//! attaching any program there costs, beside what the daemon costs.
+//! with and without the daemon watching both of nginx's legs, and with only
+//! the empty TC program at the daemon's hooks (what attaching any program
+//! there costs), in rotating runs of the same length; the figures are
+//! medians across rounds.
 
 use std::process::Command;
 
