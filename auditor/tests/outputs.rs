@@ -1,17 +1,23 @@
 //! `auditor run`'s outputs, live on `lo` in a lab namespace: stdout, a file
-//! and a real rsyslog at once; logrotate; SIGKILL; a stdout nobody reads.
+//! and a real rsyslog at once; logrotate; SIGKILL; a stdout nobody reads; a
+//! FIFO at a file's path. A file output on a full disk, through the library.
 
 mod support;
 
 use std::{
     net::SocketAddr,
+    ops::Range,
     os::fd::AsRawFd,
-    path::Path,
-    process::Stdio,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
     thread,
     time::{Duration, Instant},
 };
 
+use auditor::{
+    events::{Event, LossCounters},
+    output::{Destination, Format, QueuedOutputs, Sink},
+};
 use nix::{
     fcntl::{fcntl, FcntlArg, OFlag},
     sys::signal::Signal,
@@ -189,7 +195,10 @@ fn after_a_rename_and_sighup_new_events_go_to_a_new_file_and_none_is_lost() {
     wait_for_events(&file, "alert", 1);
     std::fs::rename(&file, &rotated).unwrap();
     daemon.signal(Signal::SIGHUP);
-    daemon.wait_for("SIGHUP: outputs reopened", ARRIVAL);
+    daemon.wait_for(
+        &format!("SIGHUP: reopened output file:{}", file.display()),
+        ARRIVAL,
+    );
     assert!(file.exists(), "a new file at the path");
     let after = proxmox_upgrades(&netns, 2);
     wait_for_events(&file, "alert", 2);
@@ -334,6 +343,295 @@ fn an_output_that_cannot_be_opened_is_named_before_capture_starts() {
         "{stderr}"
     );
     assert!(!stderr.contains("capture started"), "{stderr}");
+}
+
+#[test]
+fn a_fifo_at_a_file_output_path_is_refused_before_capture_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("events.json");
+    mkfifo(&fifo);
+    let mut auditor = Command::new(AUDITOR)
+        .args(["run", "--interface", "lo", "--output", "stdout"])
+        .args(["--output", &format!("file:{}", fifo.display())])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + ARRIVAL;
+    while auditor.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            auditor.kill().unwrap();
+            auditor.wait().unwrap();
+            panic!("auditor waited for a reader of the FIFO");
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    let output = auditor.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "auditor: cannot open output file:{}: not a regular file",
+            fifo.display()
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("capture started"), "{stderr}");
+}
+
+#[test]
+#[ignore = "needs root"]
+fn a_sighup_onto_a_fifo_holds_up_neither_capture_nor_the_other_file() {
+    require_privileges();
+    let dir = tempfile::tempdir().unwrap();
+    let first = dir.path().join("first.json");
+    let rotated = dir.path().join("first.json.1");
+    let second = dir.path().join("second.json");
+    let netns = NetNs::new();
+    let mut daemon = start(
+        &netns,
+        &config(&dir, ""),
+        &[
+            format!("file:{}", first.display()),
+            format!("file:{}", second.display()),
+        ],
+    );
+    let mut clients = proxmox_upgrades(&netns, 1);
+    wait_for_events(&first, "alert", 1);
+    std::fs::rename(&first, &rotated).unwrap();
+    mkfifo(&first);
+    daemon.signal(Signal::SIGHUP);
+    daemon.wait_for(
+        &format!(
+            "SIGHUP: cannot reopen output file:{}: not a regular file; it keeps writing to its old file",
+            first.display()
+        ),
+        ARRIVAL,
+    );
+    clients.extend(proxmox_upgrades(&netns, 1));
+    wait_for_events(&second, "alert", 2);
+    wait_for_events(&rotated, "alert", 2);
+
+    std::fs::remove_file(&first).unwrap();
+    std::fs::write(&first, "").unwrap();
+    daemon.signal(Signal::SIGHUP);
+    daemon.wait_for(
+        &format!("SIGHUP: reopened output file:{}", first.display()),
+        ARRIVAL,
+    );
+    let after = proxmox_upgrades(&netns, 1);
+    wait_for_events(&first, "alert", 1);
+    clients.extend(&after);
+    wait_for_events(&second, "alert", 3);
+    daemon.signal(Signal::SIGINT);
+    let (status, log) = daemon.wait();
+    assert!(status.success(), "{log}");
+
+    let expected =
+        |clients: &[SocketAddr]| -> Vec<u16> { clients.iter().map(SocketAddr::port).collect() };
+    for (path, clients) in [
+        (&rotated, &clients[..2]),
+        (&first, &after[..]),
+        (&second, &clients[..]),
+    ] {
+        let events = file_events(path);
+        let alerts: Vec<u16> = of_type(&events, "alert")
+            .into_iter()
+            .map(client_port)
+            .collect();
+        assert_eq!(alerts, expected(clients), "{}: {events:#?}", path.display());
+    }
+}
+
+fn mkfifo(path: &Path) {
+    let status = Command::new("mkfifo").arg(path).status().unwrap();
+    assert!(status.success(), "mkfifo {}", path.display());
+}
+
+/// A 64 KiB tmpfs mounted on a temporary directory, unmounted on drop.
+struct Tmpfs {
+    dir: TempDir,
+}
+
+const TMPFS_BYTES: usize = 64 * 1024;
+const PAGE_BYTES: usize = 4096;
+
+impl Tmpfs {
+    fn mount() -> Tmpfs {
+        let dir = tempfile::tempdir().unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={TMPFS_BYTES}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(status.success(), "mount a tmpfs");
+        Tmpfs { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let status = Command::new("umount").arg(self.dir.path()).status();
+        if !status.is_ok_and(|status| status.success()) && !thread::panicking() {
+            panic!("umount {}", self.dir.path().display());
+        }
+    }
+}
+
+/// Loss events numbered from here all have lines of one length.
+const FIRST_EVENT: u64 = 100_000;
+/// Events sent while the disk is full, after the one it cut.
+const SENT_WHILE_FULL: u64 = 3;
+
+/// Loss event `n`, from a host whose name puts every page end of the tmpfs
+/// inside a line's JSON, not at its end: the disk fills up in the middle of
+/// a line, and what is left of it is not JSON.
+fn numbered_event(n: u64) -> Event {
+    let event = |host: &str| {
+        let counters = LossCounters {
+            kernel_drops: n,
+            ..LossCounters::default()
+        };
+        Event::loss(1_795_677_188_420_039_999, host, counters)
+    };
+    let ends_pages_in_json = |host: &String| {
+        let line = event_line(&event(host)).len();
+        (1..=TMPFS_BYTES / PAGE_BYTES)
+            .all(|pages| (1..line - 1).contains(&(pages * PAGE_BYTES % line)))
+    };
+    let host = (0..64)
+        .map(|padding| format!("sensor{}", "-".repeat(padding)))
+        .find(ends_pages_in_json)
+        .expect("a host name of a length that fits");
+    event(&host)
+}
+
+fn event_line(event: &Event) -> String {
+    serde_json::to_string(event).unwrap() + "\n"
+}
+
+/// Sends the events numbered `numbers` one at a time, each once the
+/// output has written or dropped the one before.
+fn send_one_by_one(outputs: &mut QueuedOutputs, path: &Path, numbers: Range<u64>) {
+    for n in numbers {
+        let taken = whole_json_lines(path) + outputs.dropped();
+        outputs.event(&numbered_event(n)).unwrap();
+        outputs.flush().unwrap();
+        let deadline = Instant::now() + ARRIVAL;
+        while whole_json_lines(path) + outputs.dropped() == taken {
+            assert!(
+                Instant::now() < deadline,
+                "event {n} neither written whole nor dropped"
+            );
+            thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+/// The lines of the file at `path` that are JSON and end in a newline.
+fn whole_json_lines(path: &Path) -> u64 {
+    let text = std::fs::read_to_string(path).unwrap();
+    let ended = text.rfind('\n').map_or("", |end| &text[..end]);
+    ended
+        .lines()
+        .filter(|line| serde_json::from_str::<Value>(line).is_ok())
+        .count() as u64
+}
+
+/// A file output on the tmpfs, three quarters of it taken by a filler file,
+/// sent events until the disk is full and then [`SENT_WHILE_FULL`] more;
+/// then the filler is deleted and `after` events are sent. Returns the
+/// file's text and the events dropped.
+fn fill_the_disk_and_free_it(tmpfs: &Tmpfs, after: u64) -> (String, u64) {
+    let path = tmpfs.path("events.json");
+    let filler = tmpfs.path("filler");
+    std::fs::write(&filler, vec![0; TMPFS_BYTES / 4 * 3]).unwrap();
+    let mut outputs =
+        QueuedOutputs::open(&[Destination::File(path.clone())], Format::Json, 64).unwrap();
+    let mut next = FIRST_EVENT;
+    while outputs.dropped() == 0 {
+        send_one_by_one(&mut outputs, &path, next..next + 1);
+        next += 1;
+        assert!(next < FIRST_EVENT + 1000, "the disk never filled up");
+    }
+    send_one_by_one(&mut outputs, &path, next..next + SENT_WHILE_FULL);
+    next += SENT_WHILE_FULL;
+    std::fs::remove_file(&filler).unwrap();
+    send_one_by_one(&mut outputs, &path, next..next + after);
+    let dropped = outputs.dropped();
+    drop(outputs);
+    (std::fs::read_to_string(&path).unwrap(), dropped)
+}
+
+/// The number of each whole event line in `text`, and the lines that are
+/// not JSON.
+fn numbers_and_cut_lines(text: &str) -> (Vec<u64>, Vec<&str>) {
+    let mut numbers = Vec::new();
+    let mut cut = Vec::new();
+    for line in text.lines() {
+        match serde_json::from_str::<Value>(line) {
+            Ok(event) => numbers.push(event["loss"]["kernel_drops"].as_u64().unwrap()),
+            Err(_) => cut.push(line),
+        }
+    }
+    (numbers, cut)
+}
+
+/// The events written when the disk filled up after `before` of them: the
+/// one cut and those sent while it was full are dropped.
+fn whole_events_expected(before: u64, after: u64) -> Vec<u64> {
+    let dropped = FIRST_EVENT + before..FIRST_EVENT + before + 1 + SENT_WHILE_FULL;
+    (FIRST_EVENT..dropped.start)
+        .chain(dropped.end..dropped.end + after)
+        .collect()
+}
+
+#[test]
+#[ignore = "needs root"]
+fn after_a_full_disk_a_file_holds_only_whole_json_lines_and_the_rest_is_counted() {
+    require_privileges();
+    let tmpfs = Tmpfs::mount();
+    let after = 20;
+    let (text, dropped) = fill_the_disk_and_free_it(&tmpfs, after);
+    let (numbers, cut) = numbers_and_cut_lines(&text);
+    assert_eq!(cut, Vec::<&str>::new(), "every line is JSON");
+    assert!(text.ends_with('\n'), "the last line is whole");
+    assert_eq!(dropped, 1 + SENT_WHILE_FULL);
+    let before = numbers.len() as u64 - after;
+    assert_eq!(numbers, whole_events_expected(before, after));
+}
+
+#[test]
+#[ignore = "needs root"]
+fn after_a_full_disk_an_append_only_file_gets_a_newline_after_the_cut_line() {
+    require_privileges();
+    let tmpfs = Tmpfs::mount();
+    let path = tmpfs.path("events.json");
+    std::fs::write(&path, "").unwrap();
+    // The cut line cannot be taken back.
+    let status = Command::new("chattr")
+        .arg("+a")
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(status.success(), "chattr +a");
+    let after = 20;
+    let (text, dropped) = fill_the_disk_and_free_it(&tmpfs, after);
+    let (numbers, cut) = numbers_and_cut_lines(&text);
+    assert_eq!(dropped, 1 + SENT_WHILE_FULL);
+    let before = numbers.len() as u64 - after;
+    assert_eq!(numbers, whole_events_expected(before, after));
+    let cut_line = text.lines().nth(before as usize).unwrap();
+    assert_eq!(cut, [cut_line], "one line cut, after the whole ones");
+    let cut_event = event_line(&numbered_event(FIRST_EVENT + before));
+    assert!(
+        cut_event.starts_with(cut_line) && cut_line.len() < cut_event.len() - 1,
+        "{cut_line}: the start of {cut_event}"
+    );
 }
 
 /// The sum of `output_drops` over the `loss` events.

@@ -171,12 +171,12 @@ impl<S: Sink> Running<S> {
         self.apply_gates()
     }
 
-    /// After logrotate moved the files: the outputs that cannot reopen keep
-    /// writing to their old files.
+    /// After logrotate moved the files. Each file output's writer thread
+    /// opens its file again and logs how that went, so that an open that
+    /// hangs does not hold up capture.
     fn reopen_outputs(&mut self) {
-        match self.pipeline.reopen_outputs() {
-            Ok(()) => tracing::info!("SIGHUP: outputs reopened"),
-            Err(error) => tracing::warn!(%error, "SIGHUP: an output keeps writing to its old file"),
+        if let Err(error) = self.pipeline.reopen_outputs() {
+            tracing::warn!(%error, "SIGHUP: an output keeps writing to its old file");
         }
     }
 

@@ -5,11 +5,15 @@
 //!
 //! Events go to the writers in batches, one per pipeline flush (a drain of
 //! the ring buffer): waking a writer thread costs more than writing an event.
+//!
+//! SIGHUP's reopen of a file is a request in the same queue, carried out by
+//! the writer between the batches sent before and after it: an open that
+//! hangs (a FIFO, a dead network filesystem) holds up that output alone.
 
 use std::{
     io::{self, Write},
     sync::{
-        atomic::{AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
         mpsc::{self, Receiver, SyncSender},
         Arc,
     },
@@ -20,7 +24,7 @@ use std::{
 use serde::Serialize;
 
 use super::{
-    file::{self, AppendFile, Reopener},
+    file::AppendFile,
     syslog::{SyslogSeverity, SyslogSocket},
     Destination, Format, Sink,
 };
@@ -59,18 +63,32 @@ pub struct QueuedOutputs {
 /// Events rendered once, for every destination.
 type Batch = Arc<Vec<Rendered>>;
 
+/// What a writer thread takes from its queue, in order.
+enum Request {
+    Write(Batch),
+    /// Open the file again at its path.
+    Reopen,
+}
+
 struct Queue {
     destination: Destination,
     /// `None` once closed, so that the writer finishes.
-    sender: Option<SyncSender<Batch>>,
-    /// Events sent and not yet taken by the writer, at most `capacity`
-    /// (or one batch, when the queue is empty).
-    waiting: Arc<AtomicUsize>,
+    sender: Option<SyncSender<Request>>,
     capacity: usize,
-    /// Events refused by the full queue or not taken by the destination.
-    dropped: Arc<AtomicU64>,
+    shared: Arc<Shared>,
     writer: Option<JoinHandle<()>>,
-    reopener: Option<Reopener>,
+}
+
+/// What the queue's sender and its writer thread both keep up to date.
+#[derive(Default)]
+struct Shared {
+    /// Events sent and not yet taken by the writer, at most the queue's
+    /// capacity (or one batch, when the queue is empty).
+    waiting: AtomicUsize,
+    /// Events refused by the full queue or not taken by the destination.
+    dropped: AtomicU64,
+    /// A reopen request is in the queue, not yet taken by the writer.
+    reopen_pending: AtomicBool,
 }
 
 /// One event, rendered once for every destination.
@@ -119,18 +137,17 @@ impl QueuedOutputs {
             stdout_pretty,
             batch: Vec::new(),
         };
-        for (destination, (writer, reopener)) in destinations.iter().zip(opened) {
-            // A batch holds at least one event: never more batches than events.
-            let (sender, receiver) = mpsc::sync_channel(queue_capacity);
-            let dropped = Arc::new(AtomicU64::new(0));
-            let waiting = Arc::new(AtomicUsize::new(0));
+        for (destination, writer) in destinations.iter().zip(opened) {
+            // A batch holds at least one event: never more batches than
+            // events. One place more for the only reopen request queued.
+            let (sender, receiver) = mpsc::sync_channel(queue_capacity.saturating_add(1));
+            let shared = Arc::new(Shared::default());
             let thread = {
                 let destination = destination.clone();
-                let dropped = Arc::clone(&dropped);
-                let waiting = Arc::clone(&waiting);
+                let shared = Arc::clone(&shared);
                 thread::Builder::new()
                     .name(format!("output {destination}"))
-                    .spawn(move || write_queued(&destination, writer, receiver, &waiting, &dropped))
+                    .spawn(move || write_queued(&destination, writer, receiver, &shared))
             };
             let writer = thread.map_err(|source| OpenError {
                 destination: destination.clone(),
@@ -139,11 +156,9 @@ impl QueuedOutputs {
             outputs.queues.push(Queue {
                 destination: destination.clone(),
                 sender: Some(sender),
-                waiting,
                 capacity: queue_capacity,
-                dropped,
+                shared,
                 writer: Some(writer),
-                reopener,
             });
         }
         Ok(outputs)
@@ -160,15 +175,17 @@ impl QueuedOutputs {
         for queue in &self.queues {
             // Counted before the send, so the writer never takes more than
             // was counted.
-            let waiting = queue.waiting.fetch_add(events, Ordering::AcqRel);
+            let waiting = queue.shared.waiting.fetch_add(events, Ordering::AcqRel);
             let sent = (waiting == 0 || waiting + events <= queue.capacity)
-                && queue
-                    .sender
-                    .as_ref()
-                    .is_some_and(|sender| sender.try_send(Arc::clone(&batch)).is_ok());
+                && queue.sender.as_ref().is_some_and(|sender| {
+                    sender.try_send(Request::Write(Arc::clone(&batch))).is_ok()
+                });
             if !sent {
-                queue.waiting.fetch_sub(events, Ordering::AcqRel);
-                queue.dropped.fetch_add(events as u64, Ordering::Relaxed);
+                queue.shared.waiting.fetch_sub(events, Ordering::AcqRel);
+                queue
+                    .shared
+                    .dropped
+                    .fetch_add(events as u64, Ordering::Relaxed);
             }
         }
     }
@@ -209,19 +226,15 @@ impl Sink for QueuedOutputs {
         Ok(())
     }
 
-    /// Opens every file output again; tries them all and names each that
-    /// failed, which keeps writing to its old file.
+    /// Asks every file output's writer to open its file again, after the
+    /// events sent before; the writer logs how that went. Names each output
+    /// that cannot be asked.
     fn reopen(&mut self) -> io::Result<()> {
         let failures: Vec<String> = self
             .queues
             .iter()
-            .filter_map(|queue| {
-                let error = queue.reopener.as_ref()?.reopen().err()?;
-                Some(format!(
-                    "cannot reopen output {}: {error}",
-                    queue.destination
-                ))
-            })
+            .filter(|queue| matches!(queue.destination, Destination::File(_)))
+            .filter_map(|queue| queue.request_reopen().err())
             .collect();
         match failures.is_empty() {
             true => Ok(()),
@@ -232,8 +245,31 @@ impl Sink for QueuedOutputs {
     fn dropped(&self) -> u64 {
         self.queues
             .iter()
-            .map(|queue| queue.dropped.load(Ordering::Relaxed))
+            .map(|queue| queue.shared.dropped.load(Ordering::Relaxed))
             .sum()
+    }
+}
+
+impl Queue {
+    /// Queues a reopen request, unless one is queued already.
+    fn request_reopen(&self) -> Result<(), String> {
+        if self.shared.reopen_pending.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        // Never full: the channel holds one request more than the batches
+        // `waiting` lets in.
+        let queued = self
+            .sender
+            .as_ref()
+            .is_some_and(|sender| sender.try_send(Request::Reopen).is_ok());
+        if queued {
+            return Ok(());
+        }
+        self.shared.reopen_pending.store(false, Ordering::Release);
+        Err(format!(
+            "cannot reopen output {}: its writer has stopped",
+            self.destination
+        ))
     }
 }
 
@@ -263,14 +299,11 @@ impl Drop for QueuedOutputs {
     }
 }
 
-fn open_writer(destination: &Destination) -> io::Result<(Writer, Option<Reopener>)> {
+fn open_writer(destination: &Destination) -> io::Result<Writer> {
     Ok(match destination {
-        Destination::Stdout => (Writer::Stdout, None),
-        Destination::File(path) => {
-            let (file, reopener) = file::open(path)?;
-            (Writer::File(file), Some(reopener))
-        }
-        Destination::Syslog(socket) => (Writer::Syslog(SyslogSocket::connect(socket)?), None),
+        Destination::Stdout => Writer::Stdout,
+        Destination::File(path) => Writer::File(AppendFile::open(path)?),
+        Destination::Syslog(socket) => Writer::Syslog(SyslogSocket::connect(socket)?),
     })
 }
 
@@ -306,26 +339,57 @@ impl Writer {
 
     /// Writes `events` in one write (see [`Writer::next_write_len`]);
     /// `buffer` is scratch space kept between writes.
-    fn write(&mut self, events: &[Rendered], buffer: &mut Vec<u8>) -> io::Result<()> {
+    fn write(&mut self, events: &[Rendered], buffer: &mut Vec<u8>) -> Result<(), NotWritten> {
         if let Some(text) = self.stream_text() {
             buffer.clear();
             for rendered in events {
                 buffer.extend_from_slice(text(rendered).as_bytes());
             }
         }
+        let none_written = |error| NotWritten {
+            events: events.len(),
+            error,
+        };
         match self {
             Writer::Stdout => {
                 let mut stdout = io::stdout().lock();
-                stdout.write_all(buffer)?;
-                stdout.flush()
+                stdout
+                    .write_all(buffer)
+                    .and_then(|()| stdout.flush())
+                    .map_err(none_written)
             }
-            Writer::File(file) => file.write_lines(buffer),
-            Writer::Syslog(socket) => events.iter().try_for_each(|rendered| {
-                let json = rendered.json_line.trim_end_matches('\n');
-                socket.send(rendered.severity, rendered.kind, json)
+            Writer::File(file) => file.write_lines(buffer).map_err(|failure| NotWritten {
+                events: events.len() - failure.whole_lines,
+                error: failure.error,
             }),
+            Writer::Syslog(socket) => events
+                .iter()
+                .try_for_each(|rendered| {
+                    let json = rendered.json_line.trim_end_matches('\n');
+                    socket.send(rendered.severity, rendered.kind, json)
+                })
+                .map_err(none_written),
         }
     }
+
+    /// SIGHUP: a file output opens its file again; the others have none.
+    fn reopen(&mut self, destination: &Destination) {
+        let Writer::File(file) = self else {
+            return;
+        };
+        match file.reopen() {
+            Ok(()) => tracing::info!("SIGHUP: reopened output {destination}"),
+            Err(error) => tracing::warn!(
+                "SIGHUP: cannot reopen output {destination}: {error}; it keeps writing to its old file"
+            ),
+        }
+    }
+}
+
+/// The events of a write that its destination did not take, and why.
+struct NotWritten {
+    events: usize,
+    error: io::Error,
 }
 
 /// A writer thread: until the queue is closed and empty. A failing
@@ -333,9 +397,8 @@ impl Writer {
 fn write_queued(
     destination: &Destination,
     mut writer: Writer,
-    queue: Receiver<Batch>,
-    waiting: &AtomicUsize,
-    dropped: &AtomicU64,
+    queue: Receiver<Request>,
+    shared: &Shared,
 ) {
     // Started before the daemon drops its capabilities; a writer needs none.
     if let Err(error) = capabilities::drop_all() {
@@ -343,8 +406,16 @@ fn write_queued(
     }
     let mut failing = false;
     let mut buffer = Vec::new();
-    for batch in queue {
-        waiting.fetch_sub(batch.len(), Ordering::AcqRel);
+    for request in queue {
+        let batch = match request {
+            Request::Write(batch) => batch,
+            Request::Reopen => {
+                shared.reopen_pending.store(false, Ordering::Release);
+                writer.reopen(destination);
+                continue;
+            }
+        };
+        shared.waiting.fetch_sub(batch.len(), Ordering::AcqRel);
         let mut unwritten = &batch[..];
         while !unwritten.is_empty() {
             let (events, rest) = unwritten.split_at(writer.next_write_len(unwritten));
@@ -355,8 +426,8 @@ fn write_queued(
                     tracing::info!(output = %destination, "the output takes events again");
                 }
                 Ok(()) => {}
-                Err(error) => {
-                    dropped.fetch_add(events.len() as u64, Ordering::Relaxed);
+                Err(NotWritten { events, error }) => {
+                    shared.dropped.fetch_add(events as u64, Ordering::Relaxed);
                     if !failing {
                         failing = true;
                         tracing::warn!(output = %destination, %error, "events were not written; until the output takes events again they are dropped and counted in `loss` events");
@@ -376,7 +447,7 @@ fn json_line(value: &impl Serialize) -> io::Result<String> {
 
 #[cfg(test)]
 mod tests {
-    use std::os::unix::net::UnixDatagram;
+    use std::os::unix::{fs::FileTypeExt, net::UnixDatagram};
 
     use super::*;
     use crate::events::{Event, LossCounters};
@@ -485,8 +556,7 @@ mod tests {
             kind: "stats",
         };
         let dir = tempfile::tempdir().unwrap();
-        let (file, _) = file::open(&dir.path().join("events.json")).unwrap();
-        let file = Writer::File(file);
+        let file = Writer::File(AppendFile::open(&dir.path().join("events.json")).unwrap());
         let third = STREAM_WRITE_BYTES / 3;
         let events: Vec<Rendered> = (0..4).map(|_| rendered(third)).collect();
         assert_eq!(file.next_write_len(&events), 3);
@@ -554,24 +624,103 @@ mod tests {
         );
     }
 
+    /// Sends `numbers` as loss events in one batch.
+    fn send(outputs: &mut QueuedOutputs, numbers: std::ops::Range<u64>) {
+        for n in numbers {
+            outputs.event(&loss_event(n)).unwrap();
+        }
+        outputs.flush().unwrap();
+    }
+
+    /// Waits until the file at `path` holds the loss events `expected`.
+    fn wait_for_events(path: &std::path::Path, expected: std::ops::Range<u64>) {
+        let expected: Vec<u64> = expected.collect();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while loss_event_numbers(path) != expected {
+            assert!(
+                Instant::now() < deadline,
+                "{}: {:?}, not {expected:?}",
+                path.display(),
+                loss_event_numbers(path)
+            );
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Reopens on another thread, so that a reopen that hangs fails the test
+    /// instead of holding it up.
+    fn reopen_at_once(outputs: QueuedOutputs) -> QueuedOutputs {
+        let (returned, returning) = mpsc::channel();
+        thread::spawn(move || {
+            let mut outputs = outputs;
+            outputs.reopen().unwrap();
+            returned.send(outputs).unwrap();
+        });
+        returning
+            .recv_timeout(Duration::from_secs(2))
+            .expect("the reopen returned at once")
+    }
+
+    /// Outputs to `first` and `second` that got event 0, then `first`
+    /// renamed to `rotated` and a FIFO put at its path.
+    fn outputs_with_a_fifo_at_the_first_path(
+        first: &std::path::Path,
+        second: &std::path::Path,
+        rotated: &std::path::Path,
+    ) -> QueuedOutputs {
+        let mut outputs = QueuedOutputs::open(
+            &[
+                Destination::File(first.to_owned()),
+                Destination::File(second.to_owned()),
+            ],
+            Format::Json,
+            64,
+        )
+        .unwrap();
+        send(&mut outputs, 0..1);
+        wait_for_events(first, 0..1);
+        std::fs::rename(first, rotated).unwrap();
+        let status = std::process::Command::new("mkfifo")
+            .arg(first)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        outputs
+    }
+
     #[test]
-    fn reopen_names_the_file_it_could_not_open() {
+    fn a_reopen_onto_a_fifo_returns_at_once_and_every_output_keeps_getting_events() {
         let dir = tempfile::tempdir().unwrap();
-        let logs = dir.path().join("logs");
-        std::fs::create_dir(&logs).unwrap();
-        let path = logs.join("events.json");
-        let mut outputs =
-            QueuedOutputs::open(&[Destination::File(path.clone())], Format::Json, 4).unwrap();
-        outputs.reopen().unwrap();
-        std::fs::remove_file(&path).unwrap();
-        std::fs::remove_dir(&logs).unwrap();
-        let error = outputs.reopen().unwrap_err();
-        assert_eq!(
-            error.to_string(),
-            format!(
-                "cannot reopen output file:{}: No such file or directory (os error 2)",
-                path.display()
-            )
+        let first = dir.path().join("first.json");
+        let second = dir.path().join("second.json");
+        let rotated = dir.path().join("first.json.1");
+        let outputs = outputs_with_a_fifo_at_the_first_path(&first, &second, &rotated);
+        let mut outputs = reopen_at_once(outputs);
+        send(&mut outputs, 1..10);
+        wait_for_events(&second, 0..10);
+        wait_for_events(&rotated, 0..10);
+        drop(outputs);
+        assert!(
+            std::fs::metadata(&first).unwrap().file_type().is_fifo(),
+            "the FIFO was left alone"
         );
+    }
+
+    #[test]
+    fn once_the_fifo_gives_way_to_a_file_a_further_reopen_writes_to_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = dir.path().join("first.json");
+        let second = dir.path().join("second.json");
+        let rotated = dir.path().join("first.json.1");
+        let outputs = outputs_with_a_fifo_at_the_first_path(&first, &second, &rotated);
+        let mut outputs = reopen_at_once(outputs);
+        send(&mut outputs, 1..2);
+        std::fs::remove_file(&first).unwrap();
+        std::fs::write(&first, "").unwrap();
+        let mut outputs = reopen_at_once(outputs);
+        send(&mut outputs, 2..3);
+        wait_for_events(&first, 2..3);
+        wait_for_events(&rotated, 0..2);
+        wait_for_events(&second, 0..3);
     }
 }
