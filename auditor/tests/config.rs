@@ -129,6 +129,38 @@ fn check_config_summarises_a_valid_file() {
     assert!(output.stderr.is_empty());
 }
 
+#[test]
+fn check_config_gives_tables_left_out_their_defaults() {
+    let file = TempFile::new(
+        "reassembly-only.toml",
+        b"[reassembly]\nmax_connections = 1024\n",
+    );
+    let output = auditor(&["check-config", file.path().to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(0), "{:?}", lines(&output.stderr));
+    assert_eq!(
+        lines(&output.stdout)[..2],
+        [
+            format!("{}: valid", file.path().display()),
+            "  ports: 80, 8080, 3000, 5000, 8000, 8081, 8888, 9000 on every interface that is up"
+                .to_owned(),
+        ]
+    );
+
+    let wrong = TempFile::new(
+        "reassembly-wrong.toml",
+        b"# bounds only\n[reassembly]\nmax_connections = 1024\nidle_timeout_secs = 0\n",
+    );
+    let output = auditor(&["check-config", wrong.path().to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        lines(&output.stderr),
+        expected(
+            &wrong,
+            &["4: reassembly.idle_timeout_secs: must be greater than 0"]
+        )
+    );
+}
+
 /// `run` loads the file before anything else: the refusal is the same as
 /// `check-config`'s, with nothing about privileges or the kernel program.
 #[test]

@@ -99,9 +99,15 @@ impl<'a> Source<'a> {
         span.map(|span| self.line_at(span.start))
     }
 
-    /// The innermost field whose key or value holds all of `span`.
+    /// The innermost field whose key or value holds all of `span`; none
+    /// for the span of the top-level table, which is no field. That span
+    /// covers only the top-level keys: empty when there are none, it lies
+    /// inside the first table written when the text starts with one.
     pub fn field_at(&self, span: Range<usize>) -> Option<FieldPath> {
         let root = Node::Item(self.document.as_ref()?.as_item());
+        if root.span() == Some(span.clone()) {
+            return None;
+        }
         innermost(root, &span, FieldPath::default()).filter(|path| !path.0.is_empty())
     }
 }
@@ -259,6 +265,20 @@ mod tests {
         assert_eq!(field("\"info\"").as_deref(), Some("rules.severity.a-rule"));
         assert_eq!(field("[[ports]]\nport = 8080").as_deref(), Some("ports[1]"));
         assert_eq!(field("interfaces = ["), None, "a span across fields");
+    }
+
+    #[test]
+    fn the_span_of_the_top_level_table_is_no_field() {
+        // As toml gives it for a field missing at the top: empty when only
+        // tables are written, and then inside the first one.
+        let tables_only = Source::new("[reassembly]\nmax_connections = 1\n");
+        assert_eq!(tables_only.field_at(0..0), None);
+        assert_eq!(
+            tables_only.field_at(1..11).map(|path| path.to_string()),
+            Some("reassembly".to_owned())
+        );
+        let keys_then_tables = Source::new("interfaces = []\n[reassembly]\n");
+        assert_eq!(keys_then_tables.field_at(0..15), None);
     }
 
     #[test]

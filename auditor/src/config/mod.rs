@@ -23,13 +23,16 @@ pub struct Config {
     /// Interface names; empty means every interface that is up.
     #[serde(default)]
     pub interfaces: Vec<String>,
+    /// Left out: the embedded default's.
+    #[serde(default = "default_ports")]
     pub ports: Vec<WatchedPort>,
     #[serde(default)]
     pub reassembly: ReassemblySettings,
     /// How often the same rule may alert for the same server endpoint.
     #[serde(default)]
     pub rate_limit: RateLimitSettings,
-    /// Secret values and query strings allowed into events (none by default).
+    /// Secret values and query strings allowed into events (none by
+    /// default), and subprotocols that carry a secret.
     #[serde(default)]
     pub redaction: RedactionAllowlist,
     #[serde(default)]
@@ -42,6 +45,17 @@ pub struct Config {
     pub capture: CaptureSettings,
     #[serde(default)]
     pub metrics: MetricsSettings,
+}
+
+/// The ports of the embedded default configuration.
+fn default_ports() -> Vec<WatchedPort> {
+    #[derive(Deserialize)]
+    struct Ports {
+        ports: Vec<WatchedPort>,
+    }
+    toml::from_str::<Ports>(DEFAULT)
+        .expect("the embedded default configuration lists its ports")
+        .ports
 }
 
 /// The `[rules]` table: rules turned off, and severities changed.

@@ -119,10 +119,6 @@ fn syntax_and_type_errors_name_their_line_and_field() {
         ["x.toml:3: ports[1]: missing field `port`"]
     );
     assert_eq!(
-        problems("interfaces = []\n"),
-        ["x.toml:1: missing field `ports`"]
-    );
-    assert_eq!(
         problems("[[ports]\nport = 80\n"),
         ["x.toml:1: invalid table header; expected `.`, `]]`"]
     );
@@ -162,7 +158,7 @@ fn unknown_keys_are_errors_in_every_table() {
     for (table, expected) in [
         ("reassembly", "one of `max_connections`, `max_buffered_per_connection`, `max_buffered_total`, `idle_timeout_secs`"),
         ("rate_limit", "one of `max_alerts`, `interval_secs`, `max_tracked_keys`"),
-        ("redaction", "`headers` or `query_strings`"),
+        ("redaction", "one of `headers`, `query_strings`, `secret_subprotocol_prefixes`"),
         ("rules", "`disabled` or `severity`"),
         ("output", "one of `destinations`, `format`, `queue_capacity`"),
         ("reporting", "`loss_interval_secs` or `stats_interval_secs`"),
@@ -251,6 +247,12 @@ fn each_check_reports_its_field_on_its_line() {
          "x.toml:4: rate_limit.max_tracked_keys: must be greater than 0"),
         ("[redaction]\nheaders = [\"Cookie\", \"X-Api-Key\"]\n",
          "x.toml:4: redaction.headers[1]: `X-Api-Key` is never redacted; only Authorization, Proxy-Authorization, Cookie and Set-Cookie can be allowed"),
+        ("[redaction]\nsecret_subprotocol_prefixes = [\"\"]\n",
+         "x.toml:4: redaction.secret_subprotocol_prefixes[0]: is empty: every subprotocol would read [redacted]"),
+        ("[redaction]\nsecret_subprotocol_prefixes = [\"a b\"]\n",
+         "x.toml:4: redaction.secret_subprotocol_prefixes[0]: `a b` begins no subprotocol: subprotocols are tokens (letters, digits and !#$%&'*+-.^_`|~)"),
+        ("[redaction]\nsecret_subprotocol_prefixes = [\"t.\", \"t.\"]\n",
+         "x.toml:4: redaction.secret_subprotocol_prefixes[1]: `t.` is listed twice (first as redaction.secret_subprotocol_prefixes[0])"),
         ("[[ports]]\nport = 0\n",
          "x.toml:4: ports[1].port: 0 is not a TCP port (1-65535)"),
     ] {
@@ -311,7 +313,10 @@ fn reassembly_bounds_have_defaults_and_can_be_set() {
 #[test]
 fn rate_limit_and_redaction_can_be_set() {
     let config = Config::parse(
-        &with_port("[rate_limit]\nmax_alerts = 3\n[redaction]\nheaders = [\"Cookie\"]\n"),
+        &with_port(
+            "[rate_limit]\nmax_alerts = 3\n\
+             [redaction]\nheaders = [\"Cookie\"]\nsecret_subprotocol_prefixes = [\"access_token.\"]\n",
+        ),
         "test",
     )
     .unwrap();
@@ -322,6 +327,33 @@ fn rate_limit_and_redaction_can_be_set() {
     );
     assert_eq!(config.redaction.headers, ["Cookie"]);
     assert!(!config.redaction.query_strings);
+    assert_eq!(
+        config.redaction.secret_subprotocol_prefixes,
+        ["access_token."]
+    );
+}
+
+#[test]
+fn tables_left_out_keep_the_embedded_defaults() {
+    assert_eq!(
+        Config::parse("", "test").unwrap(),
+        Config::embedded_default()
+    );
+    let config = Config::parse("[reassembly]\nmax_connections = 10\n", "test").unwrap();
+    assert_eq!(config.ports, Config::embedded_default().ports);
+    assert_eq!(config.reassembly.max_connections, 10);
+}
+
+#[test]
+fn a_file_without_ports_names_the_field_and_line_of_its_problems() {
+    assert_eq!(
+        problems("[reassembly]\nmax_connections = 0\n"),
+        ["x.toml:2: reassembly.max_connections: must be greater than 0"]
+    );
+    assert_eq!(
+        problems("[reassembly]\nmax_connections = \"many\"\n"),
+        ["x.toml:2: reassembly.max_connections: invalid type: string \"many\", expected usize"]
+    );
 }
 
 #[test]

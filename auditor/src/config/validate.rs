@@ -5,7 +5,7 @@
 use std::fmt::Display;
 
 use super::{locate::FieldPath, Config};
-use crate::{events::SECRET_FIELDS, rules};
+use crate::{events::SECRET_FIELDS, http::is_tchar, rules};
 
 /// Events that may wait for slow outputs; at about a kilobyte each, the queue
 /// stays within a gigabyte.
@@ -141,18 +141,35 @@ impl Problems {
     }
 
     fn redaction(&mut self, config: &Config) {
-        let list = FieldPath::of("redaction").key("headers");
+        let table = FieldPath::of("redaction");
+        let headers = table.key("headers");
         for (i, name) in config.redaction.headers.iter().enumerate() {
             if !SECRET_FIELDS
                 .iter()
                 .any(|secret| secret.eq_ignore_ascii_case(name))
             {
                 self.add(
-                    list.index(i),
+                    headers.index(i),
                     format!("`{name}` is never redacted; only Authorization, Proxy-Authorization, Cookie and Set-Cookie can be allowed"),
                 );
             }
         }
+        let prefix_list = table.key("secret_subprotocol_prefixes");
+        let prefixes = &config.redaction.secret_subprotocol_prefixes;
+        for (i, prefix) in prefixes.iter().enumerate() {
+            if prefix.is_empty() {
+                self.add(
+                    prefix_list.index(i),
+                    "is empty: every subprotocol would read [redacted]",
+                );
+            } else if !prefix.bytes().all(is_tchar) {
+                self.add(
+                    prefix_list.index(i),
+                    format!("`{prefix}` begins no subprotocol: subprotocols are tokens (letters, digits and !#$%&'*+-.^_`|~)"),
+                );
+            }
+        }
+        self.listed_once(&prefix_list, prefixes);
     }
 
     fn rules(&mut self, config: &Config) {

@@ -29,7 +29,7 @@ pub use community_id::CommunityId;
 pub use counters::{EmittedCounts, LossCounters, StatsCounters};
 pub use http::{FieldElements, HttpRecord, RequestRecord, ResponseRecord};
 pub use rate_limit::{AlertRateLimiter, RateLimitSettings};
-pub use redact::{RedactionAllowlist, SECRET_FIELDS};
+pub use redact::{RedactionAllowlist, Redactor, SECRET_FIELDS};
 
 use crate::{
     config::Role,

@@ -1,9 +1,9 @@
 //! What the HTTP layer reports: one request with its responses, and how much
 //! of it was really seen.
 //!
-//! The in-memory values are the bytes as sent. Serialization redacts the
-//! secrets users must never find in their logs: credential and cookie field
-//! values and request query strings.
+//! The in-memory values are the bytes as sent. Serialization (`--exchanges`)
+//! redacts the secrets users must never find in their logs as events do,
+//! through the events' [`Redactor`].
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -12,9 +12,11 @@ use std::ops::Range;
 use serde::ser::SerializeStruct;
 use serde::{Serialize, Serializer};
 
+use crate::events::{RedactionAllowlist, Redactor};
+
 /// One request and its answer on one connection, in the order the
 /// connection carried them.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Exchange {
     pub connection: u64,
     pub client: SocketAddr,
@@ -46,16 +48,15 @@ pub struct Exchange {
     pub quality: Quality,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RequestHead {
     pub method: String,
-    #[serde(serialize_with = "serialize_target")]
     pub target: String,
     pub version: HttpVersion,
     pub headers: Headers,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ResponseHead {
     pub version: HttpVersion,
     pub status: u16,
@@ -120,6 +121,11 @@ impl Headers {
 
     pub fn len(&self) -> usize {
         self.lines.len()
+    }
+
+    /// Bytes held on the heap, for the memory budget.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.text.capacity() + self.lines.capacity() * std::mem::size_of::<Line>()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -190,12 +196,6 @@ impl<'a> FromIterator<Header<'a>> for Headers {
 impl std::fmt::Debug for Headers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_list().entries(self.iter()).finish()
-    }
-}
-
-impl Serialize for Headers {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.iter())
     }
 }
 
@@ -322,9 +322,19 @@ impl RequestHead {
     pub fn is_upgrade_offer(&self) -> bool {
         self.header_values("upgrade").next().is_some() && self.has_element("connection", "upgrade")
     }
+
+    /// Bytes held on the heap, for the memory budget.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.method.capacity() + self.target.capacity() + self.headers.heap_bytes()
+    }
 }
 
 impl ResponseHead {
+    /// Bytes held on the heap, for the memory budget.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.reason.capacity() + self.headers.heap_bytes()
+    }
+
     /// The values of every field line named `name` (case-insensitive), in order.
     pub fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
         self.headers.values(name)
@@ -355,35 +365,108 @@ fn trim_whitespace(bytes: &[u8]) -> &[u8] {
     &bytes[start..end]
 }
 
-const REDACTED: &str = "[redacted]";
-const REDACTED_FIELDS: [&str; 4] = [
-    "authorization",
-    "proxy-authorization",
-    "cookie",
-    "set-cookie",
-];
-
-impl Serialize for Header<'_> {
+/// As `--exchanges` prints it: every string from the wire through a
+/// [`Redactor`] that allows nothing ([`Redactor::exchange_field`]).
+impl Serialize for Exchange {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut fields = serializer.serialize_struct("Header", 2)?;
-        fields.serialize_field("name", self.name)?;
-        if REDACTED_FIELDS
-            .iter()
-            .any(|f| self.name.eq_ignore_ascii_case(f))
-        {
-            fields.serialize_field("value", REDACTED)?;
-        } else {
-            fields.serialize_field("value", &String::from_utf8_lossy(self.value))?;
-        }
+        // Destructured whole, so that a new field cannot be left out.
+        let Exchange {
+            connection,
+            client,
+            server,
+            interface,
+            request,
+            interim,
+            response,
+            switched,
+            early_data,
+            pipelined_behind,
+            not_http_after_decline,
+            request_ns,
+            response_ns,
+            quality,
+        } = self;
+        let nothing_allowed = RedactionAllowlist::default();
+        let redactor = Redactor::new(&nothing_allowed, self);
+        let redacted_response = |head| RedactedResponse {
+            head,
+            redactor: &redactor,
+        };
+        let mut fields = serializer.serialize_struct("Exchange", 14)?;
+        fields.serialize_field("connection", connection)?;
+        fields.serialize_field("client", client)?;
+        fields.serialize_field("server", server)?;
+        fields.serialize_field("interface", interface)?;
+        let request = request.as_ref().map(|head| RedactedRequest {
+            head,
+            redactor: &redactor,
+        });
+        fields.serialize_field("request", &request)?;
+        let interim: Vec<RedactedResponse> = interim.iter().map(redacted_response).collect();
+        fields.serialize_field("interim", &interim)?;
+        fields.serialize_field("response", &response.as_ref().map(redacted_response))?;
+        fields.serialize_field("switched", switched)?;
+        fields.serialize_field("early_data", early_data)?;
+        fields.serialize_field("pipelined_behind", pipelined_behind)?;
+        fields.serialize_field("not_http_after_decline", not_http_after_decline)?;
+        fields.serialize_field("request_ns", request_ns)?;
+        fields.serialize_field("response_ns", response_ns)?;
+        fields.serialize_field("quality", quality)?;
         fields.end()
     }
 }
 
-fn serialize_target<S: Serializer>(target: &str, serializer: S) -> Result<S::Ok, S::Error> {
-    match target.split_once('?') {
-        Some((path, _query)) => serializer.serialize_str(&format!("{path}?{REDACTED}")),
-        None => serializer.serialize_str(target),
+struct RedactedRequest<'a> {
+    head: &'a RequestHead,
+    redactor: &'a Redactor<'a>,
+}
+
+impl Serialize for RedactedRequest<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let (head, redactor) = (self.head, self.redactor);
+        let mut fields = serializer.serialize_struct("RequestHead", 4)?;
+        fields.serialize_field("method", &redactor.text(&head.method))?;
+        fields.serialize_field("target", &redactor.target(&head.target))?;
+        fields.serialize_field("version", &head.version)?;
+        fields.serialize_field("headers", &RedactedHeaders(&head.headers, redactor))?;
+        fields.end()
     }
+}
+
+struct RedactedResponse<'a> {
+    head: &'a ResponseHead,
+    redactor: &'a Redactor<'a>,
+}
+
+impl Serialize for RedactedResponse<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let (head, redactor) = (self.head, self.redactor);
+        let mut fields = serializer.serialize_struct("ResponseHead", 4)?;
+        fields.serialize_field("version", &head.version)?;
+        fields.serialize_field("status", &head.status)?;
+        fields.serialize_field("reason", &redactor.text(&head.reason))?;
+        fields.serialize_field("headers", &RedactedHeaders(&head.headers, redactor))?;
+        fields.end()
+    }
+}
+
+/// Each field line as `{"name": …, "value": …}`.
+struct RedactedHeaders<'a>(&'a Headers, &'a Redactor<'a>);
+
+impl Serialize for RedactedHeaders<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let RedactedHeaders(headers, redactor) = *self;
+        serializer.collect_seq(headers.iter().map(|line| RedactedHeader {
+            name: line.name,
+            value: redactor.exchange_field(line.name, line.value),
+        }))
+    }
+}
+
+#[derive(Serialize)]
+struct RedactedHeader<'a> {
+    name: &'a str,
+    value: String,
 }
 
 fn serialize_hex<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
@@ -474,6 +557,27 @@ mod tests {
         assert_eq!(
             in_memory.header_values("authorization").next(),
             Some(&b"Bearer s3cret"[..])
+        );
+    }
+
+    #[test]
+    fn json_redacts_userinfo_and_subprotocol_tokens() {
+        let mut exchange = sample();
+        let request = exchange.request.as_mut().unwrap();
+        request.target = "http://user:pa55@example/chat".into();
+        request.headers.push(
+            "Sec-WebSocket-Protocol",
+            b"v5.channel.k8s.io, base64url.bearer.authorization.k8s.io.dG9rZW4",
+        );
+        let json = serde_json::to_string(&exchange).unwrap();
+        assert!(!json.contains("pa55"), "{json}");
+        assert!(!json.contains("dG9rZW4"), "{json}");
+        let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let request = &value["request"];
+        assert_eq!(request["target"], "http://[redacted]@example/chat");
+        assert_eq!(
+            request["headers"][7]["value"],
+            "[redacted], base64url.bearer.authorization.k8s.io.[redacted]"
         );
     }
 
