@@ -36,6 +36,8 @@ pub struct PipelineSnapshot {
     pub connections_open: u64,
     /// Gauge: out-of-order bytes reassembly holds now.
     pub buffered_bytes: u64,
+    /// Gauge: bytes the HTTP layer holds now.
+    pub http_buffered_bytes: u64,
     /// Without a reporter (`--exchanges`), nothing.
     pub emitted: EmittedCounts,
     /// Totals since start of everything lost.
@@ -50,7 +52,7 @@ impl PipelineSnapshot {
             exchanges: self.stats.exchanges,
             connections_opened: self.reassembly.connections_opened,
             connections_open: self.connections_open,
-            buffered_bytes: self.buffered_bytes,
+            buffered_bytes: self.buffered_bytes + self.http_buffered_bytes,
             handshakes: self.emitted.handshakes_total(),
             alerts: self.emitted.alerts_total(),
             loss: self.loss,
@@ -87,6 +89,8 @@ pub struct Pipeline<S: Sink> {
     gate_commands: Vec<GateCommand>,
     next_tick_ns: u64,
     stats: PipelineStats,
+    /// Bytes held for connections, out-of-order data and HTTP state alike.
+    max_buffered_total: usize,
 }
 
 impl<S: Sink> Pipeline<S> {
@@ -109,6 +113,7 @@ impl<S: Sink> Pipeline<S> {
             gate_commands: Vec::new(),
             next_tick_ns: 0,
             stats: PipelineStats::default(),
+            max_buffered_total: reassembly.max_buffered_total,
         }
     }
 
@@ -145,6 +150,7 @@ impl<S: Sink> Pipeline<S> {
             "segment"
         );
         self.reassemble(|reassembler, emit| reassembler.push(&segment, emit));
+        self.stay_within_budget(segment.timestamp_ns);
         self.drain_outputs()?;
         if segment.timestamp_ns >= self.next_tick_ns {
             self.tick(segment.timestamp_ns)?;
@@ -218,6 +224,7 @@ impl<S: Sink> Pipeline<S> {
             reassembly: self.reassembler.stats(),
             connections_open: self.reassembler.connections() as u64,
             buffered_bytes: self.reassembler.buffered_bytes() as u64,
+            http_buffered_bytes: self.http.heap_bytes() as u64,
             emitted: self
                 .reporter
                 .as_ref()
@@ -256,11 +263,25 @@ impl<S: Sink> Pipeline<S> {
             truncated_records: kernel.records_truncated,
             undecodable_records: self.stats.undecodable_records,
             output_drops: self.sink.dropped(),
-            ..LossCounters::reassembly(&self.reassembler.stats())
+            ..LossCounters::reassembly_and_http(&self.reassembler.stats(), &self.http.stats())
         };
         match &self.reporter {
             Some(reporter) => reporter.with_rate_limit_loss(totals),
             None => totals,
+        }
+    }
+
+    /// Over the budget, the least recently used connections are evicted:
+    /// reassembly bounds its own buffers, but not what the HTTP layer holds.
+    fn stay_within_budget(&mut self, now_ns: u64) {
+        while self.reassembler.buffered_bytes() + self.http.heap_bytes() > self.max_buffered_total {
+            let mut evicted = false;
+            self.reassemble(|reassembler, emit| {
+                evicted = reassembler.evict_least_recent(now_ns, emit);
+            });
+            if !evicted {
+                break;
+            }
         }
     }
 

@@ -104,6 +104,26 @@ fn the_proxmox_case_raises_one_alert_that_names_the_rule_the_fix_and_the_proxies
 }
 
 #[test]
+fn an_offer_behind_64_pipelined_requests_is_judged_and_what_was_given_up_counted() {
+    let plain = b"GET /status HTTP/1.1\r\nHost: pbs.lab:8007\r\n\r\n".repeat(64);
+    let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".repeat(64);
+    let requests = [plain, PROXMOX_REQUEST.to_vec()].concat();
+    let responses = [ok, PROXMOX_RESPONSE.to_vec()].concat();
+    let file = capture("pipelined.pcap", &[&requests], &[&responses]);
+    let run = replay(&["--fail-on", "warning"], &[file.path()]);
+    assert_eq!(run.code, Some(1), "{}", run.stdout);
+    assert_eq!(
+        alert_rules(&run),
+        ["upgrade-101-missing-connection-option"],
+        "{}",
+        run.stdout
+    );
+    let loss = of_type(&run, "loss");
+    assert_eq!(loss.len(), 1, "{}", run.stdout);
+    assert_eq!(loss[0]["loss"]["http_requests_not_kept"], 1);
+}
+
+#[test]
 fn fail_on_exits_1_at_or_above_the_threshold() {
     let file = capture("proxmox.pcap", &[PROXMOX_REQUEST], &[PROXMOX_RESPONSE]);
     assert_eq!(

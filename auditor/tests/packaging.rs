@@ -336,6 +336,48 @@ fn the_daemonset_reads_the_config_map_and_it_is_valid() {
     assert_valid_config(&path, "the ConfigMap's config.toml");
 }
 
+/// The README's bound on the daemon's resident memory for `config`, in
+/// MiB: the process itself, the ring buffer (mapped twice), the tracking of
+/// every connection, the buffer budget, and the output queues full of
+/// events of the common size.
+fn memory_bound_mib(config: &auditor::config::Config) -> u64 {
+    const PROCESS: u64 = 24 << 20;
+    const PER_CONNECTION: u64 = 1024;
+    const EVENT: u64 = 2048;
+    let queues = config.output.destinations.len() as u64;
+    let bytes = PROCESS
+        + 2 * u64::from(config.capture.ring_buffer_bytes)
+        + config.reassembly.max_connections as u64 * PER_CONNECTION
+        + config.reassembly.max_buffered_total as u64
+        + queues * config.output.queue_capacity as u64 * EVENT;
+    bytes >> 20
+}
+
+#[test]
+fn the_daemonsets_configuration_fits_its_memory_limit() {
+    let documents = manifest_documents();
+    let text = document(&documents, "ConfigMap")["data"]["config.toml"]
+        .as_str()
+        .expect("the ConfigMap's config.toml");
+    let config = auditor::config::Config::parse(text, "config.toml").unwrap();
+    let pod = &document(&documents, "DaemonSet")["spec"]["template"]["spec"];
+    let limit = pod["containers"][0]["resources"]["limits"]["memory"]
+        .as_str()
+        .and_then(|limit| limit.strip_suffix("Mi"))
+        .and_then(|mib| mib.parse::<u64>().ok())
+        .expect("a memory limit in Mi");
+    let bound = memory_bound_mib(&config);
+    assert!(
+        bound <= limit,
+        "{bound} MiB by the README's formula, over the {limit} MiB limit"
+    );
+    let defaults = memory_bound_mib(&auditor::config::Config::embedded_default());
+    assert!(
+        defaults > limit,
+        "the defaults ({defaults} MiB) would not fit: the ConfigMap must lower them"
+    );
+}
+
 #[test]
 fn vector_reads_the_events_file_the_unit_writes() {
     let vector: toml::Table = read_packaging("vector/vector.toml")

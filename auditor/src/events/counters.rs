@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::{Event, EventBody, HandshakeOutcome};
-use crate::{reassembly::ReassemblyStats, rules::Severity};
+use crate::{http::HttpStats, reassembly::ReassemblyStats, rules::Severity};
 
 /// What was not seen, or seen and not reported.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -23,8 +23,15 @@ pub struct LossCounters {
     /// Holes in a TCP stream given up as lost, and their bytes.
     pub reassembly_gaps: u64,
     pub reassembly_gap_bytes: u64,
-    /// Connections dropped from reassembly to stay within its bounds.
+    /// Connections dropped to stay within the memory bounds.
     pub connections_evicted: u64,
+    /// Heads over the HTTP layer's size or field-line limit: not read.
+    pub http_heads_oversized: u64,
+    /// Pipelined requests past the HTTP layer's bound: their place kept,
+    /// their head not, their exchange not judged.
+    pub http_requests_not_kept: u64,
+    /// Interim responses past the HTTP layer's bound per exchange.
+    pub http_interim_dropped: u64,
     /// Events dropped because the output could not keep up.
     pub output_drops: u64,
     /// Alerts over the rate limit (each counted in a summary alert too).
@@ -35,12 +42,16 @@ pub struct LossCounters {
 }
 
 impl LossCounters {
-    /// The reassembly's share of the totals; the other counters are zero.
-    pub fn reassembly(stats: &ReassemblyStats) -> LossCounters {
+    /// The reassembly's and the HTTP layer's share of the totals; the other
+    /// counters are zero.
+    pub fn reassembly_and_http(reassembly: &ReassemblyStats, http: &HttpStats) -> LossCounters {
         LossCounters {
-            reassembly_gaps: stats.lost_gaps,
-            reassembly_gap_bytes: stats.lost_bytes,
-            connections_evicted: stats.connections_evicted,
+            reassembly_gaps: reassembly.lost_gaps,
+            reassembly_gap_bytes: reassembly.lost_bytes,
+            connections_evicted: reassembly.connections_evicted,
+            http_heads_oversized: http.heads_oversized,
+            http_requests_not_kept: http.requests_not_kept,
+            http_interim_dropped: http.interim_dropped,
             ..LossCounters::default()
         }
     }
@@ -62,6 +73,15 @@ impl LossCounters {
             connections_evicted: self
                 .connections_evicted
                 .saturating_sub(earlier.connections_evicted),
+            http_heads_oversized: self
+                .http_heads_oversized
+                .saturating_sub(earlier.http_heads_oversized),
+            http_requests_not_kept: self
+                .http_requests_not_kept
+                .saturating_sub(earlier.http_requests_not_kept),
+            http_interim_dropped: self
+                .http_interim_dropped
+                .saturating_sub(earlier.http_interim_dropped),
             output_drops: self.output_drops.saturating_sub(earlier.output_drops),
             alerts_suppressed: self
                 .alerts_suppressed
@@ -86,7 +106,8 @@ pub struct StatsCounters {
     pub connections_opened: u64,
     /// Gauge: connections tracked now.
     pub connections_open: u64,
-    /// Gauge: out-of-order bytes reassembly holds now.
+    /// Gauge: bytes held for connections now (out-of-order data and HTTP
+    /// state), what `[reassembly] max_buffered_total` bounds.
     pub buffered_bytes: u64,
     /// `handshake` events emitted.
     pub handshakes: u64,
@@ -151,7 +172,7 @@ mod tests {
         };
         let earlier = LossCounters {
             kernel_drops: 5,
-            ..LossCounters::reassembly(&reassembly)
+            ..LossCounters::reassembly_and_http(&reassembly, &HttpStats::default())
         };
         let now = LossCounters {
             kernel_drops: 7,

@@ -9,30 +9,29 @@
 //! request carrying `Upgrade`, which waits for the next message start of
 //! each side (is HTTP/1.1 going on, or was a tunnel opened without a 101?).
 
-use std::collections::VecDeque;
 use std::mem;
 use std::net::SocketAddr;
 
-use super::exchange::{EarlyData, Exchange, NotHttp, Quality, RequestHead, ResponseHead, Switched};
+use super::awaiting::{Awaiting, Pending};
+use super::exchange::{EarlyData, Exchange, NotHttp, Quality, RequestHead, Switched};
 use super::framing::{
     request_framing, response_framing, BodyHole, BodyProgress, BodyReader, Framing,
 };
 use super::head::{parse_request, parse_response, HeadError, HeadReader, HeadStep, Role};
 use super::resync::Scanner;
-use super::{GateUntil, HttpLimits, HttpOutput, PayloadGateRequest};
+use super::{GateUntil, HttpLimits, HttpOutput, HttpStats, PayloadGateRequest};
 use crate::addr::PackedAddr;
 use crate::reassembly::{ConnectionId, GapKind};
-
-/// Interim responses kept per exchange; more set `oversized`.
-const MAX_INTERIM: usize = 8;
 
 /// Bytes kept of a message start that is not HTTP/1.1 after a declined upgrade.
 const NOT_HTTP_KEPT: usize = 16;
 
-/// What every step needs: the limits, and where outputs go.
+/// What every step needs: the limits, where outputs go, and what limits
+/// cost is counted in.
 pub(crate) struct Cx<'a> {
     pub limits: &'a HttpLimits,
     pub out: &'a mut Vec<HttpOutput>,
+    pub stats: &'a mut HttpStats,
 }
 
 pub(crate) struct Connection {
@@ -44,8 +43,8 @@ pub(crate) struct Connection {
     /// connection small; read it with `client()`).
     client: Option<u8>,
     /// Exchanges whose request was read (or lost) and whose final response
-    /// was not, oldest first.
-    awaiting: VecDeque<Pending>,
+    /// was not.
+    awaiting: Awaiting,
     next_seq: u64,
     /// Client message boundaries were lost: flags every exchange whose
     /// request is read from now on, as its pairing is no longer certain.
@@ -61,6 +60,8 @@ pub(crate) struct Connection {
     declined: Option<Box<Declined>>,
     /// The switch deadline the tracker indexed this connection under.
     pub(crate) indexed_deadline: Option<u64>,
+    /// `heap_bytes` as the tracker last counted it.
+    pub(crate) counted_bytes: usize,
 }
 
 enum Phase {
@@ -107,35 +108,6 @@ struct FirstBytes {
     gated: bool,
 }
 
-/// An exchange not reported yet.
-struct Pending {
-    seq: u64,
-    request: Option<RequestHead>,
-    request_ns: Option<u64>,
-    interim: Vec<ResponseHead>,
-    response: Option<ResponseHead>,
-    response_ns: Option<u64>,
-    quality: Quality,
-    early_data: Option<EarlyData>,
-    pipelined_behind: bool,
-    not_http_after_decline: Option<NotHttp>,
-}
-
-impl Pending {
-    /// Its answer may turn the connection into something else than HTTP.
-    fn may_switch(&self) -> bool {
-        self.request
-            .as_ref()
-            .is_some_and(|r| r.method == "CONNECT" || r.header_values("upgrade").next().is_some())
-    }
-
-    fn carries_upgrade(&self) -> bool {
-        self.request
-            .as_ref()
-            .is_some_and(|r| r.header_values("upgrade").next().is_some())
-    }
-}
-
 struct Side {
     addr: PackedAddr,
     next_offset: u64,
@@ -171,6 +143,16 @@ enum Reader {
 impl Reader {
     fn resync(role: Option<Role>) -> Reader {
         Reader::Resync(Box::new(Scanner::new(role)))
+    }
+
+    fn heap_bytes(&self) -> usize {
+        match self {
+            Reader::Head(head) => head.heap_bytes(),
+            Reader::Body { .. } => mem::size_of::<BodyReader>(),
+            Reader::Resync(scanner) => mem::size_of::<Scanner>() + scanner.heap_bytes(),
+            Reader::Held(held) => mem::size_of::<Held>() + held.bytes.capacity(),
+            Reader::Switched | Reader::Ignored => 0,
+        }
     }
 }
 
@@ -256,7 +238,7 @@ impl Connection {
             midstream,
             sides: [side(0, first), side(1, second)],
             client: client.and_then(|c| u8::try_from(c).ok()),
-            awaiting: VecDeque::new(),
+            awaiting: Awaiting::default(),
             next_seq: 0,
             later_requests: Quality::default(),
             later_responses: Quality::default(),
@@ -264,6 +246,7 @@ impl Connection {
             phase: Phase::Http,
             declined: None,
             indexed_deadline: None,
+            counted_bytes: 0,
         }
     }
 
@@ -274,6 +257,24 @@ impl Connection {
             Phase::Switching(switch) => Some(switch.deadline_ns),
             _ => self.declined.as_ref().map(|declined| declined.deadline_ns),
         }
+    }
+
+    /// Bytes held on the heap for this connection, for the memory budget
+    /// (its own size aside).
+    pub(crate) fn heap_bytes(&self) -> usize {
+        let phase = match &self.phase {
+            Phase::Switching(switch) => {
+                let first_bytes = switch.first_bytes.iter().map(|f| f.bytes.capacity());
+                mem::size_of::<Switch>() + switch.exchange.heap_bytes() + first_bytes.sum::<usize>()
+            }
+            Phase::Http | Phase::Over => 0,
+        };
+        let declined = self
+            .declined
+            .as_ref()
+            .map_or(0, |d| mem::size_of::<Declined>() + d.exchange.heap_bytes());
+        let readers = self.sides.iter().map(|side| side.reader.heap_bytes());
+        self.awaiting.heap_bytes() + phase + declined + readers.sum::<usize>()
     }
 
     fn side_of(&self, addr: SocketAddr) -> Option<usize> {
@@ -545,7 +546,7 @@ impl Connection {
                 let cap = cx.limits.max_head_bytes.max(cx.limits.switch_bytes);
                 if held.cut.is_none() {
                     let take = input.len().min(cap.saturating_sub(held.bytes.len()));
-                    held.bytes.extend_from_slice(&input[..take]);
+                    super::extend_within(&mut held.bytes, &input[..take], cap);
                     if take < input.len() {
                         held.cut = Some(GapKind::Uncopied);
                     }
@@ -655,10 +656,10 @@ impl Connection {
         let seq = pending.seq;
         pending.quality.malformed |= framing == Framing::Invalid;
         self.sides[i].last_request = Some(seq);
-        for earlier in &mut self.awaiting {
+        for earlier in self.awaiting.iter_mut() {
             earlier.pipelined_behind = true;
         }
-        self.push_awaiting(pending, cx.limits.max_pipelined);
+        self.push_awaiting(pending, cx);
         match BodyReader::new(framing, cx.limits.max_head_bytes) {
             Some(body) => Reader::Body {
                 body: Box::new(body),
@@ -683,16 +684,14 @@ impl Connection {
         if (100..200).contains(&status) && status != 101 {
             if self.awaiting.is_empty() {
                 let unseen = self.new_pending(i, None, None);
-                self.awaiting.push_back(unseen);
+                self.push_awaiting(unseen, cx);
+            }
+            if !self.awaiting.add_interim(response, cx.limits) {
+                cx.stats.interim_dropped += 1;
             }
             if let Some(front) = self.awaiting.front_mut() {
                 front.quality.absorb(self.later_responses);
                 front.quality.conflicting_overlap |= overlap;
-                if front.interim.len() < MAX_INTERIM {
-                    front.interim.push(response);
-                } else {
-                    front.quality.oversized = true;
-                }
             }
             return Reader::Head(HeadReader::default());
         }
@@ -806,6 +805,7 @@ impl Connection {
     /// [`Self::lost_message`] for a head over a limit: the message is
     /// oversized, and what follows it is truncated.
     fn lost_oversized_message(&mut self, i: usize, cx: &mut Cx<'_>) {
+        cx.stats.heads_oversized += 1;
         let oversized = Quality {
             oversized: true,
             ..Quality::default()
@@ -827,7 +827,7 @@ impl Connection {
             Some(Role::Client) => {
                 let mut lost = self.new_pending(i, None, None);
                 lost.quality.absorb(own);
-                self.push_awaiting(lost, cx.limits.max_pipelined);
+                self.push_awaiting(lost, cx);
             }
             Some(Role::Server) => {
                 if let Some(mut answered) = self.awaiting.pop_front() {
@@ -864,43 +864,21 @@ impl Connection {
     ) -> Pending {
         let seq = self.next_seq;
         self.next_seq += 1;
-        let mut quality = self.later_requests;
+        let mut pending = Pending::new(seq, request, request_ns);
+        pending.quality = self.later_requests;
         if self.role(i) == Some(Role::Client) {
-            quality.conflicting_overlap |= mem::take(&mut self.sides[i].overlap_pending);
+            pending.quality.conflicting_overlap |= mem::take(&mut self.sides[i].overlap_pending);
         }
-        Pending {
-            seq,
-            request,
-            request_ns,
-            interim: Vec::new(),
-            response: None,
-            response_ns: None,
-            quality,
-            early_data: None,
-            pipelined_behind: false,
-            not_http_after_decline: None,
-        }
+        pending
     }
 
-    /// Beyond `max_pipelined` the request is dropped and the exchanges of
-    /// later requests are flagged `truncated`: pairing is no longer certain.
-    fn push_awaiting(&mut self, pending: Pending, max_pipelined: usize) {
-        if self.awaiting.len() < max_pipelined {
-            if self.awaiting.capacity() == 0 {
-                // Room for the one request most connections have awaiting
-                // at a time, not the four a first push makes room for: a
-                // pending exchange is some 350 bytes.
-                self.awaiting.reserve_exact(1);
-            }
-            self.awaiting.push_back(pending);
-        } else {
-            self.later_requests.truncated = true;
-        }
+    fn push_awaiting(&mut self, pending: Pending, cx: &mut Cx<'_>) {
+        cx.stats.requests_not_kept += self.awaiting.push(pending, cx.limits);
     }
 
     fn flag_awaiting(&mut self, exchange: Option<u64>, flags: Quality) -> bool {
         let Some(seq) = exchange else { return false };
-        match self.awaiting.iter_mut().find(|p| p.seq == seq) {
+        match self.awaiting.find_mut(seq) {
             Some(pending) => {
                 pending.quality.absorb(flags);
                 true

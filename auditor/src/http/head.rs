@@ -304,6 +304,10 @@ impl HeadReader {
         &self.bytes
     }
 
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.bytes.capacity()
+    }
+
     /// The bytes, without spare room: they may be kept a while (early data,
     /// first bytes after a switch).
     pub(crate) fn into_bytes(mut self) -> Vec<u8> {
@@ -341,7 +345,7 @@ impl HeadReader {
         };
         let (step, used) = self.read(input, start, role, max_head_bytes);
         if step != HeadStep::Complete || !self.bytes.is_empty() {
-            self.bytes.extend_from_slice(&input[start..used]);
+            super::extend_within(&mut self.bytes, &input[start..used], max_head_bytes);
         }
         (step, used)
     }

@@ -2,9 +2,11 @@
 //!
 //! Pure and bounded: no I/O, no panics whatever the bytes, and per
 //! connection at most two heads of `max_head_bytes`, `max_pipelined`
-//! requests awaiting responses (each with at most 8 interim responses),
-//! `switch_bytes` per side after a 101 and `max(max_head_bytes,
-//! switch_bytes)` of early data held until an upgrade offer is answered.
+//! requests awaiting responses with `max_pending_bytes` of heads between
+//! them (see `awaiting`), `switch_bytes` per side after a 101 and
+//! `max(max_head_bytes, switch_bytes)` of early data held until an upgrade
+//! offer is answered. What it holds is counted (`HttpTracker::heap_bytes`)
+//! for the budget it shares with reassembly.
 //!
 //! How the bytes are read:
 //! - The client is the SYN's sender; without a handshake, the side whose
@@ -30,10 +32,9 @@
 //!   exchange without that head. Since pairing is no longer certain, every
 //!   exchange whose request (after a client-side loss) or response (after a
 //!   server-side loss) is read later carries the flag of the loss (`gap`,
-//!   `truncated` or `malformed`). More than `max_pipelined` requests awaiting
-//!   responses: the excess are dropped and exchanges of later requests
-//!   flagged `truncated`.
+//!   `truncated` or `malformed`).
 
+mod awaiting;
 mod connection;
 mod exchange;
 mod framing;
@@ -67,8 +68,10 @@ pub struct HttpLimits {
     pub switch_wait_ns: u64,
     /// Bodies of known length at least this long get a payload-gate request.
     pub large_body_bytes: u64,
-    /// Requests awaiting responses per connection.
+    /// Requests awaiting responses per connection whose heads are kept…
     pub max_pipelined: usize,
+    /// … and the bytes those heads (and their interim responses) may hold.
+    pub max_pending_bytes: usize,
 }
 
 impl Default for HttpLimits {
@@ -80,8 +83,33 @@ impl Default for HttpLimits {
             switch_wait_ns: 5_000_000_000,
             large_body_bytes: 64 * 1024,
             max_pipelined: 64,
+            max_pending_bytes: 64 * 1024,
         }
     }
+}
+
+/// What the HTTP layer gave up to stay within its limits.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HttpStats {
+    /// Heads over `max_head_bytes` or `max_headers`: not read.
+    pub heads_oversized: u64,
+    /// Requests awaiting responses past `max_pipelined` or
+    /// `max_pending_bytes`: their place kept, their head not.
+    pub requests_not_kept: u64,
+    /// Interim responses past the count or bytes kept per exchange.
+    pub interim_dropped: u64,
+}
+
+/// Appends `bytes` to `buffer`, which is never to hold more than `bound`
+/// bytes: it grows by doubling, but its capacity stays within the bound,
+/// so that what the memory budget counts is all that is held.
+fn extend_within(buffer: &mut Vec<u8>, bytes: &[u8], bound: usize) {
+    let needed = buffer.len() + bytes.len();
+    if needed > buffer.capacity() {
+        let grown = (buffer.capacity() * 2).min(bound).max(needed);
+        buffer.reserve_exact(grown - buffer.len());
+    }
+    buffer.extend_from_slice(bytes);
 }
 
 // Exchanges are the common output and are drained right away: boxing them
@@ -118,6 +146,9 @@ pub struct HttpTracker {
     connections: HashMap<ConnectionId, Box<Connection>, RandomState>,
     /// Connections waiting for first bytes after a 101, by deadline.
     switch_deadlines: BTreeSet<(u64, ConnectionId)>,
+    /// What the connections hold on the heap besides their fixed size.
+    heap_bytes: usize,
+    stats: HttpStats,
 }
 
 impl HttpTracker {
@@ -126,6 +157,8 @@ impl HttpTracker {
             limits,
             connections: HashMap::default(),
             switch_deadlines: BTreeSet::new(),
+            heap_bytes: 0,
+            stats: HttpStats::default(),
         }
     }
 
@@ -133,9 +166,11 @@ impl HttpTracker {
     pub fn handle(&mut self, event: &StreamEvent<'_>, out: &mut Vec<HttpOutput>) {
         let id = event.connection();
         let limits = self.limits;
+        let mut stats = self.stats;
         let mut cx = Cx {
             limits: &limits,
             out,
+            stats: &mut stats,
         };
         match *event {
             StreamEvent::Opened {
@@ -147,13 +182,16 @@ impl HttpTracker {
                 ..
             } => {
                 self.forget(id, &mut cx);
-                let connection =
+                let mut connection =
                     Connection::open(id, first, second, syn_sender, midstream, interface);
+                connection.counted_bytes = connection.heap_bytes();
+                self.heap_bytes += connection.counted_bytes;
                 self.connections.insert(id, Box::new(connection));
             }
             StreamEvent::Closed { .. } => self.forget(id, &mut cx),
             _ => self.follow(event, &mut cx),
         }
+        self.stats = stats;
     }
 
     fn follow(&mut self, event: &StreamEvent<'_>, cx: &mut Cx<'_>) {
@@ -181,6 +219,8 @@ impl HttpTracker {
             StreamEvent::Finished { src, .. } => connection.on_finished(src, cx),
             StreamEvent::Opened { .. } | StreamEvent::Closed { .. } => {}
         }
+        self.heap_bytes = self.heap_bytes - connection.counted_bytes + connection.heap_bytes();
+        connection.counted_bytes = connection.heap_bytes();
         let deadline = connection.switch_deadline();
         if deadline != connection.indexed_deadline {
             if let Some(previous) = connection.indexed_deadline {
@@ -199,6 +239,7 @@ impl HttpTracker {
             if let Some(deadline) = connection.indexed_deadline {
                 self.switch_deadlines.remove(&(deadline, id));
             }
+            self.heap_bytes -= connection.counted_bytes;
             connection.close(cx);
         }
     }
@@ -206,9 +247,11 @@ impl HttpTracker {
     /// Emits exchanges whose post-switch wait has elapsed by `now_ns` (capture time).
     pub fn tick(&mut self, now_ns: u64, out: &mut Vec<HttpOutput>) {
         let limits = self.limits;
+        let mut stats = self.stats;
         let mut cx = Cx {
             limits: &limits,
             out,
+            stats: &mut stats,
         };
         while let Some(&(deadline, id)) = self.switch_deadlines.first() {
             if deadline > now_ns {
@@ -218,11 +261,25 @@ impl HttpTracker {
             if let Some(connection) = self.connections.get_mut(&id) {
                 connection.expire_switch_wait(now_ns, &mut cx);
                 connection.indexed_deadline = None;
+                self.heap_bytes =
+                    self.heap_bytes - connection.counted_bytes + connection.heap_bytes();
+                connection.counted_bytes = connection.heap_bytes();
             }
         }
+        self.stats = stats;
     }
 
     pub fn connections(&self) -> usize {
         self.connections.len()
+    }
+
+    /// Bytes held for every connection followed: their state, partial
+    /// heads, requests awaiting responses, bytes kept across a switch.
+    pub fn heap_bytes(&self) -> usize {
+        self.heap_bytes
+    }
+
+    pub fn stats(&self) -> HttpStats {
+        self.stats
     }
 }

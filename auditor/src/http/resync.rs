@@ -72,6 +72,10 @@ impl Scanner {
         self.wanted = Some(role);
     }
 
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.line.as_ref().map_or(0, Vec::capacity) + self.tail.capacity()
+    }
+
     /// Bytes before a hole: no message start can span it.
     pub(crate) fn break_continuity(&mut self) {
         self.line = Some(Vec::new());
@@ -109,7 +113,7 @@ impl Scanner {
             if line.len() + piece.len() > max_line {
                 continue;
             }
-            line.extend_from_slice(piece);
+            super::extend_within(&mut line, piece, max_line);
             if let Some(start) = request_start_in_line(&line) {
                 line.drain(..start);
                 return Some(Found {
@@ -124,7 +128,7 @@ impl Scanner {
             if line.len() + rest.len() > max_line {
                 self.line = None;
             } else {
-                line.extend_from_slice(rest);
+                super::extend_within(line, rest, max_line);
             }
         }
         None

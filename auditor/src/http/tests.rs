@@ -848,7 +848,7 @@ fn a_declined_upgrade_is_reported_when_its_sides_can_no_longer_tell() {
 }
 
 #[test]
-fn too_many_pipelined_requests_are_dropped_and_flagged() {
+fn requests_past_the_pipelining_bound_keep_their_place_but_not_their_head() {
     let limits = HttpLimits {
         max_pipelined: 2,
         ..HttpLimits::default()
@@ -860,15 +860,74 @@ fn too_many_pipelined_requests_are_dropped_and_flagged() {
         .client(b"GET /4 HTTP/1.1\r\n\r\n")
         .server(ok)
         .server(ok)
+        .server(ok)
         .close();
     let exchanges = d.exchanges();
-    // The third answer was the dropped request's: the one it pairs with is flagged.
     assert_eq!(
         summary(&exchanges),
-        pairs(&[("GET /1", 200), ("GET /2", 200), ("GET /4", 200)])
+        [
+            (Some("GET /1".into()), Some(200)),
+            (Some("GET /2".into()), Some(200)),
+            (None, Some(200)),
+            (Some("GET /4".into()), Some(200)),
+        ]
     );
-    assert!(exchanges[0].quality.complete && exchanges[1].quality.complete);
-    assert!(exchanges[2].quality.truncated && !exchanges[2].quality.complete);
+    // The third request's exchange is reported without its head, not
+    // judged; pairing stays certain, so the fourth is judged.
+    assert!(exchanges[2].quality.oversized && !exchanges[2].quality.complete);
+    assert!([0, 1, 3].iter().all(|&i| exchanges[i].quality.complete));
+    assert_eq!(d.tracker.stats().requests_not_kept, 1);
+}
+
+#[test]
+fn an_offer_behind_more_plain_requests_than_the_bound_is_judged() {
+    let mut d = Drive::new();
+    let plain = b"GET / HTTP/1.1\r\nHost: pbs\r\n\r\n".repeat(64);
+    let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".repeat(64);
+    d.client(&plain)
+        .client(b"GET /backup HTTP/1.1\r\nHost: pbs\r\nUpgrade: proxmox-backup-protocol-v1\r\nConnection: upgrade\r\n\r\n")
+        .server(&ok)
+        .server(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: proxmox-backup-protocol-v1\r\n\r\n")
+        .close();
+    let exchanges = d.exchanges();
+    assert_eq!(exchanges.len(), 65);
+    let offer = &exchanges[64];
+    assert_eq!(offer.request.as_ref().unwrap().target, "/backup");
+    assert!(offer.is_switch() && offer.quality.complete);
+    assert_eq!(exchanges.iter().filter(|e| e.request.is_none()).count(), 1);
+    assert_eq!(d.tracker.stats().requests_not_kept, 1);
+}
+
+#[test]
+fn partial_heads_and_requests_awaiting_count_as_held_until_the_connection_ends() {
+    let mut d = Drive::new();
+    assert_eq!(d.tracker.heap_bytes(), 0);
+    let unfinished = [b"GET / HTTP/1.1\r\nX-Pad: ".as_slice(), &[b'a'; 20_000]].concat();
+    d.client(b"GET /first HTTP/1.1\r\n\r\n").client(&unfinished);
+    let held = d.tracker.heap_bytes();
+    assert!(
+        (unfinished.len()..2 * unfinished.len()).contains(&held),
+        "{held} bytes held for a head of {} and one request",
+        unfinished.len()
+    );
+    d.server(&[b"HTTP/1.1 200 OK\r\nX-Pad: ".as_slice(), &[b'b'; 30_000]].concat());
+    assert!(d.tracker.heap_bytes() > held + 30_000);
+    d.close();
+    assert_eq!(d.tracker.heap_bytes(), 0);
+}
+
+#[test]
+fn a_head_never_holds_more_than_the_head_limit() {
+    let limits = HttpLimits {
+        max_head_bytes: 1000,
+        ..HttpLimits::default()
+    };
+    let mut d = Drive::limited(limits);
+    d.client(b"GET / HTTP/1.1\r\n");
+    for _ in 0..99 {
+        d.client(b"X: 0123456\r\n");
+        assert!(d.tracker.heap_bytes() <= 1000, "{}", d.tracker.heap_bytes());
+    }
 }
 
 #[test]
@@ -1099,6 +1158,7 @@ proptest! {
         }
         d.close();
         prop_assert_eq!(d.tracker.connections(), 0);
+        prop_assert_eq!(d.tracker.heap_bytes(), 0, "what was counted was given back");
         for exchange in d.exchanges() {
             prop_assert!(exchange.interim.len() <= 8);
             if let Some(switched) = &exchange.switched {

@@ -44,6 +44,11 @@ pub fn render(kernel: &BTreeMap<Counter, u64>, pipeline: &PipelineSnapshot) -> S
         "Out-of-order bytes reassembly holds now.",
         pipeline.buffered_bytes,
     );
+    text.gauge(
+        "auditor_http_buffered_bytes",
+        "Bytes the HTTP layer holds now: partial heads, requests awaiting responses, bytes kept across a switch.",
+        pipeline.http_buffered_bytes,
+    );
 
     text.family(
         "auditor_handshakes_total",
@@ -149,6 +154,9 @@ fn loss(text: &mut Exposition, loss: &LossCounters) {
         reassembly_gaps,
         reassembly_gap_bytes,
         connections_evicted,
+        http_heads_oversized,
+        http_requests_not_kept,
+        http_interim_dropped,
         output_drops,
         alerts_suppressed,
         rate_limit_keys_evicted,
@@ -181,8 +189,23 @@ fn loss(text: &mut Exposition, loss: &LossCounters) {
         ),
         (
             "connections_evicted",
-            "Connections dropped from reassembly to stay within its bounds.",
+            "Connections dropped to stay within the memory bounds.",
             connections_evicted,
+        ),
+        (
+            "http_heads_oversized",
+            "Heads over the HTTP layer's size or field-line limit, not read.",
+            http_heads_oversized,
+        ),
+        (
+            "http_requests_not_kept",
+            "Pipelined requests past the HTTP layer's bound, whose exchanges were not judged.",
+            http_requests_not_kept,
+        ),
+        (
+            "http_interim_dropped",
+            "Interim responses past the HTTP layer's bound per exchange.",
+            http_interim_dropped,
         ),
         (
             "output_drops",
@@ -335,6 +358,7 @@ mod tests {
             },
             connections_open: 3,
             buffered_bytes: 120,
+            http_buffered_bytes: 300,
             emitted,
             loss: LossCounters {
                 kernel_drops: 6,
@@ -368,6 +392,7 @@ mod tests {
                 "auditor_reassembly_buffer_overflows_total 0",
                 "auditor_connections_open 3",
                 "auditor_reassembly_buffered_bytes 120",
+                "auditor_http_buffered_bytes 300",
                 "auditor_handshakes_total{outcome=\"switched\"} 0",
                 "auditor_handshakes_total{outcome=\"declined\"} 4",
                 "auditor_handshakes_total{outcome=\"incomplete\"} 0",
@@ -378,6 +403,9 @@ mod tests {
                 "auditor_loss_reassembly_gaps_total 0",
                 "auditor_loss_reassembly_gap_bytes_total 0",
                 "auditor_loss_connections_evicted_total 0",
+                "auditor_loss_http_heads_oversized_total 0",
+                "auditor_loss_http_requests_not_kept_total 0",
+                "auditor_loss_http_interim_dropped_total 0",
                 "auditor_loss_output_drops_total 0",
                 "auditor_loss_alerts_suppressed_total 9",
                 "auditor_loss_rate_limit_keys_evicted_total 0",

@@ -321,10 +321,7 @@ impl Reassembler {
         emit: &mut Emit<'_>,
     ) {
         if self.connections.len() >= self.limits.max_connections {
-            if let Some((&lru, _)) = self.connections.peek_lru() {
-                self.stats.connections_evicted += 1;
-                self.close(lru, CloseReason::Evicted, segment.timestamp_ns, emit);
-            }
+            self.evict_least_recent(segment.timestamp_ns, emit);
         }
         let (syn, ack) = (segment.flags.syn(), segment.flags.ack());
         let syn_sender = match (syn, ack) {
@@ -436,13 +433,20 @@ impl Reassembler {
             ) {}
             self.buffered_total -= before - connection.buffered();
         }
-        while self.buffered_total > limits.max_buffered_total {
-            let Some((&lru, _)) = self.connections.peek_lru() else {
-                break;
-            };
-            self.stats.connections_evicted += 1;
-            self.close(lru, CloseReason::Evicted, timestamp_ns, emit);
-        }
+        while self.buffered_total > limits.max_buffered_total
+            && self.evict_least_recent(timestamp_ns, emit)
+        {}
+    }
+
+    /// Closes the least recently used connection, to free what it holds;
+    /// false when there is none.
+    pub fn evict_least_recent(&mut self, now_ns: u64, emit: &mut Emit<'_>) -> bool {
+        let Some((&lru, _)) = self.connections.peek_lru() else {
+            return false;
+        };
+        self.stats.connections_evicted += 1;
+        self.close(lru, CloseReason::Evicted, now_ns, emit);
+        true
     }
 }
 
