@@ -99,6 +99,17 @@ fn bound(base: u64, connections: u16) -> u64 {
     base + u64::from(connections) * PER_CONNECTION + BUDGET + SLACK
 }
 
+fn assert_within_bound(peak: u64, base: u64) {
+    let limit = bound(base, CONNECTIONS);
+    assert!(
+        peak <= limit,
+        "peak {} MiB over the bound {} MiB (base {} MiB)",
+        peak >> 20,
+        limit >> 20,
+        base >> 20
+    );
+}
+
 /// `auditor replay --config CONFIG /dev/stdin` fed `capture`: its exit
 /// status, standard output and peak resident memory in bytes, read before
 /// the end of its input lets it finish. (`wait4`'s figure would include
@@ -144,16 +155,9 @@ fn replay_of_the_worst_case_stays_under_the_bound() {
     let held_without_bounds = capture.len() as u64;
     let (status, stdout, peak) = replay_measured(&config, &capture);
     assert!(status.success(), "{status}");
-    let limit = bound(base, CONNECTIONS);
+    assert_within_bound(peak, base);
     assert!(
-        peak <= limit,
-        "peak {} MiB over the bound {} MiB (base {} MiB)",
-        peak >> 20,
-        limit >> 20,
-        base >> 20
-    );
-    assert!(
-        limit < base + held_without_bounds,
+        bound(base, CONNECTIONS) < base + held_without_bounds,
         "the bound must be below what holding everything would take"
     );
     let events = json_lines(&stdout);
@@ -198,14 +202,7 @@ fn live_capture_of_the_worst_case_stays_under_the_bound() {
     daemon.signal(nix::sys::signal::Signal::SIGTERM);
     let (status, _, stdout) = daemon.wait_with_output();
     assert!(status.success(), "{status}");
-    let limit = bound(base, CONNECTIONS);
-    assert!(
-        peak <= limit,
-        "peak {} MiB over the bound {} MiB (base {} MiB)",
-        peak >> 20,
-        limit >> 20,
-        base >> 20
-    );
+    assert_within_bound(peak, base);
     let events: Vec<Value> = stdout
         .iter()
         .map(|line| serde_json::from_str(line).unwrap())
