@@ -2,13 +2,15 @@
 //! the same for live capture and capture files. Payload-gate requests of the
 //! HTTP layer come out as [`GateCommand`]s for the live capture to apply.
 
-use std::{collections::HashMap, io, net::SocketAddr};
+mod gates;
 
-use foldhash::fast::RandomState;
+use std::io;
 
+pub use self::gates::GateCommand;
+use self::gates::PayloadGates;
 use crate::{
     events::{EmittedCounts, Event, LossCounters, StatsCounters},
-    http::{GateUntil, HttpLimits, HttpOutput, HttpTracker},
+    http::{HttpLimits, HttpOutput, HttpTracker},
     output::Sink,
     reassembly::{ConnectionId, Emit, Reassembler, ReassemblyLimits, ReassemblyStats, StreamEvent},
     reporter::{KernelLoss, ReportSettings, Reporter},
@@ -60,19 +62,6 @@ impl PipelineSnapshot {
     }
 }
 
-/// A change to the kernel's payload gate for the direction `src` → `dst`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum GateCommand {
-    /// Stop copying payload, until `resume_seq` or for good.
-    Close {
-        src: SocketAddr,
-        dst: SocketAddr,
-        resume_seq: Option<u32>,
-    },
-    /// The connection ended: copy this direction again (its ports may be reused).
-    Open { src: SocketAddr, dst: SocketAddr },
-}
-
 pub struct Pipeline<S: Sink> {
     reassembler: Reassembler,
     http: HttpTracker,
@@ -82,11 +71,7 @@ pub struct Pipeline<S: Sink> {
     http_outputs: Vec<HttpOutput>,
     events: Vec<Event>,
     closed: Vec<ConnectionId>,
-    /// Connections with a gate closed, by id, so it is opened when they end
-    /// (looked up for every gate request and every close: foldhash rather
-    /// than SipHash, as for the HTTP layer's table).
-    gated: HashMap<ConnectionId, (SocketAddr, SocketAddr), RandomState>,
-    gate_commands: Vec<GateCommand>,
+    gates: PayloadGates,
     next_tick_ns: u64,
     stats: PipelineStats,
     /// Bytes held for connections, out-of-order data and HTTP state alike.
@@ -109,8 +94,7 @@ impl<S: Sink> Pipeline<S> {
             http_outputs: Vec::new(),
             events: Vec::new(),
             closed: Vec::new(),
-            gated: HashMap::default(),
-            gate_commands: Vec::new(),
+            gates: PayloadGates::default(),
             next_tick_ns: 0,
             stats: PipelineStats::default(),
             max_buffered_total: reassembly.max_buffered_total,
@@ -246,7 +230,7 @@ impl<S: Sink> Pipeline<S> {
 
     /// Gate changes for the live capture, in the order they arose.
     pub fn take_gate_commands(&mut self) -> std::vec::Drain<'_, GateCommand> {
-        self.gate_commands.drain(..)
+        self.gates.take_commands()
     }
 
     pub fn stats(&self) -> PipelineStats {
@@ -316,33 +300,11 @@ impl<S: Sink> Pipeline<S> {
                         }
                     }
                 }
-                HttpOutput::Gate(request) => {
-                    let resume_seq = match request.until {
-                        GateUntil::Forever => None,
-                        GateUntil::Offset(offset) => {
-                            match self.reassembler.seq_of(request.src, request.dst, offset) {
-                                Some(seq) => Some(seq),
-                                None => continue,
-                            }
-                        }
-                    };
-                    self.gated
-                        .insert(request.connection, (request.src, request.dst));
-                    self.gate_commands.push(GateCommand::Close {
-                        src: request.src,
-                        dst: request.dst,
-                        resume_seq,
-                    });
-                }
+                HttpOutput::Gate(request) => self.gates.request(request, &self.reassembler),
             }
         }
         for id in self.closed.drain(..) {
-            if let Some((a, b)) = self.gated.remove(&id) {
-                self.gate_commands
-                    .push(GateCommand::Open { src: a, dst: b });
-                self.gate_commands
-                    .push(GateCommand::Open { src: b, dst: a });
-            }
+            self.gates.connection_closed(id);
         }
         for event in self.events.drain(..) {
             self.sink.event(&event)?;
