@@ -1,6 +1,7 @@
-//! The rule catalogue (../shared/spec/rules.md) and the engine that runs it
-//! over exchanges. Each rule keeps its metadata, its check and its tests in
-//! one place: adding a rule is one local change in the file of its family.
+//! The rule catalogue, which docs/rules.md is generated from, and the
+//! engine that runs it over exchanges. Each rule keeps its metadata, its
+//! check and its tests in one place: adding a rule is one local change in
+//! the file of its family.
 
 mod generic;
 mod h2c;
