@@ -4,6 +4,11 @@
 //! Data flows one way: [`capture`] (the kernel program) or [`replay`] (a
 //! capture file) → [`segment`]s → [`reassembly`] → [`http`] exchanges →
 //! [`pipeline`] → rules and events → [`output`].
+//!
+//! Modules depend on each other without a cycle (`tests/modules.rs` checks
+//! it): each component owns its settings, [`config`] assembles them from
+//! the file, and only [`daemon`] and the binary, which put the components
+//! together, import [`config`].
 
 mod addr;
 pub mod capabilities;

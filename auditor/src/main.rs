@@ -10,7 +10,7 @@ use auditor::{
     output::{self, Destination, LineWriter, QueuedOutputs},
     pipeline::Pipeline,
     replay,
-    reporter::{KernelLoss, ReportSettings, Reporter},
+    reporter::{KernelLoss, Reporter},
     rules::{self, Severity},
     segment::SegmentRef,
 };
@@ -332,8 +332,7 @@ fn replay(args: ReplayArgs) -> Result<(), Failure> {
         ports: args.ports.clone(),
         ..Config::embedded_default()
     });
-    let reporter =
-        (!args.exchanges).then(|| Reporter::new(ReportSettings::new(&config, HashMap::new())));
+    let reporter = (!args.exchanges).then(|| Reporter::new(config.report_settings(HashMap::new())));
     let watched = |segment: &SegmentRef| {
         ports.is_empty()
             || ports.contains(&segment.src.port())

@@ -5,13 +5,12 @@
 use std::{collections::HashMap, sync::Arc};
 
 use crate::{
-    config::{Config, Role, RuleSettings},
     events::{
         events_for_offer, AlertRateLimiter, EmittedCounts, Event, EventBody, EventContext,
         LossCounters, RateLimitSettings, RedactionAllowlist, StatsCounters,
     },
     http::Exchange,
-    rules::{self, Context, Finding, Offer, Severity},
+    rules::{self, Context, Offer, PortRole, RuleSettings, Severity},
 };
 
 /// What the reporter needs to know about where it runs.
@@ -20,7 +19,7 @@ pub struct ReportSettings {
     /// Every event carries it: events share this one.
     pub host: Arc<str>,
     /// The configured role of each watched port.
-    pub roles: HashMap<u16, Role>,
+    pub roles: HashMap<u16, PortRole>,
     /// Interface names by index, for live capture.
     pub interface_names: HashMap<u32, String>,
     pub allowlist: RedactionAllowlist,
@@ -29,35 +28,13 @@ pub struct ReportSettings {
     pub rules: RuleSettings,
 }
 
-impl ReportSettings {
-    /// Settings from the configuration, on this host.
-    pub fn new(config: &Config, interface_names: HashMap<u32, String>) -> ReportSettings {
-        let host = nix::unistd::gethostname()
-            .ok()
-            .and_then(|name| name.into_string().ok())
-            .unwrap_or_else(|| "unknown".to_owned());
-        ReportSettings {
-            host: Arc::from(host),
-            roles: config.roles(),
-            interface_names,
-            allowlist: config.redaction.clone(),
-            rate_limit: config.rate_limit,
-            rules: config.rules.clone(),
-        }
-    }
-}
-
-/// The findings of rules that are not disabled, at their configured
-/// severity: an override replaces the catalogue's severity and the one a
-/// rule chose for what it saw.
-fn configured(mut findings: Vec<Finding>, settings: &RuleSettings) -> Vec<Finding> {
-    findings.retain(|finding| !settings.disabled.iter().any(|id| id == finding.rule.id));
-    for finding in &mut findings {
-        if let Some(&severity) = settings.severity.get(finding.rule.id) {
-            finding.severity = severity;
-        }
-    }
-    findings
+/// This machine's name, as events give it in `host`.
+pub fn host_name() -> Arc<str> {
+    let host = nix::unistd::gethostname()
+        .ok()
+        .and_then(|name| name.into_string().ok())
+        .unwrap_or_else(|| "unknown".to_owned());
+    Arc::from(host)
 }
 
 /// Counts of what the kernel could not deliver, for `loss` events.
@@ -98,10 +75,11 @@ impl Reporter {
         let first = out.len();
         let role = self.settings.roles.get(&exchange.server.port()).copied();
         let offer = Offer::of(exchange);
-        let findings = configured(
-            rules::evaluate_offer(exchange, &offer, &Context { role }),
-            &self.settings.rules,
-        );
+        let findings = self.settings.rules.configured(rules::evaluate_offer(
+            exchange,
+            &offer,
+            &Context { role },
+        ));
         self.worst = findings.iter().map(|f| f.severity).chain(self.worst).max();
         let interface = exchange
             .interface

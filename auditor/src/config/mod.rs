@@ -1,9 +1,13 @@
 //! The daemon's configuration: a TOML file, or the embedded defaults.
+//!
+//! Each component owns the settings of its table (`[rate_limit]` and
+//! `[redaction]` in `events`, `[rules]` in `rules`…); this module assembles
+//! them, checks them together and hands each component its own.
 
 mod locate;
 mod validate;
 
-use std::{collections::BTreeMap, fmt, net::SocketAddr, path::Path, str::FromStr};
+use std::{collections::HashMap, net::SocketAddr, path::Path, str::FromStr};
 
 use serde::Deserialize;
 
@@ -11,7 +15,8 @@ use crate::{
     events::{RateLimitSettings, RedactionAllowlist},
     output::Destination,
     reassembly::ReassemblyLimits,
-    rules::Severity,
+    reporter::{self, ReportSettings},
+    rules::{PortRole, RuleSettings},
 };
 
 /// The configuration used when no file is given.
@@ -56,16 +61,6 @@ fn default_ports() -> Vec<WatchedPort> {
     toml::from_str::<Ports>(DEFAULT)
         .expect("the embedded default configuration lists its ports")
         .ports
-}
-
-/// The `[rules]` table: rules turned off, and severities changed.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, default)]
-pub struct RuleSettings {
-    /// Rule ids that never raise.
-    pub disabled: Vec<String>,
-    /// Rule id → the severity its alerts carry instead of the catalogue's.
-    pub severity: BTreeMap<String, Severity>,
 }
 
 /// The `[output]` table: where events go.
@@ -183,14 +178,7 @@ impl ReassemblySettings {
 pub struct WatchedPort {
     pub port: u16,
     #[serde(default)]
-    pub role: Option<Role>,
-}
-
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
-#[serde(try_from = "String")]
-pub enum Role {
-    Frontend,
-    Backend,
+    pub role: Option<PortRole>,
 }
 
 /// What the command line says, which overrides the file: an empty list or
@@ -265,11 +253,24 @@ impl Problem {
 
 impl Config {
     /// The configured role of each port that has one.
-    pub fn roles(&self) -> std::collections::HashMap<u16, Role> {
+    pub fn roles(&self) -> HashMap<u16, PortRole> {
         self.ports
             .iter()
             .filter_map(|p| Some((p.port, p.role?)))
             .collect()
+    }
+
+    /// What the reporter needs from this configuration, on this host;
+    /// `interface_names` by index, for live capture.
+    pub fn report_settings(&self, interface_names: HashMap<u32, String>) -> ReportSettings {
+        ReportSettings {
+            host: reporter::host_name(),
+            roles: self.roles(),
+            interface_names,
+            allowlist: self.redaction.clone(),
+            rate_limit: self.rate_limit,
+            rules: self.rules.clone(),
+        }
     }
 
     pub fn embedded_default() -> Config {
@@ -352,35 +353,6 @@ impl FromStr for WatchedPort {
         };
         let role = role.map(str::parse).transpose()?;
         Ok(WatchedPort { port, role })
-    }
-}
-
-impl FromStr for Role {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Role, String> {
-        match text {
-            "frontend" => Ok(Role::Frontend),
-            "backend" => Ok(Role::Backend),
-            other => Err(format!("`{other}` is not a role (frontend or backend)")),
-        }
-    }
-}
-
-impl TryFrom<String> for Role {
-    type Error = String;
-
-    fn try_from(text: String) -> Result<Role, String> {
-        text.parse()
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Role::Frontend => "frontend",
-            Role::Backend => "backend",
-        })
     }
 }
 

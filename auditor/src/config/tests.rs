@@ -1,3 +1,5 @@
+use std::collections::BTreeMap;
+
 use super::*;
 use crate::rules::Severity;
 
@@ -37,7 +39,7 @@ fn parses_ports_with_roles() {
     )
     .unwrap();
     assert_eq!(config.interfaces, ["eth0"]);
-    assert_eq!(config.ports[1].role, Some(Role::Backend));
+    assert_eq!(config.ports[1].role, Some(PortRole::Backend));
     assert_eq!(config.ports[0].role, None);
 }
 
@@ -386,7 +388,7 @@ fn command_line_overrides_replace_what_they_name() {
             interfaces: vec!["lo".into()],
             ports: vec![WatchedPort {
                 port: 8080,
-                role: Some(Role::Backend)
+                role: Some(PortRole::Backend)
             }],
             output: OutputSettings {
                 destinations: vec![Destination::Stdout, Destination::File("/tmp/a".into())],
@@ -433,7 +435,7 @@ fn parses_command_line_ports() {
         "8080:frontend".parse::<WatchedPort>(),
         Ok(WatchedPort {
             port: 8080,
-            role: Some(Role::Frontend)
+            role: Some(PortRole::Frontend)
         })
     );
     assert_eq!("80".parse::<WatchedPort>().unwrap().role, None);

@@ -25,7 +25,7 @@ use crate::{
     metrics::{self, MetricsListener},
     output::Sink,
     pipeline::{GateCommand, Pipeline},
-    reporter::{KernelLoss, ReportSettings, Reporter},
+    reporter::{KernelLoss, Reporter},
 };
 
 /// How often idle connections are expired.
@@ -109,7 +109,7 @@ pub async fn run<S: Sink>(
     let stats_timer = tokio::time::sleep(stats_every);
     tokio::pin!(stats_timer);
     let reporter = (output == Output::Events)
-        .then(|| Reporter::new(ReportSettings::new(&config, interface_names(&capture))));
+        .then(|| Reporter::new(config.report_settings(interface_names(&capture))));
     let mut running = Running {
         pipeline: Pipeline::new(
             config.reassembly.limits(),

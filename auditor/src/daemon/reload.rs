@@ -9,7 +9,6 @@ use crate::{
     capture::{interfaces, Capture, CaptureError, Interface},
     config::{Config, ConfigError, Overrides, WatchedPort},
     output::Sink,
-    reporter::ReportSettings,
 };
 
 /// Where the configuration comes from: the file (or the embedded defaults),
@@ -75,10 +74,8 @@ impl<S: Sink> Running<S> {
         for (index, _) in &to_detach {
             self.capture.detach(*index);
         }
-        self.pipeline.replace_report_settings(ReportSettings::new(
-            &config,
-            interface_names(&self.capture),
-        ))?;
+        self.pipeline
+            .replace_report_settings(config.report_settings(interface_names(&self.capture)))?;
         if config.reporting.loss_interval_secs != self.config.reporting.loss_interval_secs {
             self.loss_timer = loss_timer(&config.reporting);
         }

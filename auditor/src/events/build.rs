@@ -7,9 +7,8 @@ use super::{
     EventBody, Flow, Handshake, HandshakeEvent, HandshakeOutcome, RedactionAllowlist,
 };
 use crate::{
-    config::Role,
     http::Exchange,
-    rules::{Finding, Offer},
+    rules::{Finding, Offer, PortRole},
 };
 
 /// Where an exchange was seen, and what its events may show.
@@ -20,7 +19,7 @@ pub struct EventContext<'a> {
     /// The name of the interface the exchange was seen on, when known.
     pub interface: Option<&'a str>,
     /// The role configured for the server's port.
-    pub role: Option<Role>,
+    pub role: Option<PortRole>,
     pub allowlist: &'a RedactionAllowlist,
 }
 

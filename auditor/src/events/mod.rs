@@ -1,10 +1,13 @@
-//! The JSON events of interfaces.md ("Events"): one object per line for log
-//! pipelines. Building them is pure; writing them is the caller's job.
+//! The JSON events of docs/interfaces.md ("Events"): one object per line
+//! for log pipelines. Building them is pure; writing them is the caller's
+//! job.
 //!
 //! - [`events_for`] turns an exchange and its findings into a `handshake`
 //!   event (for an upgrade offer) and one `alert` per finding.
 //! - [`AlertRateLimiter`] caps repeated alerts and summarizes the rest.
 //! - [`Event::loss`] and [`Event::stats`] report counters.
+//! - [`ExchangeRecord`] is an exchange as `--exchanges` prints it, redacted
+//!   as events are.
 //!
 //! `schema/events.schema.json` at the repository root describes every event;
 //! the tests hold the two together.
@@ -12,6 +15,7 @@
 mod build;
 mod community_id;
 mod counters;
+mod exchange_record;
 mod http;
 pub mod pretty;
 mod rate_limit;
@@ -27,14 +31,14 @@ use smallvec::SmallVec;
 pub use build::{events_for, events_for_offer, EventContext};
 pub use community_id::CommunityId;
 pub use counters::{EmittedCounts, LossCounters, StatsCounters};
+pub use exchange_record::ExchangeRecord;
 pub use http::{FieldElements, HttpRecord, RequestRecord, ResponseRecord};
 pub use rate_limit::{AlertRateLimiter, RateLimitSettings};
-pub use redact::{RedactionAllowlist, Redactor, SECRET_FIELDS};
+pub use redact::{RedactionAllowlist, SECRET_FIELDS};
 
 use crate::{
-    config::Role,
     http::Quality,
-    rules::{ProxyImpact, Severity},
+    rules::{PortRole, ProxyImpact, Severity},
 };
 
 /// Bumped on an incompatible change of any event.
@@ -89,7 +93,7 @@ pub struct Flow {
     pub interface: Option<String>,
     /// The role configured for the server's port.
     #[serde(serialize_with = "serialize_role")]
-    pub role: Option<Role>,
+    pub role: Option<PortRole>,
 }
 
 /// How much of the exchange was seen ([`Quality`]).
@@ -298,7 +302,10 @@ fn write_zero_padded(digits: &mut [u8], mut value: u32) {
     }
 }
 
-fn serialize_role<S: Serializer>(role: &Option<Role>, serializer: S) -> Result<S::Ok, S::Error> {
+fn serialize_role<S: Serializer>(
+    role: &Option<PortRole>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
     match role {
         Some(role) => serializer.collect_str(role),
         None => serializer.serialize_none(),

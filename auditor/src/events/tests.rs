@@ -1,5 +1,5 @@
 //! Events against `schema/events.schema.json` and the field names of
-//! interfaces.md.
+//! docs/interfaces.md.
 
 use std::{collections::BTreeSet, sync::LazyLock};
 
@@ -65,7 +65,7 @@ fn evaluated(exchange: &Exchange) -> Vec<Event> {
     let context = EventContext {
         host: &Arc::from(HOST),
         interface: Some("eth0"),
-        role: Some(Role::Frontend),
+        role: Some(PortRole::Frontend),
         allowlist: &allowlist,
     };
     let findings = rules::evaluate(exchange, &Context::default());

@@ -1,18 +1,15 @@
 //! What the HTTP layer reports: one request with its responses, and how much
 //! of it was really seen.
 //!
-//! The in-memory values are the bytes as sent. Serialization (`--exchanges`)
-//! redacts the secrets users must never find in their logs as events do,
-//! through the events' [`Redactor`].
+//! The values are the bytes as sent, secrets included: what is printed of
+//! them goes through the events' redaction (`--exchanges` too, as
+//! `events::ExchangeRecord`).
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::ops::Range;
 
-use serde::ser::SerializeStruct;
 use serde::{Serialize, Serializer};
-
-use crate::events::{RedactionAllowlist, Redactor};
 
 /// One request and its answer on one connection, in the order the
 /// connection carried them.
@@ -365,110 +362,6 @@ fn trim_whitespace(bytes: &[u8]) -> &[u8] {
     &bytes[start..end]
 }
 
-/// As `--exchanges` prints it: every string from the wire through a
-/// [`Redactor`] that allows nothing ([`Redactor::exchange_field`]).
-impl Serialize for Exchange {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        // Destructured whole, so that a new field cannot be left out.
-        let Exchange {
-            connection,
-            client,
-            server,
-            interface,
-            request,
-            interim,
-            response,
-            switched,
-            early_data,
-            pipelined_behind,
-            not_http_after_decline,
-            request_ns,
-            response_ns,
-            quality,
-        } = self;
-        let nothing_allowed = RedactionAllowlist::default();
-        let redactor = Redactor::new(&nothing_allowed, self);
-        let redacted_response = |head| RedactedResponse {
-            head,
-            redactor: &redactor,
-        };
-        let mut fields = serializer.serialize_struct("Exchange", 14)?;
-        fields.serialize_field("connection", connection)?;
-        fields.serialize_field("client", client)?;
-        fields.serialize_field("server", server)?;
-        fields.serialize_field("interface", interface)?;
-        let request = request.as_ref().map(|head| RedactedRequest {
-            head,
-            redactor: &redactor,
-        });
-        fields.serialize_field("request", &request)?;
-        let interim: Vec<RedactedResponse> = interim.iter().map(redacted_response).collect();
-        fields.serialize_field("interim", &interim)?;
-        fields.serialize_field("response", &response.as_ref().map(redacted_response))?;
-        fields.serialize_field("switched", switched)?;
-        fields.serialize_field("early_data", early_data)?;
-        fields.serialize_field("pipelined_behind", pipelined_behind)?;
-        fields.serialize_field("not_http_after_decline", not_http_after_decline)?;
-        fields.serialize_field("request_ns", request_ns)?;
-        fields.serialize_field("response_ns", response_ns)?;
-        fields.serialize_field("quality", quality)?;
-        fields.end()
-    }
-}
-
-struct RedactedRequest<'a> {
-    head: &'a RequestHead,
-    redactor: &'a Redactor<'a>,
-}
-
-impl Serialize for RedactedRequest<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let (head, redactor) = (self.head, self.redactor);
-        let mut fields = serializer.serialize_struct("RequestHead", 4)?;
-        fields.serialize_field("method", &redactor.text(&head.method))?;
-        fields.serialize_field("target", &redactor.target(&head.target))?;
-        fields.serialize_field("version", &head.version)?;
-        fields.serialize_field("headers", &RedactedHeaders(&head.headers, redactor))?;
-        fields.end()
-    }
-}
-
-struct RedactedResponse<'a> {
-    head: &'a ResponseHead,
-    redactor: &'a Redactor<'a>,
-}
-
-impl Serialize for RedactedResponse<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let (head, redactor) = (self.head, self.redactor);
-        let mut fields = serializer.serialize_struct("ResponseHead", 4)?;
-        fields.serialize_field("version", &head.version)?;
-        fields.serialize_field("status", &head.status)?;
-        fields.serialize_field("reason", &redactor.text(&head.reason))?;
-        fields.serialize_field("headers", &RedactedHeaders(&head.headers, redactor))?;
-        fields.end()
-    }
-}
-
-/// Each field line as `{"name": …, "value": …}`.
-struct RedactedHeaders<'a>(&'a Headers, &'a Redactor<'a>);
-
-impl Serialize for RedactedHeaders<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let RedactedHeaders(headers, redactor) = *self;
-        serializer.collect_seq(headers.iter().map(|line| RedactedHeader {
-            name: line.name,
-            value: redactor.exchange_field(line.name, line.value),
-        }))
-    }
-}
-
-#[derive(Serialize)]
-struct RedactedHeader<'a> {
-    name: &'a str,
-    value: String,
-}
-
 fn serialize_hex<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
     let mut hex = String::with_capacity(bytes.len() * 2);
     for b in bytes {
@@ -486,99 +379,6 @@ mod tests {
             name,
             value: value.as_bytes(),
         }
-    }
-
-    fn sample() -> Exchange {
-        Exchange {
-            connection: 7,
-            client: "10.0.0.1:40000".parse().unwrap(),
-            server: "10.0.0.2:80".parse().unwrap(),
-            interface: Some(3),
-            request: Some(RequestHead {
-                method: "GET".into(),
-                target: "/chat?token=s3cret&x=1".into(),
-                version: HttpVersion::Http11,
-                headers: Headers::from_iter([
-                    header("Host", "example"),
-                    header("Authorization", "Bearer s3cret"),
-                    header("cookie", "sid=s3cret"),
-                    header("Proxy-Authorization", "Basic s3cret"),
-                    header("Connection", "keep-alive"),
-                    header("Connection", " Upgrade "),
-                    header("Upgrade", "websocket"),
-                ]),
-            }),
-            interim: vec![],
-            response: Some(ResponseHead {
-                version: HttpVersion::Http11,
-                status: 101,
-                reason: "Switching Protocols".into(),
-                headers: Headers::from_iter([
-                    header("Set-Cookie", "sid=s3cret"),
-                    header("X-Bin", "a\u{fffd}b"),
-                ]),
-            }),
-            switched: Some(Switched {
-                client_bytes: vec![0x81, 0x0a],
-                server_bytes: vec![],
-            }),
-            early_data: None,
-            pipelined_behind: false,
-            not_http_after_decline: None,
-            request_ns: Some(1),
-            response_ns: Some(2),
-            quality: Quality {
-                complete: true,
-                ..Quality::default()
-            },
-        }
-    }
-
-    #[test]
-    fn json_redacts_secrets_and_query_but_memory_keeps_them() {
-        let exchange = sample();
-        let json = serde_json::to_string(&exchange).unwrap();
-        assert!(!json.contains("s3cret"), "{json}");
-        let value: serde_json::Value = serde_json::from_str(&json).unwrap();
-        let request = &value["request"];
-        assert_eq!(request["target"], "/chat?[redacted]");
-        assert_eq!(request["version"], "HTTP/1.1");
-        assert_eq!(request["headers"][0]["value"], "example");
-        for i in 1..4 {
-            assert_eq!(request["headers"][i]["value"], "[redacted]");
-        }
-        assert_eq!(value["response"]["headers"][0]["value"], "[redacted]");
-        assert_eq!(value["switched"]["client_bytes"], "810a");
-        assert_eq!(value["switched"]["server_bytes"], "");
-        assert_eq!(value["client"], "10.0.0.1:40000");
-        assert_eq!(value["quality"]["complete"], true);
-        let in_memory = exchange.request.as_ref().unwrap();
-        assert_eq!(in_memory.target, "/chat?token=s3cret&x=1");
-        assert_eq!(
-            in_memory.header_values("authorization").next(),
-            Some(&b"Bearer s3cret"[..])
-        );
-    }
-
-    #[test]
-    fn json_redacts_userinfo_and_subprotocol_tokens() {
-        let mut exchange = sample();
-        let request = exchange.request.as_mut().unwrap();
-        request.target = "http://user:pa55@example/chat".into();
-        request.headers.push(
-            "Sec-WebSocket-Protocol",
-            b"v5.channel.k8s.io, base64url.bearer.authorization.k8s.io.dG9rZW4",
-        );
-        let json = serde_json::to_string(&exchange).unwrap();
-        assert!(!json.contains("pa55"), "{json}");
-        assert!(!json.contains("dG9rZW4"), "{json}");
-        let value: serde_json::Value = serde_json::from_str(&json).unwrap();
-        let request = &value["request"];
-        assert_eq!(request["target"], "http://[redacted]@example/chat");
-        assert_eq!(
-            request["headers"][7]["value"],
-            "[redacted], base64url.bearer.authorization.k8s.io.[redacted]"
-        );
     }
 
     #[test]
@@ -605,23 +405,23 @@ mod tests {
     }
 
     #[test]
-    fn target_without_query_is_kept() {
-        let mut exchange = sample();
-        exchange.request.as_mut().unwrap().target = "/plain".into();
-        let value = serde_json::to_value(&exchange).unwrap();
-        assert_eq!(value["request"]["target"], "/plain");
-    }
-
-    #[test]
     fn header_values_and_lists_span_field_lines() {
-        let exchange = sample();
-        let request = exchange.request.as_ref().unwrap();
+        let request = RequestHead {
+            method: "GET".into(),
+            target: "/chat".into(),
+            version: HttpVersion::Http11,
+            headers: Headers::from_iter([
+                header("Host", "example"),
+                header("Connection", "keep-alive"),
+                header("Connection", " Upgrade "),
+                header("Upgrade", "websocket"),
+            ]),
+        };
         let connection: Vec<&[u8]> = request.header_elements("CONNECTION").collect();
         assert_eq!(connection, vec![&b"keep-alive"[..], &b"Upgrade"[..]]);
         assert!(request.has_element("connection", "upgrade"));
         assert!(!request.has_element("connection", "close"));
         assert!(request.is_upgrade_offer());
-        assert!(exchange.is_switch());
     }
 
     #[test]

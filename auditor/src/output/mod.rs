@@ -15,7 +15,7 @@ pub use destination::{Destination, SYSLOG_SOCKET};
 pub use queued::{OpenError, QueuedOutputs};
 
 use crate::{
-    events::{pretty, Event},
+    events::{pretty, Event, ExchangeRecord},
     http::Exchange,
 };
 
@@ -87,7 +87,7 @@ impl<W: Write> Sink for LineWriter<W> {
     }
 
     fn exchange(&mut self, exchange: &Exchange) -> io::Result<()> {
-        self.json_line(exchange)
+        self.json_line(&ExchangeRecord(exchange))
     }
 
     fn flush(&mut self) -> io::Result<()> {

@@ -30,7 +30,7 @@ use super::{
 };
 use crate::{
     capabilities,
-    events::{pretty, Event, EventBody},
+    events::{pretty, Event, EventBody, ExchangeRecord},
     http::Exchange,
 };
 
@@ -212,7 +212,7 @@ impl Sink for QueuedOutputs {
 
     fn exchange(&mut self, exchange: &Exchange) -> io::Result<()> {
         self.batch.push(Rendered {
-            json_line: json_line(exchange)?,
+            json_line: json_line(&ExchangeRecord(exchange))?,
             pretty: None,
             severity: SyslogSeverity::Informational,
             kind: "exchange",

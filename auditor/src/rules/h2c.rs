@@ -4,8 +4,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use super::view::{decoded_len, not_exactly_one, utf8_lossy};
 use super::view::{joined_values, switch_response};
-use super::{Context, Offer, Rule, Scope, Severity, Violation};
-use crate::config::Role;
+use super::{Context, Offer, PortRole, Rule, Scope, Severity, Violation};
 use crate::http::{Exchange, RequestHead, ResponseHead};
 
 pub(super) static RULES: &[&Rule] = &[
@@ -218,7 +217,7 @@ pub(super) static H2C_UPGRADE_ACCEPTED: Rule = Rule {
     check: |exchange: &Exchange, offer: &Offer, context: &Context| {
         let response = h2c_switch(exchange, offer)?;
         let upgrade = joined_values(response.header_values("upgrade"));
-        Some(if context.role == Some(Role::Backend) {
+        Some(if context.role == Some(PortRole::Backend) {
             Violation {
                 message: format!(
                     "the server, on a backend port, accepted an h2c upgrade with `Upgrade: {upgrade}`"
@@ -438,7 +437,7 @@ mod tests {
             "the server accepted an h2c upgrade with `Upgrade: h2c`"
         );
         let backend = Context {
-            role: Some(Role::Backend),
+            role: Some(PortRole::Backend),
         };
         let violation = check_with(&H2C_UPGRADE_ACCEPTED, OFFER, ACCEPTED, &backend).unwrap();
         assert_eq!(violation.severity, Some(Severity::Critical));
@@ -447,7 +446,7 @@ mod tests {
             "the server, on a backend port, accepted an h2c upgrade with `Upgrade: h2c`"
         );
         let frontend = Context {
-            role: Some(Role::Frontend),
+            role: Some(PortRole::Frontend),
         };
         assert_eq!(
             check_with(&H2C_UPGRADE_ACCEPTED, OFFER, ACCEPTED, &frontend)

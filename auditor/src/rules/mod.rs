@@ -5,7 +5,9 @@
 
 mod generic;
 mod h2c;
+mod port_role;
 pub mod render;
+mod settings;
 mod view;
 mod websocket;
 
@@ -13,7 +15,9 @@ use std::sync::LazyLock;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{config::Role, http::Exchange};
+use crate::http::Exchange;
+pub use port_role::PortRole;
+pub use settings::RuleSettings;
 pub(crate) use view::utf8_lossy;
 pub use view::Offer;
 
@@ -83,7 +87,7 @@ pub struct ProxyImpact {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Context {
     /// The role configured for the server's port.
-    pub role: Option<Role>,
+    pub role: Option<PortRole>,
 }
 
 /// A rule's check found a violation.

@@ -1,5 +1,6 @@
-//! How the catalogue reads messages ("How messages are read" in rules.md):
-//! token lists across field lines, case-insensitive, and the offer.
+//! How the catalogue reads messages ("How rules read messages" in
+//! docs/rules.md): token lists across field lines, case-insensitive, and
+//! the offer.
 
 use std::borrow::Cow;
 use std::cell::OnceCell;
