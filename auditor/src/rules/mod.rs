@@ -3,11 +3,11 @@
 //! check and its tests in one place: adding a rule is one local change in
 //! the file of its family.
 
-mod generic;
 mod h2c;
 mod port_role;
 pub mod render;
 mod settings;
+mod upgrade;
 mod view;
 mod websocket;
 
@@ -151,7 +151,7 @@ pub struct Finding {
 
 /// Every rule, in catalogue order.
 pub fn catalogue() -> impl Iterator<Item = &'static Rule> {
-    generic::RULES
+    upgrade::RULES
         .iter()
         .chain(websocket::RULES)
         .chain(h2c::RULES)

@@ -1,4 +1,4 @@
-//! Generic HTTP/1.1 upgrade rules (RFC 9110 §7.6.1, §7.8, §15.2, §15.5.22; RFC 9112).
+//! The `upgrade-*` rules: HTTP/1.1 upgrades whatever the protocol (RFC 9110 §7.6.1, §7.8, §15.2, §15.5.22; RFC 9112).
 
 use super::view::{
     is_protocol_token, joined_values, not_exactly_one, offer_match, switch_response, OfferMatch,
