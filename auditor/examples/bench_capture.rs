@@ -7,10 +7,10 @@
 //! same file. It prints what it wrote as one JSON object on stdout.
 
 #[allow(dead_code)] // the capture writer's helpers for other link types
-#[path = "../tests/support/frames.rs"]
+#[path = "../tests/integration/support/frames.rs"]
 mod frames;
 #[allow(dead_code)]
-#[path = "../tests/support/pcap_writer.rs"]
+#[path = "../tests/integration/support/pcap_writer.rs"]
 mod pcap_writer;
 
 use base64::{prelude::BASE64_STANDARD, Engine as _};

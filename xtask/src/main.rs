@@ -181,7 +181,7 @@ fn run_tests(command: &mut Command) -> Result<TestTotals> {
 fn readme(root: &Path) -> Result<()> {
     setup::ensure_ebpf_toolchain()?;
     run(cargo(root)
-        .args(["test", "--quiet", "--package", "auditor", "--test", "docs"])
+        .args(["test", "--quiet", "--package", "auditor", "--test", "integration", "docs::"])
         .env("UPDATE_DOCS", "1"))
 }
 

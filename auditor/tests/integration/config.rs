@@ -2,11 +2,9 @@
 //! problem with its line and field and exits 2, and `run` and `replay` refuse
 //! an invalid file the same way before they start.
 
-mod support;
-
 use std::process::{Command, Output};
 
-use support::{daemon::AUDITOR, pcap_writer::TempFile};
+use crate::support::{daemon::AUDITOR, pcap_writer::TempFile};
 
 /// Four problems, on lines 1, 6, 8 and 11.
 const SEVERAL_PROBLEMS: &str = "interfaces = [\"lo\", \"lo\"]\n\

@@ -5,7 +5,6 @@
 use std::net::IpAddr;
 
 use lab::netns::ip;
-#[allow(unused_imports)] // each test binary uses its own part of the lab
 pub use lab::netns::{in_fresh_netns, NetNs};
 
 /// Two namespaces joined by a veth pair, each end with an IPv4 and an IPv6
@@ -13,13 +12,11 @@ pub use lab::netns::{in_fresh_netns, NetNs};
 pub struct VethLab {
     pub a: NetNs,
     pub b: NetNs,
-    /// Interface name of the pair's end in `a` (and in `b`).
+    /// Interface name of the pair's end in `a`.
     pub a_if: String,
-    pub b_if: String,
     pub a_v4: IpAddr,
     pub b_v4: IpAddr,
     pub a_v6: IpAddr,
-    pub b_v6: IpAddr,
 }
 
 impl VethLab {
@@ -41,11 +38,9 @@ impl VethLab {
             a,
             b,
             a_if,
-            b_if,
             a_v4: "10.231.0.1".parse().unwrap(),
             b_v4: "10.231.0.2".parse().unwrap(),
             a_v6: "fd00:231::1".parse().unwrap(),
-            b_v6: "fd00:231::2".parse().unwrap(),
         }
     }
 }

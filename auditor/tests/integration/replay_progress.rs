@@ -1,8 +1,6 @@
 //! `auditor replay`'s progress bar: on a terminal for large inputs, never
 //! on a pipe or for small ones.
 
-mod support;
-
 use std::{
     fs::File,
     io::Read,
@@ -12,15 +10,15 @@ use std::{
     thread,
 };
 
-use auditor::replay::PROGRESS_MIN_BYTES;
-use nix::pty::{openpty, Winsize};
-use serde_json::Value;
-use support::{
+use crate::support::{
     daemon::AUDITOR,
     pcap_writer::{pcap, Conversation, Link, TempFile},
     replay::{json_lines, replay},
     traffic::{pattern, PROXMOX_101, PROXMOX_OFFER},
 };
+use auditor::replay::PROGRESS_MIN_BYTES;
+use nix::pty::{openpty, Winsize};
+use serde_json::Value;
 
 /// A Proxmox upgrade followed by `bulk_bytes` of backup data.
 fn capture(name: &str, bulk_bytes: u64) -> TempFile {

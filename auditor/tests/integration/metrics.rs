@@ -2,8 +2,6 @@
 //! and the periodic `stats` events, against the real daemon and kernel
 //! program inside a lab namespace.
 
-mod support;
-
 use std::{
     io::{Read, Write},
     net::TcpStream,
@@ -11,9 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use nix::sys::signal::Signal;
-use serde_json::Value;
-use support::{
+use crate::support::{
     daemon::{Daemon, AUDITOR},
     lab::NetNs,
     pcap_writer::TempFile,
@@ -21,6 +17,8 @@ use support::{
     schema::valid_events,
     traffic::proxmox_upgrade,
 };
+use nix::sys::signal::Signal;
+use serde_json::Value;
 
 const STARTUP: Duration = Duration::from_secs(20);
 const METRICS_ADDRESS: &str = "127.0.0.1:9700";

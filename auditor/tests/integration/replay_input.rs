@@ -2,23 +2,21 @@
 //! `auditor::replay`: every format and link type, snapshot lengths, skipped
 //! packets, and hostile input. No privileges needed.
 
-mod support;
-
 use std::{
     io::{self, Read},
     net::SocketAddr,
 };
 
-use auditor::{
-    replay::{self, CaptureFile, ReplayError, ReplayStats, SkipReason, MAX_BLOCK_LEN},
-    segment::Segment,
-};
-use support::{
+use crate::support::{
     frames::{self, Tcp, ETH_P_IPV4, IPV6_DEST_OPTS, IPV6_HOP_BY_HOP},
     pcap_writer::{
         link_type, pcap, Conversation, InterfaceOptions, Link, PcapNgWriter, PcapOptions,
         PcapWriter, TcpPacket, TempFile,
     },
+};
+use auditor::{
+    replay::{self, CaptureFile, ReplayError, ReplayStats, SkipReason, MAX_BLOCK_LEN},
+    segment::Segment,
 };
 
 const REQUEST: &[u8] =

@@ -2,8 +2,6 @@
 //! and a real rsyslog at once; logrotate; SIGKILL; a stdout nobody reads; a
 //! FIFO at a file's path. A file output on a full disk, through the library.
 
-mod support;
-
 use std::{
     net::SocketAddr,
     ops::Range,
@@ -14,6 +12,14 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::support::{
+    daemon::{Daemon, AUDITOR},
+    lab::NetNs,
+    require_privileges,
+    rsyslog::Rsyslog,
+    schema::valid_events,
+    traffic::proxmox_upgrade,
+};
 use auditor::{
     events::{Event, LossCounters},
     output::{Destination, Format, QueuedOutputs, Sink},
@@ -24,14 +30,6 @@ use nix::{
     unistd::pipe2,
 };
 use serde_json::Value;
-use support::{
-    daemon::{Daemon, AUDITOR},
-    lab::NetNs,
-    require_privileges,
-    rsyslog::Rsyslog,
-    schema::valid_events,
-    traffic::proxmox_upgrade,
-};
 use tempfile::TempDir;
 
 const STARTUP: Duration = Duration::from_secs(20);

@@ -2,19 +2,17 @@
 //! exchange out. Real captures from real servers, and generated ones for
 //! the reassembly and framing cases. No privileges needed.
 
-mod support;
-
 use std::{net::SocketAddr, path::Path};
 
-use serde_json::Value;
-use support::{
+use crate::support::{
     pcap_writer::{pcap, Conversation, Link, TcpPacket, TempFile},
     replay::{data, json_lines, Replay},
 };
+use serde_json::Value;
 
 /// `auditor replay --exchanges ARGS FILES`: every exchange followed.
 fn replay(args: &[&str], files: &[&Path]) -> Replay {
-    support::replay::replay(&[&["--exchanges"][..], args].concat(), files, json_lines)
+    crate::support::replay::replay(&[&["--exchanges"][..], args].concat(), files, json_lines)
 }
 
 /// [`replay`] of a capture of `packets`, written to the temporary file `name`.

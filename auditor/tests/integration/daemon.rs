@@ -1,13 +1,18 @@
 //! The `auditor` binary as users run it: start-up, errors, signals.
 
-mod support;
-
 use std::{
     net::SocketAddr,
     process::Command,
     time::{Duration, Instant},
 };
 
+use crate::support::{
+    daemon::{logged_counter, logged_program_ids, ConfigFile, Daemon, AUDITOR},
+    lab::NetNs,
+    require_privileges,
+    schema::valid_events,
+    traffic::{exchange, pattern, proxmox_upgrade},
+};
 use auditor_common::{MAP_SEGMENTS, RING_BUFFER_BYTES};
 use aya::{
     maps::MapInfo,
@@ -15,13 +20,6 @@ use aya::{
 };
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
-use support::{
-    daemon::{logged_counter, logged_program_ids, ConfigFile, Daemon, AUDITOR},
-    lab::NetNs,
-    require_privileges,
-    schema::valid_events,
-    traffic::{exchange, pattern, proxmox_upgrade},
-};
 
 const STARTUP: Duration = Duration::from_secs(20);
 

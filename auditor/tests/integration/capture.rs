@@ -1,19 +1,17 @@
 //! The kernel program, loaded for real, against real traffic in lab
 //! namespaces.
 
-mod support;
-
 use std::net::SocketAddr;
 
-use auditor::capture::flow_key;
-use auditor_common::{Counter, SEGMENT_CAPTURE_MAX};
-use support::{
+use crate::support::{
     lab::{in_fresh_netns, VethLab},
     require_privileges,
     session::Session,
     streams::rebuild,
     traffic::{exchange, pattern, request, serve_once},
 };
+use auditor::capture::flow_key;
+use auditor_common::{Counter, SEGMENT_CAPTURE_MAX};
 
 const PORT: u16 = 8080;
 
@@ -406,7 +404,7 @@ fn read_http_head(stream: &mut std::net::TcpStream) -> Vec<u8> {
 #[test]
 #[ignore = "needs root"]
 fn vlan_tags_and_ipv6_extension_headers_are_followed_or_counted_as_skipped() {
-    use support::frames::{
+    use crate::support::frames::{
         ethernet, ipv4, ipv6, RawSender, Tcp, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IPV4, ETH_P_IPV6,
         IPV6_DEST_OPTS, IPV6_HOP_BY_HOP,
     };

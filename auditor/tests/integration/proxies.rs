@@ -2,10 +2,9 @@
 //! namespace, with the daemon watching both of the proxy's legs: what the
 //! client receives must match what the alerts predict for that proxy.
 
-mod support;
-
 use std::{collections::BTreeSet, fmt::Debug, io, time::Duration};
 
+use crate::support::{daemon::Daemon, require_privileges, schema::valid_events};
 use lab::{
     backend::{Backend, RunningBackend, HTTP11_BODY},
     client::{curl_http2, curl_upgrade, send_offer, CurlReceived, Offer, Received},
@@ -15,7 +14,6 @@ use lab::{
 };
 use nix::sys::signal::Signal;
 use serde_json::Value;
-use support::{daemon::Daemon, require_privileges, schema::valid_events};
 
 const STARTUP: Duration = Duration::from_secs(20);
 const MISSING_CONNECTION_OPTION: &str = "upgrade-101-missing-connection-option";

@@ -2,21 +2,19 @@
 //! generated captures, validated against the JSON Schema, with secrets
 //! redacted and `--fail-on` deciding the exit code.
 
-mod support;
-
 use std::{net::SocketAddr, path::Path, process::Command};
 
-use serde_json::Value;
-use support::{
+use crate::support::{
     daemon::AUDITOR,
     pcap_writer::{pcap, Conversation, Link, TempFile},
     replay::{data, Replay},
     schema::valid_events,
 };
+use serde_json::Value;
 
 /// `auditor replay ARGS FILES`, with every event checked against the schema.
 fn replay(args: &[&str], files: &[&Path]) -> Replay {
-    support::replay::replay(args, files, |stdout| valid_events(stdout.lines()))
+    crate::support::replay::replay(args, files, |stdout| valid_events(stdout.lines()))
 }
 
 fn of_type<'a>(run: &'a Replay, event_type: &str) -> Vec<&'a Value> {
@@ -303,7 +301,8 @@ fn no_rule_judges_bytes_that_were_not_captured() {
 #[test]
 fn pretty_output_tells_a_person_the_rule_the_fix_and_the_proxies() {
     let file = capture("proxmox.pcap", &[PROXMOX_REQUEST], &[PROXMOX_RESPONSE]);
-    let run = support::replay::replay(&["--format", "pretty"], &[file.path()], |_| Vec::new());
+    let run =
+        crate::support::replay::replay(&["--format", "pretty"], &[file.path()], |_| Vec::new());
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     for expected in [
         "Z ERROR upgrade-101-missing-connection-option\n  seen on    10.20.0.1:43000 → 10.20.0.2:8007\n",

@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-const SCHEMA: &str = include_str!("../../../schema/events.schema.json");
+const SCHEMA: &str = include_str!("../../../../schema/events.schema.json");
 
 /// Panics with the schema's complaints when `event` does not conform.
 pub fn assert_valid_event(event: &Value) {

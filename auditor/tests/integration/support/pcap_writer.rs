@@ -19,7 +19,7 @@ use std::{
 };
 
 use auditor::segment::{Segment, TcpFlags};
-use auditor_common::tcp_flags::{ACK, FIN, PSH, RST, SYN};
+use auditor_common::tcp_flags::{ACK, FIN, PSH, SYN};
 
 use super::frames::{self, Tcp, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IPV4, ETH_P_IPV6};
 
@@ -212,6 +212,7 @@ impl Conversation {
         }
     }
 
+    #[allow(dead_code)] // for examples/bench_capture.rs, which includes this file
     pub fn with_isns(mut self, client: u32, server: u32) -> Conversation {
         self.client_seq = client;
         self.server_seq = server;
@@ -250,15 +251,6 @@ impl Conversation {
 
     pub fn server_fin(&mut self) -> &mut Conversation {
         self.send(false, FIN | ACK, &[])
-    }
-
-    /// The client resets the connection.
-    pub fn rst(&mut self) -> &mut Conversation {
-        self.send(true, RST | ACK, &[])
-    }
-
-    pub fn server_rst(&mut self) -> &mut Conversation {
-        self.send(false, RST | ACK, &[])
     }
 
     pub fn packets(&self) -> &[TcpPacket] {
@@ -407,6 +399,7 @@ impl PcapWriter {
 
     /// The bytes written since the last call, so that a large capture is
     /// written out as it is made; [`Self::block_ends`] starts over.
+    #[allow(dead_code)] // for examples/bench_capture.rs, which includes this file
     pub fn take_bytes(&mut self) -> Vec<u8> {
         self.block_ends.clear();
         std::mem::take(&mut self.out)

@@ -1,10 +1,7 @@
-//! Lab support for the privileged integration tests: network namespaces and
-//! veth pairs that the tests create and always delete, and helpers that put
-//! the kernel program's records back together.
-//!
-//! Privileged tests are `#[ignore = "needs root"]`: `cargo xtask test`
-//! runs them when it is root, and libtest lists them by name otherwise.
-#![allow(dead_code)] // each test binary uses its own part of this module
+//! What the integration tests share: network namespaces and veth pairs that
+//! the tests create and always delete, the daemon and replay runners,
+//! capture files written packet by packet, and helpers that put the kernel
+//! program's records back together.
 
 pub mod daemon;
 pub mod frames;

@@ -4,8 +4,6 @@
 //! in replay and live. Peak resident memory must stay under the README's
 //! formula for the configured limits.
 
-mod support;
-
 use std::{
     io::Write,
     net::SocketAddr,
@@ -14,8 +12,7 @@ use std::{
     time::Duration,
 };
 
-use serde_json::Value;
-use support::{
+use crate::support::{
     daemon::{ConfigFile, Daemon, AUDITOR},
     frames::RawSender,
     lab::VethLab,
@@ -23,6 +20,7 @@ use support::{
     replay::json_lines,
     require_privileges,
 };
+use serde_json::Value;
 
 /// The README's per-connection cost of tracking, besides what the budget
 /// bounds: the reassembly and HTTP entries of one connection.
