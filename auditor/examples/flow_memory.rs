@@ -19,7 +19,7 @@ use std::{
 use auditor::{
     http::{Exchange, HttpLimits},
     output::Sink,
-    pipeline::Pipeline,
+    pipeline::{Mode, Pipeline},
     reassembly::ReassemblyLimits,
     reporter::{ReportSettings, Reporter},
     segment::{Segment, TcpFlags},
@@ -126,7 +126,12 @@ fn main() {
         interface_names: HashMap::new(),
         ..ReportSettings::default()
     });
-    let mut pipeline = Pipeline::new(limits, HttpLimits::default(), Some(reporter), Discard);
+    let mut pipeline = Pipeline::new(
+        limits,
+        HttpLimits::default(),
+        Mode::Events(Box::new(reporter)),
+        Discard,
+    );
     let server = SocketAddr::from((Ipv4Addr::new(127, 0, 0, 1), 8080));
     let (bytes, blocks, anon) = (BYTES.load(Relaxed), BLOCKS.load(Relaxed), anon_kib());
     for i in 0..flows {

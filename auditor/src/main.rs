@@ -5,12 +5,11 @@ use auditor::{
     capture::{interfaces, CaptureOptions},
     config::{Config, EventFormat, Overrides, WatchedPort},
     daemon,
-    http::HttpLimits,
+    events::SourceLoss,
     metrics::MetricsListener,
     output::{self, Destination, LineWriter, QueuedOutputs},
-    pipeline::Pipeline,
+    pipeline::{Output, Pipeline},
     replay,
-    reporter::{KernelLoss, Reporter},
     rules::{self, Severity},
     segment::SegmentRef,
 };
@@ -298,8 +297,8 @@ async fn run(args: RunArgs, log_level: LogLevel) -> Result<(), Failure> {
         ring_buffer_bytes: config.capture.ring_buffer_bytes,
     };
     let output = match args.exchanges {
-        true => daemon::Output::Exchanges,
-        false => daemon::Output::Events,
+        true => Output::Exchanges,
+        false => Output::Events,
     };
     let sink = QueuedOutputs::open(
         &config.output.destinations,
@@ -332,7 +331,10 @@ fn replay(args: ReplayArgs) -> Result<(), Failure> {
         ports: args.ports.clone(),
         ..Config::embedded_default()
     });
-    let reporter = (!args.exchanges).then(|| Reporter::new(config.report_settings(HashMap::new())));
+    let output = match args.exchanges {
+        true => Output::Exchanges,
+        false => Output::Events,
+    };
     let watched = |segment: &SegmentRef| {
         ports.is_empty()
             || ports.contains(&segment.src.port())
@@ -349,12 +351,7 @@ fn replay(args: ReplayArgs) -> Result<(), Failure> {
         std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock()),
         stdout_format(args.format.into()),
     );
-    let mut pipeline = Pipeline::new(
-        config.reassembly.limits(),
-        HttpLimits::default(),
-        reporter,
-        stdout,
-    );
+    let mut pipeline = Pipeline::configured(&config, output, HashMap::new(), stdout);
     let mut broken = Vec::new();
     let mut last_seen_ns = 0;
     let mut progress = replay::ReplayProgress::for_files(&args.files);
@@ -384,7 +381,7 @@ fn replay(args: ReplayArgs) -> Result<(), Failure> {
     }
     progress.finish();
     pipeline.finish()?;
-    pipeline.report_loss(last_seen_ns, KernelLoss::default())?;
+    pipeline.report_loss(last_seen_ns, SourceLoss::default())?;
     if !broken.is_empty() {
         return Err(Failure::Runtime(anyhow::anyhow!(broken.join("; "))));
     }

@@ -37,13 +37,6 @@ pub fn host_name() -> Arc<str> {
     Arc::from(host)
 }
 
-/// Counts of what the kernel could not deliver, for `loss` events.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct KernelLoss {
-    pub ring_buffer_full: u64,
-    pub records_truncated: u64,
-}
-
 pub struct Reporter {
     settings: ReportSettings,
     limiter: AlertRateLimiter,
@@ -115,13 +108,9 @@ impl Reporter {
         self.emitted.count(&out[first..]);
     }
 
-    /// `totals` with the rate limiter's share filled in.
-    pub fn with_rate_limit_loss(&self, totals: LossCounters) -> LossCounters {
-        LossCounters {
-            alerts_suppressed: self.limiter.suppressed_total(),
-            rate_limit_keys_evicted: self.limiter.keys_evicted(),
-            ..totals
-        }
+    /// Alerts the rate limit held back, and keys it forgot, since start.
+    pub fn rate_limit_loss(&self) -> (u64, u64) {
+        (self.limiter.suppressed_total(), self.limiter.keys_evicted())
     }
 
     /// A `loss` event with what was lost since the previous one, if
@@ -191,17 +180,6 @@ mod tests {
             Some(&2)
         );
         assert_eq!(emitted.alerts_total(), 2);
-        let loss = reporter.with_rate_limit_loss(LossCounters {
-            kernel_drops: 5,
-            ..LossCounters::default()
-        });
-        assert_eq!(
-            loss,
-            LossCounters {
-                kernel_drops: 5,
-                alerts_suppressed: 2,
-                ..LossCounters::default()
-            }
-        );
+        assert_eq!(reporter.rate_limit_loss(), (2, 0));
     }
 }

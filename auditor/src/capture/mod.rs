@@ -25,7 +25,19 @@ use tokio::io::unix::AsyncFd;
 
 pub use self::interfaces::Interface;
 use self::privileges::Capability;
-use crate::segment::{DecodeError, SegmentRef};
+use crate::{
+    events::SourceLoss,
+    segment::{DecodeError, SegmentRef},
+};
+
+/// What the ring buffer could not deliver, by the kernel program's
+/// `counters` (from [`Capture::counters`]).
+pub fn source_loss(counters: &BTreeMap<Counter, u64>) -> SourceLoss {
+    SourceLoss {
+        records_dropped: counters[&Counter::RingBufferFull],
+        records_truncated: counters[&Counter::RecordsTruncated],
+    }
+}
 
 /// The kernel program, built by `auditor/build.rs`.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/auditor"));

@@ -4,11 +4,10 @@
 mod reload;
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::HashMap,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use auditor_common::Counter;
 use tokio::{
     signal::unix::{signal, SignalKind},
     time::{Instant, Interval, MissedTickBehavior},
@@ -18,27 +17,17 @@ pub use self::reload::ConfigSource;
 use crate::{
     capabilities::{self, PrivilegeError},
     capture::{
-        flow_key, interfaces::Interface, Capture, CaptureError, CaptureOptions, SegmentReader,
+        flow_key, interfaces::Interface, source_loss, Capture, CaptureError, CaptureOptions,
+        SegmentReader,
     },
     config::{Config, ReportingSettings},
-    http::HttpLimits,
     metrics::{self, MetricsListener},
     output::Sink,
-    pipeline::{GateCommand, Pipeline},
-    reporter::{KernelLoss, Reporter},
+    pipeline::{GateCommand, Output, Pipeline},
 };
 
 /// How often idle connections are expired.
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
-
-/// What `auditor run` reports.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Output {
-    /// `alert`, `handshake`, `loss` and `stats` events.
-    Events,
-    /// Every HTTP exchange followed, for debugging the capture.
-    Exchanges,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -108,15 +97,8 @@ pub async fn run<S: Sink>(
     // A sleep, not an interval: `sleep` copes with any duration.
     let stats_timer = tokio::time::sleep(stats_every);
     tokio::pin!(stats_timer);
-    let reporter = (output == Output::Events)
-        .then(|| Reporter::new(config.report_settings(interface_names(&capture))));
     let mut running = Running {
-        pipeline: Pipeline::new(
-            config.reassembly.limits(),
-            HttpLimits::default(),
-            reporter,
-            sink,
-        ),
+        pipeline: Pipeline::configured(&config, output, interface_names(&capture), sink),
         loss_timer: loss_timer(&config.reporting),
         source,
         config,
@@ -145,7 +127,7 @@ pub async fn run<S: Sink>(
             }
             connection = metrics::accept(metrics.as_ref()) => {
                 let kernel = running.capture.counters()?;
-                let snapshot = running.pipeline.snapshot(kernel_loss(&kernel));
+                let snapshot = running.pipeline.snapshot(source_loss(&kernel));
                 connection.respond(metrics::render(&kernel, &snapshot));
             }
         }
@@ -189,13 +171,13 @@ impl<S: Sink> Running<S> {
     /// in the log at `level`.
     fn report_loss(&mut self, level: tracing::Level) -> Result<(), DaemonError> {
         self.pipeline
-            .report_loss(unix_now_ns(), kernel_loss(&self.capture.counters()?))?;
+            .report_loss(unix_now_ns(), source_loss(&self.capture.counters()?))?;
         log_counters(&self.capture, &self.pipeline, level)
     }
 
     fn report_stats(&mut self) -> Result<(), DaemonError> {
-        let kernel = kernel_loss(&self.capture.counters()?);
-        Ok(self.pipeline.report_stats(unix_now_ns(), kernel)?)
+        let source = source_loss(&self.capture.counters()?);
+        Ok(self.pipeline.report_stats(unix_now_ns(), source)?)
     }
 
     fn apply_gates(&mut self) -> Result<(), DaemonError> {
@@ -228,13 +210,6 @@ fn loss_timer(settings: &ReportingSettings) -> Interval {
     let mut timer = tokio::time::interval_at(Instant::now() + period, period);
     timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
     timer
-}
-
-fn kernel_loss(counters: &BTreeMap<Counter, u64>) -> KernelLoss {
-    KernelLoss {
-        ring_buffer_full: counters[&Counter::RingBufferFull],
-        records_truncated: counters[&Counter::RecordsTruncated],
-    }
 }
 
 fn unix_now_ns() -> u64 {

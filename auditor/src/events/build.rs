@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use super::{
-    community_id, http::HttpRecord, redact::Redactor, Alert, AlertEvent, CaptureRecord, Event,
-    EventBody, Flow, Handshake, HandshakeEvent, HandshakeOutcome, RedactionAllowlist,
+    community_id, http::HttpRecord, redact::Redactor, Alert, AlertEvent, Event, EventBody, Flow,
+    Handshake, HandshakeEvent, HandshakeOutcome, RedactionAllowlist,
 };
 use crate::{
     http::Exchange,
@@ -69,7 +69,7 @@ pub fn events_for_offer(
         role: context.role,
     });
     let http = Arc::new(HttpRecord::of(exchange, &redactor));
-    let capture = CaptureRecord::from(exchange.quality);
+    let capture = exchange.quality;
     let handshake = handshake(exchange, offer, &findings, &redactor).map(|handshake| {
         EventBody::Handshake(HandshakeEvent {
             flow: Arc::clone(&flow),

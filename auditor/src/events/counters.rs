@@ -41,18 +41,53 @@ pub struct LossCounters {
     pub rate_limit_keys_evicted: u64,
 }
 
+/// What the source of the segments could not deliver: for the live
+/// capture, the kernel program's ring buffer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SourceLoss {
+    /// Records that found the ring buffer full.
+    pub records_dropped: u64,
+    /// Records whose payload was not copied in full.
+    pub records_truncated: u64,
+}
+
+/// Every stage's own count of what it lost, since start.
+pub struct LossShares<'a> {
+    pub source: SourceLoss,
+    /// Records of the source the pipeline could not decode.
+    pub undecodable_records: u64,
+    pub reassembly: &'a ReassemblyStats,
+    pub http: &'a HttpStats,
+    pub output_drops: u64,
+    pub alerts_suppressed: u64,
+    pub rate_limit_keys_evicted: u64,
+}
+
 impl LossCounters {
-    /// The reassembly's and the HTTP layer's share of the totals; the other
-    /// counters are zero.
-    pub fn reassembly_and_http(reassembly: &ReassemblyStats, http: &HttpStats) -> LossCounters {
+    /// The totals since start, from each stage's share.
+    pub fn total(shares: LossShares<'_>) -> LossCounters {
+        let LossShares {
+            source,
+            undecodable_records,
+            reassembly,
+            http,
+            output_drops,
+            alerts_suppressed,
+            rate_limit_keys_evicted,
+        } = shares;
         LossCounters {
+            kernel_drops: source.records_dropped,
+            truncated_records: source.records_truncated,
+            undecodable_records,
             reassembly_gaps: reassembly.lost_gaps,
             reassembly_gap_bytes: reassembly.lost_bytes,
             connections_evicted: reassembly.connections_evicted,
             http_heads_oversized: http.heads_oversized,
             http_requests_not_kept: http.requests_not_kept,
             http_interim_dropped: http.interim_dropped,
-            ..LossCounters::default()
+            output_drops,
+            alerts_suppressed,
+            rate_limit_keys_evicted,
         }
     }
 
@@ -170,10 +205,18 @@ mod tests {
             connections_evicted: 1,
             ..ReassemblyStats::default()
         };
-        let earlier = LossCounters {
-            kernel_drops: 5,
-            ..LossCounters::reassembly_and_http(&reassembly, &HttpStats::default())
-        };
+        let earlier = LossCounters::total(LossShares {
+            source: SourceLoss {
+                records_dropped: 5,
+                ..SourceLoss::default()
+            },
+            undecodable_records: 0,
+            reassembly: &reassembly,
+            http: &HttpStats::default(),
+            output_drops: 0,
+            alerts_suppressed: 0,
+            rate_limit_keys_evicted: 0,
+        });
         let now = LossCounters {
             kernel_drops: 7,
             alerts_suppressed: 4,

@@ -30,7 +30,7 @@ use smallvec::SmallVec;
 
 pub use build::{events_for, events_for_offer, EventContext};
 pub use community_id::CommunityId;
-pub use counters::{EmittedCounts, LossCounters, StatsCounters};
+pub use counters::{EmittedCounts, LossCounters, LossShares, SourceLoss, StatsCounters};
 pub use exchange_record::ExchangeRecord;
 pub use http::{FieldElements, HttpRecord, RequestRecord, ResponseRecord};
 pub use rate_limit::{AlertRateLimiter, RateLimitSettings};
@@ -69,7 +69,7 @@ pub enum EventBody {
 pub struct AlertEvent {
     pub flow: Arc<Flow>,
     pub http: Arc<HttpRecord>,
-    pub capture: CaptureRecord,
+    pub capture: Quality,
     pub alert: Alert,
 }
 
@@ -77,7 +77,7 @@ pub struct AlertEvent {
 pub struct HandshakeEvent {
     pub flow: Arc<Flow>,
     pub http: Arc<HttpRecord>,
-    pub capture: CaptureRecord,
+    pub capture: Quality,
     pub handshake: Handshake,
 }
 
@@ -96,29 +96,22 @@ pub struct Flow {
     pub role: Option<PortRole>,
 }
 
-/// How much of the exchange was seen ([`Quality`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub struct CaptureRecord {
-    pub complete: bool,
-    pub midstream: bool,
-    pub gaps: bool,
-    pub truncated: bool,
-    pub oversized: bool,
-    pub conflicting_overlap: bool,
-    pub malformed: bool,
-}
+/// An event's `capture`: how much of the exchange was seen, in the
+/// schema's names and order (`gaps` for the exchange's `gap`).
+struct CaptureRecord(Quality);
 
-impl From<Quality> for CaptureRecord {
-    fn from(quality: Quality) -> CaptureRecord {
-        CaptureRecord {
-            complete: quality.complete,
-            midstream: quality.midstream,
-            gaps: quality.gap,
-            truncated: quality.truncated,
-            oversized: quality.oversized,
-            conflicting_overlap: quality.conflicting_overlap,
-            malformed: quality.malformed,
-        }
+impl Serialize for CaptureRecord {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let quality = &self.0;
+        let mut record = serializer.serialize_struct("CaptureRecord", 7)?;
+        record.serialize_field("complete", &quality.complete)?;
+        record.serialize_field("midstream", &quality.midstream)?;
+        record.serialize_field("gaps", &quality.gap)?;
+        record.serialize_field("truncated", &quality.truncated)?;
+        record.serialize_field("oversized", &quality.oversized)?;
+        record.serialize_field("conflicting_overlap", &quality.conflicting_overlap)?;
+        record.serialize_field("malformed", &quality.malformed)?;
+        record.end()
     }
 }
 
@@ -231,13 +224,13 @@ impl Serialize for Event {
             EventBody::Alert(alert) => {
                 object.serialize_field("flow", &alert.flow)?;
                 object.serialize_field("http", &alert.http)?;
-                object.serialize_field("capture", &alert.capture)?;
+                object.serialize_field("capture", &CaptureRecord(alert.capture))?;
                 object.serialize_field("alert", &alert.alert)?;
             }
             EventBody::Handshake(handshake) => {
                 object.serialize_field("flow", &handshake.flow)?;
                 object.serialize_field("http", &handshake.http)?;
-                object.serialize_field("capture", &handshake.capture)?;
+                object.serialize_field("capture", &CaptureRecord(handshake.capture))?;
                 object.serialize_field("handshake", &handshake.handshake)?;
             }
             EventBody::Loss { loss } => object.serialize_field("loss", loss)?,

@@ -177,7 +177,7 @@ mod tests {
     use super::*;
     use crate::{
         events::{
-            events_for, Alert, AlertEvent, CaptureRecord, EventContext, Handshake, HandshakeEvent,
+            events_for, Alert, AlertEvent, EventContext, Handshake, HandshakeEvent,
             HandshakeOutcome, HttpRecord, RedactionAllowlist,
         },
         rules::{self, testing, Context},
@@ -217,8 +217,8 @@ mod tests {
         })
     }
 
-    fn capture() -> CaptureRecord {
-        CaptureRecord::from(crate::http::Quality::default())
+    fn capture() -> crate::http::Quality {
+        crate::http::Quality::default()
     }
 
     fn http() -> Arc<HttpRecord> {

@@ -4,16 +4,17 @@
 
 mod gates;
 
-use std::io;
+use std::{collections::HashMap, io};
 
 pub use self::gates::GateCommand;
 use self::gates::PayloadGates;
 use crate::{
-    events::{EmittedCounts, Event, LossCounters, StatsCounters},
+    config::Config,
+    events::{EmittedCounts, Event, LossCounters, LossShares, SourceLoss, StatsCounters},
     http::{HttpLimits, HttpOutput, HttpTracker},
     output::Sink,
     reassembly::{ConnectionId, Emit, Reassembler, ReassemblyLimits, ReassemblyStats, StreamEvent},
-    reporter::{KernelLoss, ReportSettings, Reporter},
+    reporter::{ReportSettings, Reporter},
     rules::Severity,
     segment::{DecodeError, SegmentRef},
 };
@@ -40,7 +41,7 @@ pub struct PipelineSnapshot {
     pub buffered_bytes: u64,
     /// Gauge: bytes the HTTP layer holds now.
     pub http_buffered_bytes: u64,
-    /// Without a reporter (`--exchanges`), nothing.
+    /// With `--exchanges`, nothing.
     pub emitted: EmittedCounts,
     /// Totals since start of everything lost.
     pub loss: LossCounters,
@@ -62,11 +63,27 @@ impl PipelineSnapshot {
     }
 }
 
+/// What a command asks the pipeline to write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Rules run over every exchange, and events out.
+    Events,
+    /// Every exchange followed (`--exchanges`).
+    Exchanges,
+}
+
+/// What the pipeline makes of the exchanges it follows.
+pub enum Mode {
+    /// Rules and events, by this reporter.
+    Events(Box<Reporter>),
+    /// The exchanges themselves.
+    Exchanges,
+}
+
 pub struct Pipeline<S: Sink> {
     reassembler: Reassembler,
     http: HttpTracker,
-    /// Events out; without a reporter, the exchanges themselves.
-    reporter: Option<Reporter>,
+    mode: Mode,
     sink: S,
     http_outputs: Vec<HttpOutput>,
     events: Vec<Event>,
@@ -79,17 +96,34 @@ pub struct Pipeline<S: Sink> {
 }
 
 impl<S: Sink> Pipeline<S> {
-    /// Events (or, without a reporter, exchanges) go to `sink`.
-    pub fn new(
-        reassembly: ReassemblyLimits,
-        http: HttpLimits,
-        reporter: Option<Reporter>,
+    /// The pipeline `config` describes, writing `output` to `sink`;
+    /// `interface_names` name the capture's interfaces in events.
+    pub fn configured(
+        config: &Config,
+        output: Output,
+        interface_names: HashMap<u32, String>,
         sink: S,
     ) -> Pipeline<S> {
+        let mode = match output {
+            Output::Events => Mode::Events(Box::new(Reporter::new(
+                config.report_settings(interface_names),
+            ))),
+            Output::Exchanges => Mode::Exchanges,
+        };
+        Pipeline::new(
+            config.reassembly.limits(),
+            HttpLimits::default(),
+            mode,
+            sink,
+        )
+    }
+
+    /// What `mode` makes goes to `sink`.
+    pub fn new(reassembly: ReassemblyLimits, http: HttpLimits, mode: Mode, sink: S) -> Pipeline<S> {
         Pipeline {
             reassembler: Reassembler::new(reassembly),
             http: HttpTracker::new(http),
-            reporter,
+            mode,
             sink,
             http_outputs: Vec::new(),
             events: Vec::new(),
@@ -154,7 +188,7 @@ impl<S: Sink> Pipeline<S> {
         self.next_tick_ns = now_ns.saturating_add(TICK_NS);
         self.reassemble(|reassembler, emit| reassembler.expire(now_ns, emit));
         self.http.tick(now_ns, &mut self.http_outputs);
-        if let Some(reporter) = &mut self.reporter {
+        if let Mode::Events(reporter) = &mut self.mode {
             reporter.expire(now_ns, &mut self.events);
         }
         self.drain_outputs()?;
@@ -164,7 +198,7 @@ impl<S: Sink> Pipeline<S> {
     /// The input ended: delivers what is buffered and closes everything.
     pub fn finish(&mut self) -> io::Result<()> {
         self.reassemble(|reassembler, emit| reassembler.finish(emit));
-        if let Some(reporter) = &mut self.reporter {
+        if let Mode::Events(reporter) = &mut self.mode {
             reporter.finish(&mut self.events);
         }
         self.drain_outputs()?;
@@ -172,19 +206,19 @@ impl<S: Sink> Pipeline<S> {
     }
 
     /// Writes a `loss` event if anything was lost since the previous one.
-    pub fn report_loss(&mut self, now_ns: u64, kernel: KernelLoss) -> io::Result<()> {
-        let totals = self.loss_totals(kernel);
-        if let Some(event) = self.reporter.as_mut().and_then(|r| r.loss(now_ns, totals)) {
-            self.events.push(event);
+    pub fn report_loss(&mut self, now_ns: u64, source: SourceLoss) -> io::Result<()> {
+        let totals = self.loss_totals(source);
+        if let Mode::Events(reporter) = &mut self.mode {
+            self.events.extend(reporter.loss(now_ns, totals));
         }
         self.drain_outputs()?;
         self.sink.flush()
     }
 
     /// Writes a `stats` event with the totals since start (with a reporter).
-    pub fn report_stats(&mut self, now_ns: u64, kernel: KernelLoss) -> io::Result<()> {
-        let counters = self.snapshot(kernel).stats_counters();
-        if let Some(reporter) = &self.reporter {
+    pub fn report_stats(&mut self, now_ns: u64, source: SourceLoss) -> io::Result<()> {
+        let counters = self.snapshot(source).stats_counters();
+        if let Mode::Events(reporter) = &self.mode {
             self.events.push(reporter.stats(now_ns, counters));
         }
         self.drain_outputs()?;
@@ -194,27 +228,26 @@ impl<S: Sink> Pipeline<S> {
     /// Gives the reporter new settings (a reload); without a reporter there
     /// is nothing to change.
     pub fn replace_report_settings(&mut self, settings: ReportSettings) -> io::Result<()> {
-        if let Some(reporter) = &mut self.reporter {
+        if let Mode::Events(reporter) = &mut self.mode {
             reporter.replace_settings(settings, &mut self.events);
         }
         self.drain_outputs()?;
         self.sink.flush()
     }
 
-    /// The counters as of now; `kernel` is what the kernel program counted.
-    pub fn snapshot(&self, kernel: KernelLoss) -> PipelineSnapshot {
+    /// The counters as of now; `source` is what the source lost.
+    pub fn snapshot(&self, source: SourceLoss) -> PipelineSnapshot {
         PipelineSnapshot {
             stats: self.stats,
             reassembly: self.reassembler.stats(),
             connections_open: self.reassembler.connections() as u64,
             buffered_bytes: self.reassembler.buffered_bytes() as u64,
             http_buffered_bytes: self.http.heap_bytes() as u64,
-            emitted: self
-                .reporter
-                .as_ref()
-                .map(|r| r.emitted().clone())
-                .unwrap_or_default(),
-            loss: self.loss_totals(kernel),
+            emitted: match &self.mode {
+                Mode::Events(reporter) => reporter.emitted().clone(),
+                Mode::Exchanges => EmittedCounts::default(),
+            },
+            loss: self.loss_totals(source),
         }
     }
 
@@ -225,7 +258,10 @@ impl<S: Sink> Pipeline<S> {
 
     /// The highest severity of any alert raised so far.
     pub fn worst_severity(&self) -> Option<Severity> {
-        self.reporter.as_ref().and_then(Reporter::worst_severity)
+        match &self.mode {
+            Mode::Events(reporter) => reporter.worst_severity(),
+            Mode::Exchanges => None,
+        }
     }
 
     /// Gate changes for the live capture, in the order they arose.
@@ -241,18 +277,20 @@ impl<S: Sink> Pipeline<S> {
         self.reassembler.stats()
     }
 
-    fn loss_totals(&self, kernel: KernelLoss) -> LossCounters {
-        let totals = LossCounters {
-            kernel_drops: kernel.ring_buffer_full,
-            truncated_records: kernel.records_truncated,
-            undecodable_records: self.stats.undecodable_records,
-            output_drops: self.sink.dropped(),
-            ..LossCounters::reassembly_and_http(&self.reassembler.stats(), &self.http.stats())
+    fn loss_totals(&self, source: SourceLoss) -> LossCounters {
+        let (alerts_suppressed, rate_limit_keys_evicted) = match &self.mode {
+            Mode::Events(reporter) => reporter.rate_limit_loss(),
+            Mode::Exchanges => (0, 0),
         };
-        match &self.reporter {
-            Some(reporter) => reporter.with_rate_limit_loss(totals),
-            None => totals,
-        }
+        LossCounters::total(LossShares {
+            source,
+            undecodable_records: self.stats.undecodable_records,
+            reassembly: &self.reassembler.stats(),
+            http: &self.http.stats(),
+            output_drops: self.sink.dropped(),
+            alerts_suppressed,
+            rate_limit_keys_evicted,
+        })
     }
 
     /// Over the budget, the least recently used connections are evicted:
@@ -293,11 +331,9 @@ impl<S: Sink> Pipeline<S> {
             match output {
                 HttpOutput::Exchange(exchange) => {
                     self.stats.exchanges += 1;
-                    match &mut self.reporter {
-                        Some(reporter) => reporter.report(&exchange, &mut self.events),
-                        None => {
-                            self.sink.exchange(&exchange)?;
-                        }
+                    match &mut self.mode {
+                        Mode::Events(reporter) => reporter.report(&exchange, &mut self.events),
+                        Mode::Exchanges => self.sink.exchange(&exchange)?,
                     }
                 }
                 HttpOutput::Gate(request) => self.gates.request(request, &self.reassembler),
@@ -355,7 +391,7 @@ mod tests {
         let mut pipeline = Pipeline::new(
             ReassemblyLimits::default(),
             HttpLimits::default(),
-            Some(Reporter::new(ReportSettings::default())),
+            Mode::Events(Box::new(Reporter::new(ReportSettings::default()))),
             Recorded::default(),
         );
         let output_drops = |pipeline: &Pipeline<Recorded>| -> Vec<u64> {
@@ -369,13 +405,13 @@ mod tests {
                 })
                 .collect()
         };
-        pipeline.report_loss(1, KernelLoss::default()).unwrap();
+        pipeline.report_loss(1, SourceLoss::default()).unwrap();
         assert_eq!(output_drops(&pipeline), [0; 0], "nothing lost, no event");
         pipeline.sink.dropped = 7;
-        pipeline.report_loss(2, KernelLoss::default()).unwrap();
+        pipeline.report_loss(2, SourceLoss::default()).unwrap();
         pipeline.sink.dropped = 10;
-        pipeline.report_loss(3, KernelLoss::default()).unwrap();
-        pipeline.report_loss(4, KernelLoss::default()).unwrap();
+        pipeline.report_loss(3, SourceLoss::default()).unwrap();
+        pipeline.report_loss(4, SourceLoss::default()).unwrap();
         assert_eq!(output_drops(&pipeline), [7, 3]);
     }
 
