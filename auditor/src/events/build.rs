@@ -113,7 +113,7 @@ fn handshake(
         return None;
     }
     let (outcome, protocol) = match &exchange.response {
-        Some(response) if response.status == 101 => {
+        Some(response) if response.line.status == 101 => {
             let protocols = offer.switched_protocols.iter().map(|p| p.as_bytes());
             let protocol = redactor.joined_fields("upgrade", protocols);
             (HandshakeOutcome::Switched, protocol)

@@ -70,8 +70,8 @@ impl Serialize for RedactedRequest<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let (head, redactor) = (self.head, self.redactor);
         let mut fields = serializer.serialize_struct("RequestHead", 4)?;
-        fields.serialize_field("method", &redactor.text(&head.method))?;
-        fields.serialize_field("target", &redactor.target(&head.target))?;
+        fields.serialize_field("method", &redactor.text(&head.line.method))?;
+        fields.serialize_field("target", &redactor.target(&head.line.target))?;
         fields.serialize_field("version", &head.version)?;
         fields.serialize_field("headers", &RedactedHeaders(&head.headers, redactor))?;
         fields.end()
@@ -88,8 +88,8 @@ impl Serialize for RedactedResponse<'_> {
         let (head, redactor) = (self.head, self.redactor);
         let mut fields = serializer.serialize_struct("ResponseHead", 4)?;
         fields.serialize_field("version", &head.version)?;
-        fields.serialize_field("status", &head.status)?;
-        fields.serialize_field("reason", &redactor.text(&head.reason))?;
+        fields.serialize_field("status", &head.line.status)?;
+        fields.serialize_field("reason", &redactor.text(&head.line.reason))?;
         fields.serialize_field("headers", &RedactedHeaders(&head.headers, redactor))?;
         fields.end()
     }
@@ -117,7 +117,7 @@ struct RedactedHeader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::{Header, HttpVersion, Quality, Switched};
+    use crate::http::{Header, HttpVersion, Quality, RequestLine, StatusLine, Switched};
     use crate::rules::testing;
 
     fn header<'a>(name: &'a str, value: &'a str) -> Header<'a> {
@@ -134,8 +134,10 @@ mod tests {
             server: "10.0.0.2:80".parse().unwrap(),
             interface: Some(3),
             request: Some(RequestHead {
-                method: "GET".into(),
-                target: "/chat?token=s3cret&x=1".into(),
+                line: RequestLine {
+                    method: "GET".into(),
+                    target: "/chat?token=s3cret&x=1".into(),
+                },
                 version: HttpVersion::Http11,
                 headers: Headers::from_iter([
                     header("Host", "example"),
@@ -150,8 +152,10 @@ mod tests {
             interim: vec![],
             response: Some(ResponseHead {
                 version: HttpVersion::Http11,
-                status: 101,
-                reason: "Switching Protocols".into(),
+                line: StatusLine {
+                    status: 101,
+                    reason: "Switching Protocols".into(),
+                },
                 headers: Headers::from_iter([
                     header("Set-Cookie", "sid=s3cret"),
                     header("X-Bin", "a\u{fffd}b"),
@@ -192,7 +196,7 @@ mod tests {
         assert_eq!(value["client"], "10.0.0.1:40000");
         assert_eq!(value["quality"]["complete"], true);
         let in_memory = exchange.request.as_ref().unwrap();
-        assert_eq!(in_memory.target, "/chat?token=s3cret&x=1");
+        assert_eq!(in_memory.line.target, "/chat?token=s3cret&x=1");
         assert_eq!(
             in_memory.header_values("authorization").next(),
             Some(&b"Bearer s3cret"[..])
@@ -203,7 +207,7 @@ mod tests {
     fn json_redacts_userinfo_and_subprotocol_tokens() {
         let mut exchange = sample();
         let request = exchange.request.as_mut().unwrap();
-        request.target = "http://user:pa55@example/chat".into();
+        request.line.target = "http://user:pa55@example/chat".into();
         request.headers.push(
             "Sec-WebSocket-Protocol",
             b"v5.channel.k8s.io, base64url.bearer.authorization.k8s.io.dG9rZW4",
@@ -223,7 +227,7 @@ mod tests {
     #[test]
     fn target_without_query_is_kept() {
         let mut exchange = sample();
-        exchange.request.as_mut().unwrap().target = "/plain".into();
+        exchange.request.as_mut().unwrap().line.target = "/plain".into();
         let value = serde_json::to_value(ExchangeRecord(&exchange)).unwrap();
         assert_eq!(value["request"]["target"], "/plain");
     }
@@ -237,6 +241,9 @@ mod tests {
         let json = serde_json::to_string(&ExchangeRecord(&exchange)).unwrap();
         assert!(!json.contains("abc"), "{json}");
         assert!(json.contains(r#""target":"/p?[redacted]""#), "{json}");
-        assert_eq!(exchange.request.as_ref().unwrap().target, "/p?token=abc");
+        assert_eq!(
+            exchange.request.as_ref().unwrap().line.target,
+            "/p?token=abc"
+        );
     }
 }

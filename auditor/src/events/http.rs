@@ -80,8 +80,8 @@ impl HttpRecord {
 impl RequestRecord {
     fn of(request: &RequestHead, redactor: &Redactor<'_>) -> RequestRecord {
         let mut record = RequestRecord {
-            method: redactor.text(&request.method),
-            target: redactor.target(&request.target),
+            method: redactor.text(&request.line.method),
+            target: redactor.target(&request.line.target),
             version: request.version,
             host: None,
             upgrade: FieldElements::new(),
@@ -124,7 +124,7 @@ impl RequestRecord {
 impl ResponseRecord {
     fn of(response: &ResponseHead, redactor: &Redactor<'_>) -> ResponseRecord {
         let mut record = ResponseRecord {
-            status: response.status,
+            status: response.line.status,
             version: response.version,
             upgrade: FieldElements::new(),
             connection: FieldElements::new(),

@@ -94,7 +94,7 @@ impl<'a> Redactor<'a> {
                 secrets.push(secret.to_owned());
             }
         }
-        let targets = exchange.request.iter().map(|r| r.target.as_str());
+        let targets = exchange.request.iter().map(|r| r.line.target.as_str());
         secrets.extend(targets.clone().filter_map(userinfo).map(str::to_owned));
         if !allowlist.query_strings {
             let queries = targets.filter_map(split_query);
@@ -265,7 +265,7 @@ mod tests {
     /// Every string of an exchange as sent: the planted secrets are there.
     fn raw_text(exchange: &Exchange) -> String {
         let request = exchange.request.iter().flat_map(|r| {
-            std::iter::once(r.target.clone()).chain(
+            std::iter::once(r.line.target.clone()).chain(
                 r.headers
                     .iter()
                     .map(|h| format!("{}: {}", h.name, String::from_utf8_lossy(h.value))),

@@ -55,9 +55,9 @@ impl Pending {
 
     /// Its answer may turn the connection into something else than HTTP.
     pub fn may_switch(&self) -> bool {
-        self.request
-            .as_ref()
-            .is_some_and(|r| r.method == "CONNECT" || r.header_values("upgrade").next().is_some())
+        self.request.as_ref().is_some_and(|r| {
+            r.line.method == "CONNECT" || r.header_values("upgrade").next().is_some()
+        })
     }
 
     pub fn carries_upgrade(&self) -> bool {

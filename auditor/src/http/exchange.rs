@@ -45,21 +45,31 @@ pub struct Exchange {
     pub quality: Quality,
 }
 
+/// A message head: its start line, its version and its field lines (as
+/// hyper's `MessageHead<S>`).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RequestHead {
-    pub method: String,
-    pub target: String,
+pub struct MessageHead<L> {
+    pub line: L,
     pub version: HttpVersion,
     pub headers: Headers,
 }
 
+/// A request's start line, but its version.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ResponseHead {
-    pub version: HttpVersion,
+pub struct RequestLine {
+    pub method: String,
+    pub target: String,
+}
+
+/// A response's start line, but its version.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatusLine {
     pub status: u16,
     pub reason: String,
-    pub headers: Headers,
 }
+
+pub type RequestHead = MessageHead<RequestLine>;
+pub type ResponseHead = MessageHead<StatusLine>;
 
 /// The field lines of a head, in the order and with the repeats they were
 /// sent with. Names and values are kept back to back in one buffer rather
@@ -294,11 +304,11 @@ impl Quality {
 impl Exchange {
     /// The response switched protocols.
     pub fn is_switch(&self) -> bool {
-        self.response.as_ref().is_some_and(|r| r.status == 101)
+        self.response.as_ref().is_some_and(|r| r.line.status == 101)
     }
 }
 
-impl RequestHead {
+impl<L> MessageHead<L> {
     /// The values of every field line named `name` (case-insensitive), in order.
     pub fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
         self.headers.values(name)
@@ -314,7 +324,9 @@ impl RequestHead {
     pub fn has_element(&self, name: &str, element: &str) -> bool {
         self.headers.has_element(name, element)
     }
+}
 
+impl RequestHead {
     /// An upgrade offer: `Upgrade` present and `upgrade` listed in `Connection`.
     pub fn is_upgrade_offer(&self) -> bool {
         self.header_values("upgrade").next().is_some() && self.has_element("connection", "upgrade")
@@ -322,30 +334,14 @@ impl RequestHead {
 
     /// Bytes held on the heap, for the memory budget.
     pub(crate) fn heap_bytes(&self) -> usize {
-        self.method.capacity() + self.target.capacity() + self.headers.heap_bytes()
+        self.line.method.capacity() + self.line.target.capacity() + self.headers.heap_bytes()
     }
 }
 
 impl ResponseHead {
     /// Bytes held on the heap, for the memory budget.
     pub(crate) fn heap_bytes(&self) -> usize {
-        self.reason.capacity() + self.headers.heap_bytes()
-    }
-
-    /// The values of every field line named `name` (case-insensitive), in order.
-    pub fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.headers.values(name)
-    }
-
-    /// The elements of the list formed by every field line named `name`,
-    /// trimmed of spaces and tabs; empty elements are kept.
-    pub fn header_elements<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.headers.elements(name)
-    }
-
-    /// Whether the list `name` has the element `element` (case-insensitive).
-    pub fn has_element(&self, name: &str, element: &str) -> bool {
-        self.headers.has_element(name, element)
+        self.line.reason.capacity() + self.headers.heap_bytes()
     }
 }
 
@@ -407,8 +403,10 @@ mod tests {
     #[test]
     fn header_values_and_lists_span_field_lines() {
         let request = RequestHead {
-            method: "GET".into(),
-            target: "/chat".into(),
+            line: RequestLine {
+                method: "GET".into(),
+                target: "/chat".into(),
+            },
             version: HttpVersion::Http11,
             headers: Headers::from_iter([
                 header("Host", "example"),

@@ -33,7 +33,7 @@ pub(crate) fn request_framing(request: &RequestHead) -> Framing {
 /// when the request was not seen). 101 and a 2xx to CONNECT are not bodies
 /// but protocol changes; the caller handles them first.
 pub(crate) fn response_framing(request_method: Option<&str>, response: &ResponseHead) -> Framing {
-    let status = response.status;
+    let status = response.line.status;
     if request_method == Some("HEAD")
         || (100..200).contains(&status)
         || status == 204
@@ -360,10 +360,14 @@ mod tests {
             .collect()
     }
 
+    use crate::http::{RequestLine, StatusLine};
+
     fn request(method: &str, headers: &[(&str, &str)]) -> RequestHead {
         RequestHead {
-            method: method.into(),
-            target: "/".into(),
+            line: RequestLine {
+                method: method.into(),
+                target: "/".into(),
+            },
             version: HttpVersion::Http11,
             headers: head_with(headers),
         }
@@ -371,9 +375,11 @@ mod tests {
 
     fn response(status: u16, headers: &[(&str, &str)]) -> ResponseHead {
         ResponseHead {
+            line: StatusLine {
+                status,
+                reason: String::new(),
+            },
             version: HttpVersion::Http11,
-            status,
-            reason: String::new(),
             headers: head_with(headers),
         }
     }

@@ -7,7 +7,7 @@
 //! protocol, the new protocol after an upgrade) are recognised after a few
 //! bytes instead of being buffered.
 
-use super::exchange::{Headers, HttpVersion, RequestHead, ResponseHead};
+use super::exchange::{Headers, HttpVersion, RequestHead, RequestLine, ResponseHead, StatusLine};
 
 /// Which kind of message start a side sends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -487,8 +487,10 @@ pub(crate) fn parse_request(head: &[u8], max_headers: usize) -> Result<RequestHe
             return Err(HeadError::Malformed);
         };
         Ok(RequestHead {
-            method: method.to_owned(),
-            target: target.to_owned(),
+            line: RequestLine {
+                method: method.to_owned(),
+                target: target.to_owned(),
+            },
             version: http_version(version)?,
             headers: owned_headers(request.headers),
         })
@@ -515,8 +517,10 @@ pub(crate) fn parse_response(head: &[u8], max_headers: usize) -> Result<Response
         };
         Ok(ResponseHead {
             version: http_version(version)?,
-            status: code,
-            reason: raw_reason(head),
+            line: StatusLine {
+                status: code,
+                reason: raw_reason(head),
+            },
             headers: owned_headers(response.headers),
         })
     })
@@ -634,7 +638,7 @@ mod tests {
         assert_eq!(reader.bytes(), b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n");
         let request = parse_request(reader.bytes(), 8).unwrap();
         assert_eq!(
-            (request.method.as_str(), request.target.as_str()),
+            (request.line.method.as_str(), request.line.target.as_str()),
             ("GET", "/x")
         );
         assert_eq!(
@@ -749,10 +753,10 @@ mod tests {
         assert_eq!((step, used), (HeadStep::Complete, 22));
         let response = parse_response(reader.complete_head(input, used), 8).unwrap();
         assert_eq!(
-            (response.status, response.version),
+            (response.line.status, response.version),
             (200, HttpVersion::Http10)
         );
-        assert_eq!(response.reason, "OK");
+        assert_eq!(response.line.reason, "OK");
     }
 
     #[test]
@@ -801,9 +805,9 @@ mod tests {
     #[test]
     fn reason_phrase_is_kept_as_sent() {
         let response = parse_response(b"HTTP/1.1 101 Switching \xc3\xa9\r\n\r\n", 4).unwrap();
-        assert_eq!(response.reason, "Switching \u{e9}");
+        assert_eq!(response.line.reason, "Switching \u{e9}");
         let response = parse_response(b"HTTP/1.1 204\r\n\r\n", 4).unwrap();
-        assert_eq!(response.reason, "");
+        assert_eq!(response.line.reason, "");
     }
 
     #[test]

@@ -176,8 +176,8 @@ fn summary(exchanges: &[&Exchange]) -> Vec<(Option<String>, Option<u16>)> {
             (
                 e.request
                     .as_ref()
-                    .map(|r| format!("{} {}", r.method, r.target)),
-                e.response.as_ref().map(|r| r.status),
+                    .map(|r| format!("{} {}", r.line.method, r.line.target)),
+                e.response.as_ref().map(|r| r.line.status),
             )
         })
         .collect()
@@ -293,7 +293,7 @@ fn pipelined_requests_with_interim_responses() {
         summary(&exchanges)[..2],
         pairs(&[("POST /a", 201), ("GET /b", 200)])
     );
-    let statuses = |e: &Exchange| e.interim.iter().map(|r| r.status).collect::<Vec<_>>();
+    let statuses = |e: &Exchange| e.interim.iter().map(|r| r.line.status).collect::<Vec<_>>();
     assert_eq!(statuses(exchanges[0]), vec![100]);
     assert_eq!(statuses(exchanges[1]), vec![103, 102]);
     assert!(all_complete(&exchanges[..2]));
@@ -892,7 +892,7 @@ fn an_offer_behind_more_plain_requests_than_the_bound_is_judged() {
     let exchanges = d.exchanges();
     assert_eq!(exchanges.len(), 65);
     let offer = &exchanges[64];
-    assert_eq!(offer.request.as_ref().unwrap().target, "/backup");
+    assert_eq!(offer.request.as_ref().unwrap().line.target, "/backup");
     assert!(offer.is_switch() && offer.quality.complete);
     assert_eq!(exchanges.iter().filter(|e| e.request.is_none()).count(), 1);
     assert_eq!(d.tracker.stats().requests_not_kept, 1);

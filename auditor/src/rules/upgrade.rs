@@ -179,7 +179,7 @@ pub(super) static UPGRADE_101_MISSING_CONNECTION_OPTION: Rule = Rule {
     proxy_impact: MISSING_CONNECTION_OPTION_IMPACT,
     scope: Scope::Upgrade,
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
-        let response = exchange.response.as_ref().filter(|r| r.status == 101)?;
+        let response = exchange.response.as_ref().filter(|r| r.line.status == 101)?;
         if !offer.switch_carries_upgrade || response.has_element("connection", "upgrade")
         {
             return None;
@@ -320,8 +320,8 @@ pub(super) static UPGRADE_101_TO_HTTP10: Rule = Rule {
             .interim
             .iter()
             .chain(&exchange.response)
-            .filter(|r| (100..200).contains(&r.status))
-            .map(|r| format!("`{}`", r.status))
+            .filter(|r| (100..200).contains(&r.line.status))
+            .map(|r| format!("`{}`", r.line.status))
             .collect();
         if informational.is_empty() {
             return None;
@@ -388,7 +388,7 @@ pub(super) static UPGRADE_101_BEFORE_100_CONTINUE: Rule = Rule {
         switch_response(exchange).filter(|_| offer.is_offer)?;
         let request = exchange.request.as_ref()?;
         let expects_continue = request.has_element("expect", "100-continue");
-        if !expects_continue || exchange.interim.iter().any(|r| r.status == 100) {
+        if !expects_continue || exchange.interim.iter().any(|r| r.line.status == 100) {
             return None;
         }
         Some(Violation::new(
@@ -408,7 +408,7 @@ pub(super) static UPGRADE_426_MISSING_UPGRADE: Rule = Rule {
     proxy_impact: &[],
     scope: Scope::Any,
     check: |exchange: &Exchange, _: &Offer, _: &Context| {
-        let response = exchange.response.as_ref().filter(|r| r.status == 426)?;
+        let response = exchange.response.as_ref().filter(|r| r.line.status == 426)?;
         if response.header_values("upgrade").next().is_some() {
             return None;
         }
@@ -483,12 +483,12 @@ pub(super) static UPGRADE_INVALID_TOKEN: Rule = Rule {
         let final_response = exchange
             .response
             .iter()
-            .filter(|r| !(read_by_offer && r.status == 101));
+            .filter(|r| !(read_by_offer && r.line.status == 101));
         let responses = exchange
             .interim
             .iter()
             .chain(final_response)
-            .map(|r| (Some(r.status), &r.headers));
+            .map(|r| (Some(r.line.status), &r.headers));
         request.chain(responses).find_map(|(status, headers)| {
             // Field lines hold no CR or LF: trimming ASCII whitespace trims spaces and tabs.
             let invalid = headers
@@ -625,14 +625,14 @@ pub(super) static UPGRADE_TUNNEL_WITHOUT_101: Rule = Rule {
     proxy_impact: &[],
     scope: Scope::Upgrade,
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
-        let response = exchange.response.as_ref().filter(|r| r.status != 101)?;
+        let response = exchange.response.as_ref().filter(|r| r.line.status != 101)?;
         let not_http = exchange
             .not_http_after_decline
             .as_ref()
             .filter(|_| offer.is_offer)?;
         Some(Violation::new(format!(
             "after the `{}` to the `Upgrade: {}` offer the {} sent `{}` instead of HTTP/1.1",
-            response.status,
+            response.line.status,
             offered(exchange),
             if not_http.sent_by_client {
                 "client"

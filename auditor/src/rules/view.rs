@@ -214,7 +214,7 @@ pub fn protocol_name(element: &str) -> &str {
 
 /// The 101 of an exchange that switched protocols.
 pub fn switch_response(exchange: &Exchange) -> Option<&crate::http::ResponseHead> {
-    exchange.response.as_ref().filter(|r| r.status == 101)
+    exchange.response.as_ref().filter(|r| r.line.status == 101)
 }
 
 /// Field values as sent, joined into one list for a message: `a, b`.

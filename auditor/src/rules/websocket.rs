@@ -142,7 +142,8 @@ fn offer_defects<'o>(exchange: &Exchange, offer: &'o Offer) -> Option<&'o [Optio
 }
 
 fn method_defect(request: &RequestHead) -> Option<String> {
-    (request.method != "GET").then(|| format!("used method `{}`, not `GET`", request.method))
+    (request.line.method != "GET")
+        .then(|| format!("used method `{}`, not `GET`", request.line.method))
 }
 
 fn http_version_defect(request: &RequestHead) -> Option<String> {
@@ -510,7 +511,7 @@ pub(super) static WS_VERSION_REJECTION_MISSING_HEADER: Rule = Rule {
     scope: Scope::Upgrade,
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
         let request = websocket_offer(exchange, offer)?;
-        let response = exchange.response.as_ref().filter(|r| r.status != 101)?;
+        let response = exchange.response.as_ref().filter(|r| r.line.status != 101)?;
         let mut versions = request
             .header_elements("sec-websocket-version")
             .filter(|v| !v.is_empty())
@@ -525,7 +526,7 @@ pub(super) static WS_VERSION_REJECTION_MISSING_HEADER: Rule = Rule {
         }
         Some(Violation::new(format!(
             "the {} answering an offer with `Sec-WebSocket-Version: {}` has no `Sec-WebSocket-Version`",
-            response.status,
+            response.line.status,
             joined_values(request.header_values("sec-websocket-version"))
         )))
     },

@@ -61,7 +61,7 @@ impl Connection {
         };
         self.at_intact_start = false;
         let overlap = mem::take(&mut self.sides[end].overlap_pending);
-        let status = response.status;
+        let status = response.line.status;
         if (100..200).contains(&status) && status != 101 {
             if self.awaiting.is_empty() {
                 let unseen = self.new_pending(end, None, None);
@@ -82,7 +82,7 @@ impl Connection {
         };
         pending.quality.absorb(self.later_responses);
         pending.quality.conflicting_overlap |= overlap;
-        let method = pending.request.as_ref().map(|r| r.method.as_str());
+        let method = pending.request.as_ref().map(|r| r.line.method.as_str());
         let framing = response_framing(method, &response);
         let tunnel = method == Some("CONNECT") && (200..300).contains(&status);
         let may_switch = pending.may_switch();
