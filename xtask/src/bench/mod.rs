@@ -16,6 +16,7 @@ mod micro;
 mod overhead;
 mod replay;
 mod report;
+mod soak;
 mod storm;
 
 pub use memory::hold_flows;
@@ -60,6 +61,7 @@ const BENCHMARKS: &[Benchmark] = &[
     kernel::BENCHMARK,
     overhead::BENCHMARK,
     storm::BENCHMARK,
+    soak::BENCHMARK,
 ];
 
 /// One measured figure.
