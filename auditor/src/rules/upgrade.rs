@@ -73,7 +73,7 @@ const MISSING_CONNECTION_OPTION_IMPACT: &[ProxyImpact] = &[
 const GO_REJECTS_PROTOCOL: ProxyImpact = ProxyImpact {
     proxy: "Go net/http/httputil.ReverseProxy",
     outcome: Breaks,
-    effect: "502 Bad Gateway: \"backend tried to switch protocol \\\"X\\\" when \\\"Y\\\" was requested\" (it compares the whole `Upgrade` header strings)",
+    effect: "502 Bad Gateway: backend tried to switch protocol \"X\" when \"Y\" was requested (it compares the whole `Upgrade` header strings)",
 };
 
 const TRAEFIK_REJECTS_PROTOCOL: ProxyImpact = ProxyImpact {
