@@ -1,17 +1,15 @@
-use std::{collections::HashMap, path::PathBuf, process::ExitCode};
+use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::Context as _;
 use auditor::{
     capture::{interfaces, CaptureOptions},
     config::{Config, EventFormat, Overrides, WatchedPort},
     daemon,
-    events::SourceLoss,
     metrics::MetricsListener,
     output::{self, Destination, LineWriter, QueuedOutputs},
-    pipeline::{Output, Pipeline},
+    pipeline::Output,
     replay,
     rules::{self, Severity},
-    segment::SegmentRef,
 };
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -296,10 +294,7 @@ async fn run(args: RunArgs, log_level: LogLevel) -> Result<(), Failure> {
         max_payload_per_segment: config.capture.max_payload_per_segment,
         ring_buffer_bytes: config.capture.ring_buffer_bytes,
     };
-    let output = match args.exchanges {
-        true => Output::Exchanges,
-        false => Output::Events,
-    };
+    let output = output_of(args.exchanges);
     let sink = QueuedOutputs::open(
         &config.output.destinations,
         stdout_format(config.output.format),
@@ -331,15 +326,7 @@ fn replay(args: ReplayArgs) -> Result<(), Failure> {
         ports: args.ports.clone(),
         ..Config::embedded_default()
     });
-    let output = match args.exchanges {
-        true => Output::Exchanges,
-        false => Output::Events,
-    };
-    let watched = |segment: &SegmentRef| {
-        ports.is_empty()
-            || ports.contains(&segment.src.port())
-            || ports.contains(&segment.dst.port())
-    };
+    let output = output_of(args.exchanges);
     let files = args
         .files
         .iter()
@@ -351,42 +338,22 @@ fn replay(args: ReplayArgs) -> Result<(), Failure> {
         std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock()),
         stdout_format(args.format.into()),
     );
-    let mut pipeline = Pipeline::configured(&config, output, HashMap::new(), stdout);
-    let mut broken = Vec::new();
-    let mut last_seen_ns = 0;
-    let mut progress = replay::ReplayProgress::for_files(&args.files);
-    for mut file in files {
-        // Each segment goes to the pipeline while its payload is still in
-        // the file's read buffer. Ok(false): the file is broken.
-        while let Some(outcome) = file.next_with(|segment| -> std::io::Result<bool> {
-            match segment {
-                Ok(segment) if watched(&segment) => {
-                    last_seen_ns = segment.timestamp_ns;
-                    pipeline.accept_segment(segment)?;
-                    Ok(true)
-                }
-                Ok(_) => Ok(true),
-                Err(error) => {
-                    broken.push(error.to_string());
-                    Ok(false)
-                }
-            }
-        }) {
-            progress.reading(file.bytes_read());
-            if !outcome? {
-                break;
-            }
-        }
-        progress.file_done(file.bytes_read());
+    let replayed = replay::run(&config, &ports, files, &args.files, output, stdout)?;
+    if !replayed.broken.is_empty() {
+        return Err(Failure::Runtime(anyhow::anyhow!(replayed
+            .broken
+            .join("; "))));
     }
-    progress.finish();
-    pipeline.finish()?;
-    pipeline.report_loss(last_seen_ns, SourceLoss::default())?;
-    if !broken.is_empty() {
-        return Err(Failure::Runtime(anyhow::anyhow!(broken.join("; "))));
-    }
-    match (args.fail_on, pipeline.worst_severity()) {
+    match (args.fail_on, replayed.worst) {
         (Some(threshold), Some(worst)) if worst >= threshold => Err(Failure::Threshold(worst)),
         _ => Ok(()),
+    }
+}
+
+/// What `--exchanges` (or its absence) asks for.
+fn output_of(exchanges: bool) -> Output {
+    match exchanges {
+        true => Output::Exchanges,
+        false => Output::Events,
     }
 }

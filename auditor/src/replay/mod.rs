@@ -21,6 +21,7 @@
 mod input;
 mod packet;
 mod progress;
+mod run;
 
 use std::{
     collections::BTreeMap,
@@ -37,6 +38,7 @@ use pcap_parser::{
 
 pub use packet::SkipReason;
 pub use progress::{ReplayProgress, PROGRESS_MIN_BYTES};
+pub use run::{run, Replayed};
 
 use crate::segment::{Segment, SegmentRef};
 use input::{
