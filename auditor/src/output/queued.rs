@@ -661,40 +661,56 @@ mod tests {
             .expect("the reopen returned at once")
     }
 
-    /// Outputs to `first` and `second` that got event 0, then `first`
-    /// renamed to `rotated` and a FIFO put at its path.
-    fn outputs_with_a_fifo_at_the_first_path(
-        first: &std::path::Path,
-        second: &std::path::Path,
-        rotated: &std::path::Path,
-    ) -> QueuedOutputs {
+    /// Two file outputs; one event written, then the first file renamed
+    /// to `rotated` and a FIFO put at its path.
+    struct FifoAtFirstPath {
+        _dir: tempfile::TempDir,
+        first: std::path::PathBuf,
+        second: std::path::PathBuf,
+        rotated: std::path::PathBuf,
+        outputs: QueuedOutputs,
+    }
+
+    fn fifo_at_first_path() -> FifoAtFirstPath {
+        let dir = tempfile::tempdir().unwrap();
+        let first = dir.path().join("first.json");
+        let second = dir.path().join("second.json");
+        let rotated = dir.path().join("first.json.1");
         let mut outputs = QueuedOutputs::open(
             &[
-                Destination::File(first.to_owned()),
-                Destination::File(second.to_owned()),
+                Destination::File(first.clone()),
+                Destination::File(second.clone()),
             ],
             Format::Json,
             64,
         )
         .unwrap();
         send(&mut outputs, 0..1);
-        wait_for_events(first, 0..1);
-        std::fs::rename(first, rotated).unwrap();
+        wait_for_events(&first, 0..1);
+        std::fs::rename(&first, &rotated).unwrap();
         let status = std::process::Command::new("mkfifo")
-            .arg(first)
+            .arg(&first)
             .status()
             .unwrap();
         assert!(status.success());
-        outputs
+        FifoAtFirstPath {
+            _dir: dir,
+            first,
+            second,
+            rotated,
+            outputs,
+        }
     }
 
     #[test]
     fn a_reopen_onto_a_fifo_returns_at_once_and_every_output_keeps_getting_events() {
-        let dir = tempfile::tempdir().unwrap();
-        let first = dir.path().join("first.json");
-        let second = dir.path().join("second.json");
-        let rotated = dir.path().join("first.json.1");
-        let outputs = outputs_with_a_fifo_at_the_first_path(&first, &second, &rotated);
+        let FifoAtFirstPath {
+            _dir,
+            first,
+            second,
+            rotated,
+            outputs,
+        } = fifo_at_first_path();
         let mut outputs = reopen_at_once(outputs);
         send(&mut outputs, 1..10);
         wait_for_events(&second, 0..10);
@@ -708,11 +724,13 @@ mod tests {
 
     #[test]
     fn once_the_fifo_gives_way_to_a_file_a_further_reopen_writes_to_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let first = dir.path().join("first.json");
-        let second = dir.path().join("second.json");
-        let rotated = dir.path().join("first.json.1");
-        let outputs = outputs_with_a_fifo_at_the_first_path(&first, &second, &rotated);
+        let FifoAtFirstPath {
+            _dir,
+            first,
+            second,
+            rotated,
+            outputs,
+        } = fifo_at_first_path();
         let mut outputs = reopen_at_once(outputs);
         send(&mut outputs, 1..2);
         std::fs::remove_file(&first).unwrap();
