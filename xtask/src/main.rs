@@ -1,10 +1,12 @@
 //! The project's two commands, `cargo xtask run` and `cargo xtask test`, with
-//! `cargo xtask build`, for a first look `cargo xtask demo`, and
-//! `cargo xtask bench`. Each installs what it needs first.
+//! `cargo xtask build`, for a first look `cargo xtask demo`,
+//! `cargo xtask bench` and `cargo xtask fuzz`. Each installs what it needs
+//! first.
 
 mod bench;
 mod daemon;
 mod demo;
+mod fuzz;
 mod setup;
 
 use std::{
@@ -32,7 +34,7 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Formatting, clippy (userspace and eBPF), unit tests and, with root, the privileged integration tests.
+    /// Formatting, clippy (userspace and eBPF), unit tests and, with root, the privileged integration tests; then a short run of every fuzz target.
     Test,
     /// Regenerate the README's rule list and docs/rules.md from the rule catalogue.
     Readme,
@@ -40,6 +42,8 @@ enum Task {
     Demo,
     /// Benchmarks against baselines measured in the same run: a table, target/bench/results.json and BENCHMARKS.md.
     Bench(bench::BenchArgs),
+    /// The fuzz targets of fuzz/ (cargo-fuzz, nightly), each for a while on a corpus seeded from the committed captures and configurations; fails if one crashes.
+    Fuzz(fuzz::FuzzArgs),
     /// For the memory benchmark: hold COUNT connections from SOURCE, stopped mid-head, until stdin closes.
     #[command(hide = true)]
     HoldFlows {
@@ -66,6 +70,7 @@ fn main() -> Result<()> {
         Task::Readme => readme(&root),
         Task::Demo => demo::demo(&root),
         Task::Bench(args) => bench::bench(&root, args),
+        Task::Fuzz(args) => fuzz::fuzz(&root, args),
         Task::HoldFlows {
             source,
             count,
@@ -121,6 +126,8 @@ fn test(root: &Path) -> Result<()> {
         eprintln!("xtask: not root: the privileged integration tests are reported as ignored below, by name");
     }
     let totals = run_tests(&mut tests)?;
+    // Before the summary, which stays the last line.
+    let fuzzed = fuzz::run_targets(root, &fuzz::TARGETS, fuzz::TEST_SECONDS);
     println!(
         "xtask: {} passed, {} failed, {} skipped",
         totals.passed, totals.failed, totals.ignored
@@ -128,7 +135,7 @@ fn test(root: &Path) -> Result<()> {
     if totals.failed > 0 || totals.passed == 0 {
         bail!("the test suite did not pass");
     }
-    Ok(())
+    fuzzed
 }
 
 #[derive(Default)]
@@ -181,7 +188,15 @@ fn run_tests(command: &mut Command) -> Result<TestTotals> {
 fn readme(root: &Path) -> Result<()> {
     setup::ensure_ebpf_toolchain()?;
     run(cargo(root)
-        .args(["test", "--quiet", "--package", "auditor", "--test", "integration", "docs::"])
+        .args([
+            "test",
+            "--quiet",
+            "--package",
+            "auditor",
+            "--test",
+            "integration",
+            "docs::",
+        ])
         .env("UPDATE_DOCS", "1"))
 }
 

@@ -80,9 +80,13 @@ pub struct AlertRateLimiter {
 
 impl AlertRateLimiter {
     pub fn new(settings: RateLimitSettings) -> AlertRateLimiter {
+        // Bounded by `resize`, not by `LruCache::new`, which reserves room
+        // for every key at once: the configuration may allow billions.
+        let mut intervals = LruCache::unbounded();
+        intervals.resize(key_capacity(&settings));
         AlertRateLimiter {
             settings,
-            intervals: LruCache::new(key_capacity(&settings)),
+            intervals,
             suppressed_total: 0,
             keys_evicted: 0,
         }
@@ -260,6 +264,20 @@ mod tests {
             EventBody::Alert(a) => a.alert.suppressed.zip(a.alert.interval_s),
             _ => None,
         }
+    }
+
+    /// Found with the `config` fuzz target: a valid configuration whose
+    /// `max_tracked_keys` is large (`[rate_limit] max_tracked_keys =
+    /// 100000000000`) made the limiter reserve a table of that many keys up
+    /// front (here 2.3 TB: the process aborted).
+    #[test]
+    fn reserves_nothing_for_keys_not_yet_seen() {
+        let mut limiter = AlertRateLimiter::new(settings(10, 100_000_000_000));
+        let mut out = Vec::new();
+        for port in [80, 81] {
+            limiter.admit(alert(0, port, 0), &mut out);
+        }
+        assert_eq!(out.len(), 2);
     }
 
     #[test]

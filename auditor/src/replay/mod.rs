@@ -53,6 +53,9 @@ pub const MAX_BLOCK_LEN: usize = 16 * 1024 * 1024;
 /// pcap-parser wants more bytes for a block than the block's length holds.
 const CONTENTS_OVERRUN: &str = "its contents overrun its length";
 
+/// The shortest pcapng block: its type and its length, twice.
+const MIN_PCAPNG_BLOCK_LEN: u64 = 12;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
     #[error("{}: {source}", .path.display())]
@@ -243,6 +246,13 @@ impl CaptureFile {
     ) -> Option<R> {
         while !self.finished {
             let offset = self.reader.consumed() as u64;
+            if let Some(claimed) = self.blocks.undersized_block(self.reader.data()) {
+                let problem = format!(
+                    "it claims {claimed} bytes, fewer than its type and length fields ({MIN_PCAPNG_BLOCK_LEN})"
+                );
+                let error = self.malformed(offset, problem);
+                return Some(f(Err(self.fail(error))));
+            }
             // `consume_noshift`: without the copy of the buffer's unread
             // half that `consume` makes once half of it is read. `refill`
             // shifts before it reads, moving only an incomplete last block.
@@ -455,6 +465,19 @@ impl BlockDecoder {
         None
     }
 
+    /// The length a pcapng block at the start of `buffered` claims, when it
+    /// is shorter than any block can be. pcap-parser 0.17 takes the 12
+    /// bytes of type and lengths off the claim unchecked for some blocks
+    /// (process information): an overflow, a panic where overflow is checked.
+    fn undersized_block(&self, buffered: &[u8]) -> Option<u64> {
+        match self.format {
+            Format::Pcap(_) => None,
+            Format::PcapNg(_) => self
+                .claimed_block_len(buffered)
+                .filter(|&claimed| claimed < MIN_PCAPNG_BLOCK_LEN),
+        }
+    }
+
     /// How long the block at the start of `buffered` says it is, header
     /// included; None while too little of it is buffered to tell.
     fn claimed_block_len(&self, buffered: &[u8]) -> Option<u64> {
@@ -597,6 +620,25 @@ mod tests {
         section_header.extend(28u32.to_le_bytes());
         section_header.extend(0x1a2b_3c4du32.to_le_bytes());
         assert_eq!(pcapng.claimed_block_len(&section_header), Some(28));
+    }
+
+    /// Found by the `capture` fuzz target (the input as it minimized it): a
+    /// section header block, then a process information block (type
+    /// 0x80000001) that claims 5 bytes, which pcap-parser took 12 from.
+    #[test]
+    fn a_block_shorter_than_its_own_fields_is_malformed() {
+        let input = [
+            0x0a, 0x0d, 0x0d, 0x0a, 0x1c, 0x00, 0x00, 0x00, 0x4d, 0x3c, 0x2b, 0x1a, 0x2c, 0x00,
+            0x00, 0x27, 0x37, 0x15, 0x0d, 0x4b, 0x6f, 0xff, 0xff, 0xff, 0x1c, 0x00, 0x00, 0x00,
+            0x01, 0x00, 0x00, 0x80, 0x05, 0x00, 0x00, 0x00,
+        ];
+        let mut capture = CaptureFile::from_bytes("short.pcapng", &input).unwrap();
+        let error = capture.next().unwrap().unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "short.pcapng: malformed block at byte 28: it claims 5 bytes, fewer than its type and length fields (12)"
+        );
+        assert!(capture.next().is_none());
     }
 
     #[test]
