@@ -101,6 +101,14 @@ pub struct HttpStats {
     pub interim_dropped: u64,
 }
 
+/// Brings `total` up to date with what `connection` holds now, counting
+/// its bytes once.
+fn recount(total: &mut usize, connection: &mut Connection) {
+    let now = connection.heap_bytes();
+    *total = *total - connection.counted_bytes + now;
+    connection.counted_bytes = now;
+}
+
 /// Appends `bytes` to `buffer`, which is never to hold more than `bound`
 /// bytes: it grows by doubling, but its capacity stays within the bound,
 /// so that what the memory budget counts is all that is held.
@@ -185,8 +193,7 @@ impl HttpTracker {
                 self.forget(id, &mut cx);
                 let mut connection =
                     Connection::open(id, first, second, syn_sender, midstream, interface);
-                connection.counted_bytes = connection.heap_bytes();
-                self.heap_bytes += connection.counted_bytes;
+                recount(&mut self.heap_bytes, &mut connection);
                 self.connections.insert(id, Box::new(connection));
             }
             StreamEvent::Closed { .. } => self.forget(id, &mut cx),
@@ -220,8 +227,7 @@ impl HttpTracker {
             StreamEvent::Finished { src, .. } => connection.on_finished(src, cx),
             StreamEvent::Opened { .. } | StreamEvent::Closed { .. } => {}
         }
-        self.heap_bytes = self.heap_bytes - connection.counted_bytes + connection.heap_bytes();
-        connection.counted_bytes = connection.heap_bytes();
+        recount(&mut self.heap_bytes, connection);
         let deadline = connection.switch_deadline();
         if deadline != connection.indexed_deadline {
             if let Some(previous) = connection.indexed_deadline {
@@ -262,9 +268,7 @@ impl HttpTracker {
             if let Some(connection) = self.connections.get_mut(&id) {
                 connection.expire_switch_wait(now_ns, &mut cx);
                 connection.indexed_deadline = None;
-                self.heap_bytes =
-                    self.heap_bytes - connection.counted_bytes + connection.heap_bytes();
-                connection.counted_bytes = connection.heap_bytes();
+                recount(&mut self.heap_bytes, connection);
             }
         }
         self.stats = stats;
