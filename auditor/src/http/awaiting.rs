@@ -149,11 +149,10 @@ impl Awaiting {
     /// false when it was not kept: over the count, or over the bytes after
     /// the first.
     pub fn add_interim(&mut self, response: ResponseHead, limits: &HttpLimits) -> bool {
-        if let Some(front) = self
-            .front_is_not_kept()
-            .then(|| self.take_front_not_kept())
-            .flatten()
-        {
+        if self.front_is_not_kept() {
+            // The place of a request not kept becomes an exchange kept, to
+            // hold the interim response.
+            let front = self.take_front_not_kept().expect("a front not kept");
             self.kept_bytes += front.heap_bytes();
             self.kept.push_front(front);
         }
