@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use auditor::{
     http::{HttpLimits, HttpOutput, HttpTracker},
-    reassembly::{CloseReason, ConnectionId, StreamEvent},
+    stream::{CloseReason, ConnectionId, StreamEvent},
 };
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 

@@ -3,8 +3,9 @@
 use std::net::SocketAddr;
 
 use auditor::{
-    reassembly::{Reassembler, ReassemblyLimits, StreamEvent},
+    reassembly::{Reassembler, ReassemblyLimits},
     segment::{Segment, TcpFlags},
+    stream::StreamEvent,
 };
 use auditor_common::tcp_flags::{ACK, FIN, PSH, SYN};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};

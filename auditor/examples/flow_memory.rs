@@ -23,6 +23,7 @@ use auditor::{
     reassembly::ReassemblyLimits,
     reporter::{ReportSettings, Reporter},
     segment::{Segment, TcpFlags},
+    source::Input,
 };
 
 /// Counts what is allocated and not yet freed.
@@ -155,7 +156,7 @@ fn main() {
             ),
         ] {
             pipeline
-                .accept_segment(segment.borrowed())
+                .accept(Input::Segment(segment.borrowed()))
                 .expect("the sink never fails");
         }
     }

@@ -1,14 +1,24 @@
 //! upgrade-auditor: watches HTTP/1.1 protocol upgrades and reports the ones
 //! that break the rules proxies rely on.
 //!
-//! Data flows one way: [`capture`] (the kernel program) or [`replay`] (a
-//! capture file) → [`segment`]s → [`reassembly`] → [`http`] exchanges →
-//! [`pipeline`] → rules and events → [`output`].
+//! Data flows one way: a [`source`] → ordered bytes per connection and
+//! direction ([`stream`]) → [`http`] exchanges → [`rules`] → [`events`] →
+//! [`output`]; the [`pipeline`] wires these stages, the same for every
+//! source. Where new things go:
 //!
-//! Modules depend on each other without a cycle (`tests/modules.rs` checks
-//! it): each component owns its settings, [`config`] assembles them from
-//! the file, and only [`daemon`] and the binary, which put the components
-//! together, import [`config`].
+//! - a source implements [`source::Source`], as the kernel program's ring
+//!   buffer ([`capture`]) and capture files ([`replay`]) do. TCP segments
+//!   ([`segment`]) go through [`reassembly`]; bytes already in order go
+//!   straight to the HTTP layer.
+//! - a rule goes in the file of its family under `rules/` (`upgrade`,
+//!   `websocket`, `h2c`), metadata, check and tests together;
+//! - an output is a [`output::Destination`], written to by the
+//!   [`output::Sink`] of `auditor run`.
+//!
+//! Modules depend on each other without a cycle
+//! (`tests/integration/modules.rs` checks it): each component owns its
+//! settings, [`config`] assembles them from the file, and only [`daemon`]
+//! and the binary, which put the components together, import [`config`].
 
 mod addr;
 pub mod capabilities;
@@ -25,3 +35,5 @@ pub mod replay;
 pub mod reporter;
 pub mod rules;
 pub mod segment;
+pub mod source;
+pub mod stream;

@@ -3,18 +3,20 @@
 
 #![no_main]
 
-use auditor::segment::SegmentRef;
+use auditor::{segment::SegmentRef, source::Input};
 use auditor_fuzz::{check_segment, records, PipelineRun};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|input: &[u8]| {
     let mut run = PipelineRun::new(false, false);
     for record in records::split(input) {
-        let decoded = SegmentRef::decode(record, 0);
-        if let Ok(segment) = &decoded {
-            check_segment(segment);
-        }
-        run.accept(decoded);
+        run.accept(match SegmentRef::decode(record, 0) {
+            Ok(segment) => {
+                check_segment(&segment);
+                Input::Segment(segment)
+            }
+            Err(error) => Input::Undecodable(error),
+        });
     }
     run.finish();
 });

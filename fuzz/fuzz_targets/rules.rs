@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use auditor::{
     events::{pretty, Event, ExchangeRecord, RedactionAllowlist, SECRET_FIELDS},
     http::{Exchange, Headers, HttpOutput, HttpTracker},
-    reassembly::{CloseReason, ConnectionId, StreamEvent},
+    stream::{CloseReason, ConnectionId, StreamEvent},
     reporter::{ReportSettings, Reporter},
     rules::{self, Context, Offer, Scope},
 };

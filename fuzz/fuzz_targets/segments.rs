@@ -4,6 +4,7 @@
 
 #![no_main]
 
+use auditor::source::Input;
 use auditor_fuzz::{
     segments::{self, MODE_EXCHANGES, MODE_PRETTY},
     PipelineRun,
@@ -14,7 +15,7 @@ fuzz_target!(|input: &[u8]| {
     let (mode, segments) = segments::decode(input);
     let mut run = PipelineRun::new(mode & MODE_EXCHANGES != 0, mode & MODE_PRETTY != 0);
     for segment in segments {
-        run.accept(Ok(segment));
+        run.accept(Input::Segment(segment));
     }
     run.finish();
 });

@@ -18,7 +18,7 @@
 use std::net::SocketAddr;
 
 use auditor::{
-    reassembly::{GapKind, StreamEvent},
+    stream::{GapKind, StreamEvent},
     rules::PortRole,
 };
 

@@ -12,14 +12,15 @@ pub mod segments;
 use std::{collections::HashMap, io, sync::Arc};
 
 use auditor::{
-    events::{RateLimitSettings, SourceLoss},
+    events::RateLimitSettings,
     http::HttpLimits,
     output::{Format, LineWriter},
     pipeline::{Mode, Pipeline},
     reassembly::ReassemblyLimits,
     reporter::{ReportSettings, Reporter},
     rules::PortRole,
-    segment::{DecodeError, SegmentRef},
+    segment::SegmentRef,
+    source::{Input, SourceLoss},
 };
 pub use reader::Reader;
 
@@ -122,11 +123,11 @@ impl PipelineRun {
         }
     }
 
-    pub fn accept(&mut self, record: Result<SegmentRef<'_>, DecodeError>) {
-        if let Ok(segment) = &record {
+    pub fn accept(&mut self, input: Input<'_>) {
+        if let Input::Segment(segment) = &input {
             self.last_timestamp_ns = segment.timestamp_ns;
         }
-        self.pipeline.accept(record).expect(SINK_WRITES);
+        self.pipeline.accept(input).expect(SINK_WRITES);
         self.pipeline.take_gate_commands().for_each(drop);
         let snapshot = self.pipeline.snapshot(SourceLoss::default());
         let limits = reassembly_limits();

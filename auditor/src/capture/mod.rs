@@ -1,11 +1,12 @@
 //! Live capture: loads the kernel program, attaches it to interfaces, and
-//! reads its ring buffer as typed [`Segment`]s.
+//! reads its ring buffer: the live [`Source`] of TCP segments.
 
 pub mod interfaces;
 pub mod privileges;
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashSet},
+    io,
     net::{IpAddr, SocketAddr},
     time::Duration,
 };
@@ -26,8 +27,8 @@ use tokio::io::unix::AsyncFd;
 pub use self::interfaces::Interface;
 use self::privileges::Capability;
 use crate::{
-    events::SourceLoss,
-    segment::{DecodeError, SegmentRef},
+    segment::SegmentRef,
+    source::{Fed, Input, Source, SourceLoss},
 };
 
 /// What the ring buffer could not deliver, by the kernel program's
@@ -57,7 +58,7 @@ pub enum CaptureError {
     )]
     VerifierRejected {
         program: &'static str,
-        io_error: std::io::Error,
+        io_error: io::Error,
         log: String,
     },
     #[error("cannot attach to interface `{interface}` ({direction}): {source}")]
@@ -78,7 +79,7 @@ pub enum CaptureError {
     #[error("eBPF map `{0}` is missing from the object")]
     MissingMap(&'static str),
     #[error("{0}")]
-    Io(#[from] std::io::Error),
+    Io(#[from] io::Error),
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -344,7 +345,7 @@ impl Capture {
             Ok(()) | Err(MapError::KeyNotFound) => {}
             // The kernel removes a gate itself once the stream passes its resume point.
             Err(MapError::SyscallError(error))
-                if error.io_error.kind() == std::io::ErrorKind::NotFound => {}
+                if error.io_error.kind() == io::ErrorKind::NotFound => {}
             Err(source) => {
                 return Err(CaptureError::Map {
                     map: MAP_PAYLOAD_GATES,
@@ -392,7 +393,7 @@ impl Capture {
             // owns the ring buffer for as long as it is registered.
             .map(|ring| {
                 Ok(SegmentReader {
-                    ring: unsafe { AsyncFd::register(ring).map_err(std::io::Error::from)? },
+                    ring: unsafe { AsyncFd::register(ring).map_err(io::Error::from)? },
                     clock_offset_ns: monotonic_to_unix_offset_ns()?,
                 })
             })
@@ -422,11 +423,12 @@ fn address_bytes(ip: IpAddr) -> [u8; 16] {
     }
 }
 
-/// Reads records from the kernel's ring buffer as they arrive.
 /// How often the reader looks for records the kernel program did not wake it
 /// for (it wakes it only once many wait): the longest a record waits.
 pub const RING_POLL: Duration = Duration::from_millis(20);
 
+/// Reads records from the kernel's ring buffer as they arrive: the live
+/// capture's [`Source`].
 pub struct SegmentReader {
     ring: AsyncFd<RingBuf<MapData>>,
     /// Unix time minus CLOCK_MONOTONIC, taken when the reader was made.
@@ -435,8 +437,8 @@ pub struct SegmentReader {
 
 impl SegmentReader {
     /// Waits until the kernel program wakes the reader (many records wait)
-    /// or [`RING_POLL`] passed; [`Self::drain`] then takes what waits.
-    pub async fn wait(&mut self) -> std::io::Result<()> {
+    /// or [`RING_POLL`] passed; [`Source::feed`] then takes what waits.
+    pub async fn wait(&mut self) -> io::Result<()> {
         if let Ok(guard) = tokio::time::timeout(RING_POLL, self.ring.readable_mut()).await {
             // Records that come after this are found by the next wait: a
             // wake-up, or the next poll.
@@ -444,28 +446,30 @@ impl SegmentReader {
         }
         Ok(())
     }
+}
 
-    /// Hands every record waiting to `accept`, decoded, its payload
-    /// borrowed from the ring buffer (freed for the kernel once `accept`
-    /// returns); stops at the first error `accept` returns.
-    pub fn drain<E>(
-        &mut self,
-        mut accept: impl FnMut(Result<SegmentRef<'_>, DecodeError>) -> Result<(), E>,
-    ) -> Result<(), E> {
+impl Source for SegmentReader {
+    /// Every record waiting, decoded, its payload borrowed from the ring
+    /// buffer (freed for the kernel once `accept` returns). The ring never
+    /// ends: [`Self::wait`] says when to feed again.
+    fn feed(&mut self, mut accept: impl FnMut(Input<'_>) -> io::Result<()>) -> io::Result<Fed> {
         let ring = self.ring.get_mut();
         while let Some(record) = ring.next() {
-            accept(SegmentRef::decode(&record, self.clock_offset_ns))?;
+            accept(match SegmentRef::decode(&record, self.clock_offset_ns) {
+                Ok(segment) => Input::Segment(segment),
+                Err(error) => Input::Undecodable(error),
+            })?;
         }
-        Ok(())
+        Ok(Fed::More)
     }
 }
 
 /// What to add to a CLOCK_MONOTONIC time (the kernel's `bpf_ktime_get_ns`)
 /// to get Unix time.
-fn monotonic_to_unix_offset_ns() -> std::io::Result<u64> {
+fn monotonic_to_unix_offset_ns() -> io::Result<u64> {
     use nix::time::{clock_gettime, ClockId};
-    let nanos = |clock| -> std::io::Result<u64> {
-        let time = clock_gettime(clock).map_err(std::io::Error::from)?;
+    let nanos = |clock| -> io::Result<u64> {
+        let time = clock_gettime(clock).map_err(io::Error::from)?;
         Ok(time.tv_sec() as u64 * 1_000_000_000 + time.tv_nsec() as u64)
     };
     let unix = nanos(ClockId::CLOCK_REALTIME)?;

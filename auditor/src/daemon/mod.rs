@@ -24,6 +24,7 @@ use crate::{
     metrics::{self, MetricsListener},
     output::Sink,
     pipeline::{GateCommand, Output, Pipeline},
+    source::Source,
 };
 
 /// How often idle connections are expired.
@@ -148,7 +149,7 @@ pub async fn run<S: Sink>(
 impl<S: Sink> Running<S> {
     /// Every record waiting in the ring buffer, then the gates they call for.
     fn accept(&mut self, reader: &mut SegmentReader) -> Result<(), DaemonError> {
-        reader.drain(|record| self.pipeline.accept(record))?;
+        reader.feed(|input| self.pipeline.accept(input))?;
         self.pipeline.flush()?;
         self.apply_gates()
     }

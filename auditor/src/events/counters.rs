@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::{Event, EventBody, HandshakeOutcome};
-use crate::{http::HttpStats, reassembly::ReassemblyStats, rules::Severity};
+use crate::{http::HttpStats, reassembly::ReassemblyStats, rules::Severity, source::SourceLoss};
 
 /// What was not seen, or seen and not reported.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -39,16 +39,6 @@ pub struct LossCounters {
     /// Rate-limit keys forgotten to stay within bounds: an endpoint whose
     /// key was forgotten may get more than the limit in that interval.
     pub rate_limit_keys_evicted: u64,
-}
-
-/// What the source of the segments could not deliver: for the live
-/// capture, the kernel program's ring buffer.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct SourceLoss {
-    /// Records that found the ring buffer full.
-    pub records_dropped: u64,
-    /// Records whose payload was not copied in full.
-    pub records_truncated: u64,
 }
 
 /// Every stage's own count of what it lost, since start.

@@ -30,7 +30,7 @@ use smallvec::SmallVec;
 
 pub use build::{events_for, events_for_offer, EventContext};
 pub use community_id::CommunityId;
-pub use counters::{EmittedCounts, LossCounters, LossShares, SourceLoss, StatsCounters};
+pub use counters::{EmittedCounts, LossCounters, LossShares, StatsCounters};
 pub use exchange_record::ExchangeRecord;
 pub use http::{FieldElements, HttpRecord, RequestRecord, ResponseRecord};
 pub use rate_limit::{AlertRateLimiter, RateLimitSettings};

@@ -54,7 +54,7 @@ pub use exchange::{
 use foldhash::fast::RandomState;
 pub(crate) use head::is_tchar;
 
-use crate::reassembly::{ConnectionId, StreamEvent};
+use crate::stream::{ConnectionId, StreamEvent};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HttpLimits {

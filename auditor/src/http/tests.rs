@@ -6,7 +6,7 @@ use proptest::prelude::*;
 
 use super::exchange::{EarlyData, NotHttp};
 use super::*;
-use crate::reassembly::{CloseReason, GapKind};
+use crate::stream::{CloseReason, GapKind};
 
 const ID: ConnectionId = ConnectionId(9);
 

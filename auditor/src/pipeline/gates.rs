@@ -8,7 +8,8 @@ use foldhash::fast::RandomState;
 
 use crate::{
     http::{GateUntil, PayloadGateRequest},
-    reassembly::{ConnectionId, Reassembler},
+    reassembly::Reassembler,
+    stream::ConnectionId,
 };
 
 /// A change to the kernel's payload gate for the direction `src` → `dst`.

@@ -1,5 +1,5 @@
-//! Segments → reassembly → HTTP exchanges → rules and events → a sink,
-//! the same for live capture and capture files. Payload-gate requests of the
+//! A source's inputs → reassembly (for TCP segments) → HTTP exchanges →
+//! rules and events → a sink, the same for every source. Payload-gate requests of the
 //! HTTP layer come out as [`GateCommand`]s for the live capture to apply.
 
 mod gates;
@@ -10,13 +10,15 @@ pub use self::gates::GateCommand;
 use self::gates::PayloadGates;
 use crate::{
     config::Config,
-    events::{EmittedCounts, Event, LossCounters, LossShares, SourceLoss, StatsCounters},
+    events::{EmittedCounts, Event, LossCounters, LossShares, StatsCounters},
     http::{HttpLimits, HttpOutput, HttpTracker},
     output::Sink,
-    reassembly::{ConnectionId, Emit, Reassembler, ReassemblyLimits, ReassemblyStats, StreamEvent},
+    reassembly::{Emit, Reassembler, ReassemblyLimits, ReassemblyStats},
     reporter::{ReportSettings, Reporter},
     rules::Severity,
-    segment::{DecodeError, SegmentRef},
+    segment::SegmentRef,
+    source::{Input, SourceLoss},
+    stream::{ConnectionId, StreamEvent},
 };
 
 /// How often, in capture time, idle connections and post-switch waits are checked.
@@ -135,22 +137,21 @@ impl<S: Sink> Pipeline<S> {
         }
     }
 
-    pub fn accept(&mut self, record: Result<SegmentRef<'_>, DecodeError>) -> io::Result<()> {
-        let segment = match record {
-            Ok(segment) => segment,
-            Err(error) => {
+    /// Takes one input of a source: what it borrows (from the ring buffer
+    /// or a capture file's buffer), the pipeline copies only if it keeps it.
+    pub fn accept(&mut self, input: Input<'_>) -> io::Result<()> {
+        match input {
+            Input::Segment(segment) => self.accept_segment(segment),
+            Input::Undecodable(error) => {
                 self.stats.undecodable_records += 1;
-                tracing::warn!(%error, "undecodable record from the kernel program");
-                return Ok(());
+                tracing::warn!(%error, "undecodable record from the source");
+                Ok(())
             }
-        };
-        self.accept_segment(segment)
+            Input::Stream(event) => self.accept_stream(&event),
+        }
     }
 
-    /// [`Self::accept`] for a decoded segment. Its payload is borrowed (from
-    /// the ring buffer or a capture file's buffer): the reassembler copies
-    /// only what it keeps.
-    pub fn accept_segment(&mut self, segment: SegmentRef<'_>) -> io::Result<()> {
+    fn accept_segment(&mut self, segment: SegmentRef<'_>) -> io::Result<()> {
         self.stats.segments += 1;
         tracing::debug!(
             interface = ?segment.interface,
@@ -170,8 +171,19 @@ impl<S: Sink> Pipeline<S> {
         self.reassemble(|reassembler, emit| reassembler.push(&segment, emit));
         self.stay_within_budget(segment.timestamp_ns);
         self.drain_outputs()?;
-        if segment.timestamp_ns >= self.next_tick_ns {
-            self.tick(segment.timestamp_ns)?;
+        self.tick_if_due(segment.timestamp_ns)
+    }
+
+    /// Bytes a source put in order itself go straight to the HTTP layer.
+    fn accept_stream(&mut self, event: &StreamEvent<'_>) -> io::Result<()> {
+        self.http.handle(event, &mut self.http_outputs);
+        self.drain_outputs()?;
+        self.tick_if_due(event.timestamp_ns())
+    }
+
+    fn tick_if_due(&mut self, now_ns: u64) -> io::Result<()> {
+        if now_ns >= self.next_tick_ns {
+            self.tick(now_ns)?;
         }
         Ok(())
     }
@@ -360,8 +372,10 @@ fn printable_prefix(data: &[u8], max: usize) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::net::SocketAddr;
+
     use super::*;
-    use crate::{events::EventBody, http::Exchange, reporter::ReportSettings};
+    use crate::{events::EventBody, http::Exchange, reporter::ReportSettings, stream::CloseReason};
 
     /// Keeps the events; `dropped` is what its destinations lost.
     #[derive(Default)]
@@ -386,14 +400,22 @@ mod tests {
         }
     }
 
-    #[test]
-    fn loss_events_count_what_the_outputs_dropped_since_the_previous_one() {
-        let mut pipeline = Pipeline::new(
+    const PROXMOX_OFFER: &[u8] = b"GET /api2/json/backup HTTP/1.1\r\nHost: pbs\r\nUpgrade: proxmox-backup-protocol-v1\r\nConnection: upgrade\r\n\r\n";
+    const PROXMOX_101: &[u8] =
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: proxmox-backup-protocol-v1\r\n\r\n";
+
+    fn judging() -> Pipeline<Recorded> {
+        Pipeline::new(
             ReassemblyLimits::default(),
             HttpLimits::default(),
             Mode::Events(Box::new(Reporter::new(ReportSettings::default()))),
             Recorded::default(),
-        );
+        )
+    }
+
+    #[test]
+    fn loss_events_count_what_the_outputs_dropped_since_the_previous_one() {
+        let mut pipeline = judging();
         let output_drops = |pipeline: &Pipeline<Recorded>| -> Vec<u64> {
             pipeline
                 .sink
@@ -413,6 +435,95 @@ mod tests {
         pipeline.report_loss(3, SourceLoss::default()).unwrap();
         pipeline.report_loss(4, SourceLoss::default()).unwrap();
         assert_eq!(output_drops(&pipeline), [7, 3]);
+    }
+
+    /// What a TLS plaintext source hands over is judged as the same bytes
+    /// reassembled from TCP segments are.
+    #[test]
+    fn bytes_in_order_are_judged_as_reassembled_segments_are() {
+        use auditor_common::tcp_flags::{ACK, PSH, SYN};
+
+        use crate::segment::{Segment, TcpFlags};
+
+        let client: SocketAddr = "10.0.0.1:40000".parse().unwrap();
+        let server: SocketAddr = "10.0.0.2:8007".parse().unwrap();
+        let segment = |at: u64, src, dst, seq, flags, data: &[u8]| Segment {
+            timestamp_ns: at,
+            interface: None,
+            direction: None,
+            src,
+            dst,
+            seq,
+            ack: 0,
+            flags: TcpFlags(flags),
+            payload_len: data.len() as u32,
+            data_offset: 0,
+            data: data.to_vec(),
+            uncopied_tail: 0,
+            gated: false,
+        };
+        let mut reassembled = judging();
+        for segment in [
+            segment(1, client, server, 99, SYN, b""),
+            segment(1, server, client, 499, SYN | ACK, b""),
+            segment(2, client, server, 100, PSH | ACK, PROXMOX_OFFER),
+            segment(3, server, client, 500, PSH | ACK, PROXMOX_101),
+        ] {
+            reassembled
+                .accept(Input::Segment(segment.borrowed()))
+                .unwrap();
+        }
+        reassembled.finish().unwrap();
+
+        let mut streamed = judging();
+        let id = ConnectionId(7);
+        for event in [
+            StreamEvent::Opened {
+                id,
+                first: client,
+                second: server,
+                syn_sender: Some(client),
+                midstream: false,
+                interface: None,
+                timestamp_ns: 1,
+            },
+            StreamEvent::Data {
+                id,
+                src: client,
+                offset: 0,
+                bytes: PROXMOX_OFFER,
+                timestamp_ns: 2,
+            },
+            StreamEvent::Data {
+                id,
+                src: server,
+                offset: 0,
+                bytes: PROXMOX_101,
+                timestamp_ns: 3,
+            },
+            StreamEvent::Closed {
+                id,
+                reason: CloseReason::EndOfInput,
+                timestamp_ns: 3,
+            },
+        ] {
+            streamed.accept(Input::Stream(event)).unwrap();
+        }
+        streamed.finish().unwrap();
+
+        let rules: Vec<&str> = streamed
+            .sink
+            .events
+            .iter()
+            .filter_map(|event| match &event.body {
+                EventBody::Alert(alert) => Some(alert.alert.rule),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(rules, ["upgrade-101-missing-connection-option"]);
+        assert_eq!(streamed.sink.events, reassembled.sink.events);
+        assert_eq!(streamed.stats().exchanges, 1);
+        assert_eq!(streamed.stats().segments, 0, "no segment went through");
     }
 
     #[test]

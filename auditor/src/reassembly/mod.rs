@@ -5,7 +5,6 @@
 //! eviction, overflow and lost byte is counted.
 
 mod direction;
-mod event;
 
 use std::net::SocketAddr;
 
@@ -13,8 +12,11 @@ use foldhash::fast::RandomState;
 use lru::LruCache;
 
 use self::direction::{Chunk, Delivery, DirectionStream};
-pub use self::event::{CloseReason, ConnectionId, GapKind, StreamEvent};
-use crate::{addr::PackedAddr, segment::SegmentRef};
+use crate::{
+    addr::PackedAddr,
+    segment::SegmentRef,
+    stream::{CloseReason, ConnectionId, GapKind, StreamEvent},
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ReassemblyLimits {

@@ -40,7 +40,10 @@ pub use packet::SkipReason;
 pub use progress::{ReplayProgress, PROGRESS_MIN_BYTES};
 pub use run::{run, Replayed};
 
-use crate::segment::{Segment, SegmentRef};
+use crate::{
+    segment::{Segment, SegmentRef},
+    source::{Fed, Input, Source},
+};
 use input::{
     is_section_header, open_reader, read_error, section_header_len, BytesRead, LastReadError,
 };
@@ -113,10 +116,11 @@ pub fn open(path: &Path) -> Result<CaptureFile, ReplayError> {
     CaptureFile::open(path)
 }
 
-/// A capture file read as an iterator of TCP segments, in capture order.
+/// A capture file read as TCP segments, in capture order: a [`Source`], or
+/// an iterator.
 ///
 /// After an error (the file is truncated, a block is malformed or too large,
-/// a read fails) the iterator ends.
+/// a read fails) the file ends.
 pub struct CaptureFile {
     path: PathBuf,
     reader: Box<dyn PcapReaderIterator + Send>,
@@ -124,6 +128,8 @@ pub struct CaptureFile {
     bytes_read: BytesRead,
     blocks: BlockDecoder,
     finished: bool,
+    /// Why the file ended early, when fed as a [`Source`].
+    broken: Option<ReplayError>,
 }
 
 impl CaptureFile {
@@ -158,6 +164,7 @@ impl CaptureFile {
                 stats: ReplayStats::default(),
             },
             finished: false,
+            broken: None,
         })
     }
 
@@ -178,6 +185,11 @@ impl CaptureFile {
     /// segments it yielded by at most its buffer's length.
     pub fn bytes_read(&self) -> u64 {
         self.bytes_read.get()
+    }
+
+    /// Why the file, fed as a [`Source`], ended before its end.
+    pub fn broken(&self) -> Option<&ReplayError> {
+        self.broken.as_ref()
     }
 
     fn fail(&mut self, error: ReplayError) -> ReplayError {
@@ -233,6 +245,25 @@ impl Iterator for CaptureFile {
 
     fn next(&mut self) -> Option<Self::Item> {
         self.next_with(|segment| segment.map(|segment| segment.to_owned_segment()))
+    }
+}
+
+impl Source for CaptureFile {
+    /// One packet at a time, so that progress can be shown as it goes.
+    fn feed(&mut self, mut accept: impl FnMut(Input<'_>) -> io::Result<()>) -> io::Result<Fed> {
+        let outcome = self.next_with(|segment| match segment {
+            Ok(segment) => accept(Input::Segment(segment)).map(|()| None),
+            Err(error) => Ok(Some(error)),
+        });
+        match outcome {
+            None => Ok(Fed::Ended),
+            Some(Ok(None)) => Ok(Fed::More),
+            Some(Ok(Some(error))) => {
+                self.broken = Some(error);
+                Ok(Fed::Ended)
+            }
+            Some(Err(error)) => Err(error),
+        }
     }
 }
 

@@ -6,11 +6,11 @@ use std::{collections::HashMap, io, path::PathBuf};
 use super::{CaptureFile, ReplayProgress};
 use crate::{
     config::Config,
-    events::SourceLoss,
     output::Sink,
     pipeline::{Output, Pipeline},
     rules::Severity,
     segment::SegmentRef,
+    source::{Fed, Input, Source, SourceLoss},
 };
 
 /// How a replay ended, once every file was read.
@@ -43,27 +43,19 @@ pub fn run<S: Sink>(
     let mut last_seen_ns = 0;
     let mut progress = ReplayProgress::for_files(paths);
     for mut file in files {
-        // Each segment goes to the pipeline while its payload is still in
-        // the file's read buffer. Ok(false): the file is broken.
-        while let Some(outcome) = file.next_with(|segment| -> io::Result<bool> {
-            match segment {
-                Ok(segment) if watched(&segment) => {
+        let mut accept = |input: Input<'_>| match input {
+            Input::Segment(segment) if !watched(&segment) => Ok(()),
+            input => {
+                if let Input::Segment(segment) = &input {
                     last_seen_ns = segment.timestamp_ns;
-                    pipeline.accept_segment(segment)?;
-                    Ok(true)
                 }
-                Ok(_) => Ok(true),
-                Err(error) => {
-                    broken.push(error.to_string());
-                    Ok(false)
-                }
+                pipeline.accept(input)
             }
-        }) {
+        };
+        while file.feed(&mut accept)? == Fed::More {
             progress.reading(file.bytes_read());
-            if !outcome? {
-                break;
-            }
         }
+        broken.extend(file.broken().map(ToString::to_string));
         progress.file_done(file.bytes_read());
     }
     progress.finish();

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use super::{evaluate, Context, Finding, Offer, Rule, Severity, Violation};
 use crate::{
     http::{Exchange, HttpLimits, HttpOutput, HttpTracker},
-    reassembly::{CloseReason, ConnectionId, StreamEvent},
+    stream::{CloseReason, ConnectionId, StreamEvent},
 };
 
 pub fn client() -> SocketAddr {

@@ -12,7 +12,8 @@ use std::{
 };
 
 use auditor::{
-    reassembly::{Reassembler, ReassemblyLimits, StreamEvent},
+    reassembly::{Reassembler, ReassemblyLimits},
+    stream::StreamEvent,
     replay::CaptureFile,
     segment::Segment,
 };

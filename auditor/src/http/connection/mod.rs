@@ -32,7 +32,7 @@ use super::exchange::{Exchange, Quality, Switched};
 use super::head::{HeadReader, Role};
 use super::{GateUntil, HttpLimits, HttpOutput, HttpStats, PayloadGateRequest};
 use crate::addr::PackedAddr;
-use crate::reassembly::{ConnectionId, GapKind};
+use crate::stream::{ConnectionId, GapKind};
 
 /// What every step needs: the limits, where outputs go, and what limits
 /// cost is counted in.

@@ -13,7 +13,7 @@ use crate::http::framing::{BodyHole, BodyProgress, BodyReader};
 use crate::http::head::{HeadReader, HeadStep, Role};
 use crate::http::resync::Scanner;
 use crate::http::GateUntil;
-use crate::reassembly::GapKind;
+use crate::stream::GapKind;
 
 /// Bytes kept of a message start that is not HTTP/1.1 after a declined upgrade.
 const NOT_HTTP_KEPT: usize = 16;

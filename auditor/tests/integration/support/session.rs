@@ -6,6 +6,7 @@ use std::{collections::BTreeMap, thread, time::Duration};
 use auditor::{
     capture::{interfaces, Capture, CaptureOptions, SegmentReader},
     segment::Segment,
+    source::{Input, Source},
 };
 use auditor_common::Counter;
 
@@ -47,9 +48,12 @@ impl Session {
         thread::sleep(Duration::from_millis(100));
         let mut decoded = Vec::new();
         self.reader
-            .drain(|record| {
-                decoded.push(record.expect("every record decodes").to_owned_segment());
-                Ok::<_, std::convert::Infallible>(())
+            .feed(|input| {
+                match input {
+                    Input::Segment(segment) => decoded.push(segment.to_owned_segment()),
+                    other => panic!("every record decodes: {other:?}"),
+                }
+                Ok(())
             })
             .expect("nothing fails");
         decoded

@@ -1,9 +1,12 @@
-//! What reassembly hands to the HTTP layer: each direction of each
-//! connection as an in-order byte stream, with its holes named.
+//! Ordered bytes per connection and direction: what the HTTP layer reads,
+//! whatever the source. Reassembly makes them out of TCP segments; a source
+//! that reads bytes already in order (plaintext out of a TLS library) hands
+//! them over as they are.
 
 use std::net::SocketAddr;
 
-/// One TCP connection, for as long as it stays in the flow table.
+/// One connection, for as long as its source follows it: ids are never
+/// reused within one pipeline.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnectionId(pub u64);
 
