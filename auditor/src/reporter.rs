@@ -6,8 +6,8 @@ use std::{collections::HashMap, sync::Arc};
 
 use crate::{
     events::{
-        events_for_offer, AlertRateLimiter, EmittedCounts, Event, EventBody, EventContext,
-        LossCounters, RateLimitSettings, RedactionAllowlist, StatsCounters,
+        events_for_offer, AlertRateLimiter, EmittedCounts, Event, EventContext, LossCounters, Made,
+        RateLimitSettings, RedactionAllowlist, StatsCounters,
     },
     http::Exchange,
     rules::{self, Context, Offer, PortRole, RuleSettings, Severity},
@@ -84,12 +84,9 @@ impl Reporter {
             role,
             allowlist: &self.settings.allowlist,
         };
-        events_for_offer(exchange, &offer, findings, &context, |event| {
-            if matches!(event.body, EventBody::Alert(_)) {
-                self.limiter.admit(event, out);
-            } else {
-                out.push(event);
-            }
+        events_for_offer(exchange, &offer, findings, &context, |made| match made {
+            Made::Handshake(event) => out.push(event),
+            Made::Alert(alert) => self.limiter.admit(alert, out),
         });
         self.emitted.count(&out[first..]);
     }
@@ -140,7 +137,10 @@ impl Reporter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{events::HandshakeOutcome, rules::testing};
+    use crate::{
+        events::{EventBody, HandshakeOutcome},
+        rules::testing,
+    };
 
     const PROXMOX_OFFER: &[u8] = b"GET /api2/json/backup HTTP/1.1\r\nHost: pbs\r\nUpgrade: proxmox-backup-protocol-v1\r\nConnection: upgrade\r\n\r\n";
     const PROXMOX_101: &[u8] =

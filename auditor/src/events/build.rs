@@ -1,13 +1,13 @@
 //! From an exchange and its findings to `handshake` and `alert` events.
 
-use std::sync::Arc;
+use std::{net::SocketAddr, sync::Arc};
 
 use super::{
-    community_id, http::HttpRecord, redact::Redactor, Alert, AlertEvent, Event, EventBody, Flow,
-    Handshake, HandshakeEvent, HandshakeOutcome, RedactionAllowlist,
+    community_id, http::HttpRecord, rate_limit::AlertDraft, redact::Redactor, Alert, AlertEvent,
+    Event, EventBody, Flow, Handshake, HandshakeEvent, HandshakeOutcome, RedactionAllowlist,
 };
 use crate::{
-    http::Exchange,
+    http::{Exchange, Quality},
     rules::{Finding, Offer, PortRole},
 };
 
@@ -31,21 +31,88 @@ pub struct EventContext<'a> {
 pub fn events_for(exchange: &Exchange, findings: &[Finding], context: &EventContext) -> Vec<Event> {
     let mut events = Vec::new();
     let findings = findings.to_vec();
-    events_for_offer(exchange, &Offer::of(exchange), findings, context, |event| {
-        events.push(event)
+    events_for_offer(exchange, &Offer::of(exchange), findings, context, |made| {
+        events.push(match made {
+            Made::Handshake(event) => event,
+            Made::Alert(alert) => alert.build(),
+        })
     });
     events
 }
 
+/// What [`events_for_offer`] hands over, in order.
+pub enum Made<'a> {
+    Handshake(Event),
+    /// An alert, for the rate limiter to decide on before it is built.
+    Alert(PendingAlert<'a>),
+}
+
+/// An alert of an exchange, everything it shares with the exchange's other
+/// events made, its own part not yet.
+pub struct PendingAlert<'a> {
+    timestamp_ns: u64,
+    host: &'a Arc<str>,
+    flow: &'a Arc<Flow>,
+    http: &'a Arc<HttpRecord>,
+    capture: Quality,
+    finding: Finding,
+    redactor: &'a Redactor<'a>,
+}
+
+impl PendingAlert<'_> {
+    fn with_message(self, message: String) -> Event {
+        let rule = self.finding.rule;
+        let body = EventBody::Alert(AlertEvent {
+            flow: Arc::clone(self.flow),
+            http: Arc::clone(self.http),
+            capture: self.capture,
+            alert: Alert {
+                rule: rule.id,
+                severity: self.finding.severity,
+                actor: rule.actor,
+                spec: rule.spec,
+                message,
+                remediation: rule.remediation,
+                proxy_impact: rule.proxy_impact,
+                suppressed: None,
+                interval_s: None,
+            },
+        });
+        Event::new(self.timestamp_ns, Arc::clone(self.host), body)
+    }
+}
+
+impl AlertDraft for PendingAlert<'_> {
+    fn key(&self) -> (&'static str, SocketAddr) {
+        let server = SocketAddr::new(self.flow.dest_ip, self.flow.dest_port);
+        (self.finding.rule.id, server)
+    }
+
+    fn timestamp_ns(&self) -> u64 {
+        self.timestamp_ns
+    }
+
+    /// The alert takes over the finding's message, redacted.
+    fn build(mut self) -> Event {
+        let message = self
+            .redactor
+            .redacted(std::mem::take(&mut self.finding.message));
+        self.with_message(message)
+    }
+
+    fn evidence(self) -> Event {
+        self.with_message(String::new())
+    }
+}
+
 /// [`events_for`], with the exchange's offer already worked out (the rules
-/// need it too), handing each event to `emit` as it is built. The alerts
-/// take over the findings' messages.
+/// need it too), handing each event to `emit` as it is made.
 pub fn events_for_offer(
     exchange: &Exchange,
     offer: &Offer,
     findings: Vec<Finding>,
     context: &EventContext,
-    mut emit: impl FnMut(Event),
+    mut emit: impl FnMut(Made<'_>),
 ) {
     // Most exchanges (keep-alive requests without an offer, with no
     // finding) make no event: nothing is built for them, not even the
@@ -70,35 +137,29 @@ pub fn events_for_offer(
     });
     let http = Arc::new(HttpRecord::of(exchange, &redactor));
     let capture = exchange.quality;
-    let handshake = handshake(exchange, offer, &findings, &redactor).map(|handshake| {
-        EventBody::Handshake(HandshakeEvent {
+    if let Some(handshake) = handshake(exchange, offer, &findings, &redactor) {
+        let body = EventBody::Handshake(HandshakeEvent {
             flow: Arc::clone(&flow),
             http: Arc::clone(&http),
             capture,
             handshake,
-        })
-    });
-    let alerts = findings.into_iter().map(|finding| {
-        let rule = finding.rule;
-        EventBody::Alert(AlertEvent {
-            flow: Arc::clone(&flow),
-            http: Arc::clone(&http),
+        });
+        emit(Made::Handshake(Event::new(
+            timestamp_ns,
+            Arc::clone(context.host),
+            body,
+        )));
+    }
+    for finding in findings {
+        emit(Made::Alert(PendingAlert {
+            timestamp_ns,
+            host: context.host,
+            flow: &flow,
+            http: &http,
             capture,
-            alert: Alert {
-                rule: rule.id,
-                severity: finding.severity,
-                actor: rule.actor,
-                spec: rule.spec,
-                message: redactor.redacted(finding.message),
-                remediation: rule.remediation,
-                proxy_impact: rule.proxy_impact,
-                suppressed: None,
-                interval_s: None,
-            },
-        })
-    });
-    for body in handshake.into_iter().chain(alerts) {
-        emit(Event::new(timestamp_ns, Arc::clone(context.host), body));
+            finding,
+            redactor: &redactor,
+        }));
     }
 }
 

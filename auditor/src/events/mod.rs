@@ -28,7 +28,7 @@ use std::{fmt, net::IpAddr, sync::Arc};
 use serde::{ser::SerializeStruct, Serialize, Serializer};
 use smallvec::SmallVec;
 
-pub use build::{events_for, events_for_offer, EventContext};
+pub use build::{events_for, events_for_offer, EventContext, Made};
 pub use community_id::CommunityId;
 pub use counters::{EmittedCounts, LossCounters, LossShares, StatsCounters};
 pub use exchange_record::ExchangeRecord;

@@ -6,6 +6,9 @@
 //! closed, and its summary emitted, by the key's next alert after the end, by
 //! [`AlertRateLimiter::expire`] or [`AlertRateLimiter::finish`], or when the
 //! key is evicted to stay within `max_tracked_keys`.
+//!
+//! The limiter decides on an [`AlertDraft`] before the alert is built: most
+//! alerts of a storm are suppressed, and one of those is never built whole.
 
 use std::{net::SocketAddr, num::NonZeroUsize};
 
@@ -38,6 +41,18 @@ impl Default for RateLimitSettings {
 /// A rule id and a server endpoint.
 type Key = (&'static str, SocketAddr);
 
+/// An alert the limiter decides on before it is built.
+pub trait AlertDraft {
+    /// Its rule and server endpoint: what it is limited by.
+    fn key(&self) -> Key;
+    fn timestamp_ns(&self) -> u64;
+    /// The alert, to be emitted.
+    fn build(self) -> Event;
+    /// What the summary of its interval shows if it is the last alert
+    /// suppressed: everything but its message, which the summary replaces.
+    fn evidence(self) -> Event;
+}
+
 struct Interval {
     start_ns: u64,
     emitted: u32,
@@ -57,15 +72,15 @@ impl Interval {
         }
     }
 
-    /// `alert` back if under `max_alerts`, to be emitted; otherwise it is
-    /// counted and kept as the summary's evidence.
-    fn admit(&mut self, alert: Event, max_alerts: u32) -> Option<Event> {
+    /// `alert` built, if under `max_alerts`, to be emitted; otherwise it is
+    /// counted and its evidence kept for the summary.
+    fn admit(&mut self, alert: impl AlertDraft, max_alerts: u32) -> Option<Event> {
         if self.emitted < max_alerts {
             self.emitted += 1;
-            Some(alert)
+            Some(alert.build())
         } else {
             self.suppressed += 1;
-            self.last_suppressed = Some(alert);
+            self.last_suppressed = Some(alert.evidence());
             None
         }
     }
@@ -107,21 +122,12 @@ impl AlertRateLimiter {
         self.settings = settings;
     }
 
-    /// Pushes to `out` what of `event` may be emitted: other events as they
-    /// are; an alert if under its limit, after the summary of its key's
-    /// previous interval if that one ended; and the summary of a key evicted
-    /// to make room.
-    pub fn admit(&mut self, event: Event, out: &mut Vec<Event>) {
-        let EventBody::Alert(alert_event) = &event.body else {
-            out.push(event);
-            return;
-        };
-        let flow = &alert_event.flow;
-        let key = (
-            alert_event.alert.rule,
-            SocketAddr::new(flow.dest_ip, flow.dest_port),
-        );
-        let now_ns = event.timestamp_ns;
+    /// Pushes to `out` the alert `draft` stands for if under its limit,
+    /// after the summary of its key's previous interval if that one ended,
+    /// and the summary of a key evicted to make room.
+    pub fn admit(&mut self, draft: impl AlertDraft, out: &mut Vec<Event>) {
+        let key = draft.key();
+        let now_ns = draft.timestamp_ns();
         let interval_ns = self.interval_ns();
         let max_alerts = self.settings.max_alerts;
         let admitted = if let Some(interval) = self.intervals.get_mut(&key) {
@@ -129,13 +135,13 @@ impl AlertRateLimiter {
                 let ended = std::mem::replace(interval, Interval::starting(now_ns));
                 out.extend(summary(&self.settings, ended));
             }
-            interval.admit(event, max_alerts)
+            interval.admit(draft, max_alerts)
         } else {
             // A new key: its interval takes the alert before it is
             // tracked, so the key is looked up once; what it evicts is
             // still summarized first.
             let mut interval = Interval::starting(now_ns);
-            let admitted = interval.admit(event, max_alerts);
+            let admitted = interval.admit(draft, max_alerts);
             if let Some((_, evicted)) = self.intervals.push(key, interval) {
                 self.keys_evicted += 1;
                 out.extend(summary(&self.settings, evicted));
@@ -259,6 +265,29 @@ mod tests {
         event
     }
 
+    /// A built alert stands for itself.
+    impl AlertDraft for Event {
+        fn key(&self) -> Key {
+            let EventBody::Alert(alert_event) = &self.body else {
+                panic!("only alerts are rate-limited: {self:?}");
+            };
+            let flow = &alert_event.flow;
+            (
+                alert_event.alert.rule,
+                SocketAddr::new(flow.dest_ip, flow.dest_port),
+            )
+        }
+        fn timestamp_ns(&self) -> u64 {
+            self.timestamp_ns
+        }
+        fn build(self) -> Event {
+            self
+        }
+        fn evidence(self) -> Event {
+            self
+        }
+    }
+
     fn suppressed_of(event: &Event) -> Option<(u64, u64)> {
         match &event.body {
             EventBody::Alert(a) => a.alert.suppressed.zip(a.alert.interval_s),
@@ -314,6 +343,49 @@ mod tests {
         assert_eq!(suppressed_of(&out[0]), None);
     }
 
+    /// An alert that counts how often it is built whole.
+    struct Counted<'a> {
+        alert: Event,
+        built: &'a std::cell::Cell<u32>,
+    }
+
+    impl AlertDraft for Counted<'_> {
+        fn key(&self) -> Key {
+            self.alert.key()
+        }
+        fn timestamp_ns(&self) -> u64 {
+            self.alert.timestamp_ns
+        }
+        fn build(self) -> Event {
+            self.built.set(self.built.get() + 1);
+            self.alert
+        }
+        fn evidence(self) -> Event {
+            self.alert
+        }
+    }
+
+    #[test]
+    fn alerts_over_the_limit_are_never_built_whole() {
+        let mut limiter = AlertRateLimiter::new(settings(2, 100));
+        let built = std::cell::Cell::new(0);
+        let mut out = Vec::new();
+        for i in 0..50 {
+            let alert = alert(0, 80, i * SECOND);
+            limiter.admit(
+                Counted {
+                    alert,
+                    built: &built,
+                },
+                &mut out,
+            );
+        }
+        limiter.finish(&mut out);
+        assert_eq!(built.get(), 2);
+        let suppressed: Vec<_> = out.iter().map(suppressed_of).collect();
+        assert_eq!(suppressed, [None, None, Some((48, 60))]);
+    }
+
     #[test]
     fn the_next_alert_after_the_interval_brings_the_summary_first() {
         let mut limiter = AlertRateLimiter::new(settings(1, 100));
@@ -326,16 +398,13 @@ mod tests {
     }
 
     #[test]
-    fn rules_and_endpoints_are_limited_apart_and_other_events_pass() {
+    fn rules_and_endpoints_are_limited_apart() {
         let mut limiter = AlertRateLimiter::new(settings(1, 100));
         let mut out = Vec::new();
         limiter.admit(alert(0, 80, 0), &mut out);
         limiter.admit(alert(0, 81, 0), &mut out);
         limiter.admit(alert(0, 80, 0), &mut out);
-        for _ in 0..3 {
-            limiter.admit(Event::loss(0, "sensor", Default::default()), &mut out);
-        }
-        assert_eq!(out.len(), 5);
+        assert_eq!(out.len(), 2);
         assert_eq!(limiter.suppressed_total(), 1);
         out.clear();
         limiter.finish(&mut out);

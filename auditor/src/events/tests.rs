@@ -106,8 +106,12 @@ fn every_kind_of_event_validates_against_the_schema() {
         max_alerts: 1,
         ..RateLimitSettings::default()
     });
-    for event in events.iter().chain(&events).cloned() {
-        limiter.admit(event, &mut Vec::new());
+    let alerts = events
+        .iter()
+        .chain(&events)
+        .filter(|event| matches!(event.body, EventBody::Alert(_)));
+    for alert in alerts.cloned() {
+        limiter.admit(alert, &mut Vec::new());
     }
     limiter.finish(&mut summaries);
     assert!(!summaries.is_empty());
