@@ -30,6 +30,7 @@ impl Serialize for ExchangeRecord<'_> {
             request_ns,
             response_ns,
             quality,
+            pairing,
         } = self.0;
         let nothing_allowed = RedactionAllowlist::default();
         let redactor = Redactor::new(&nothing_allowed, self.0);
@@ -37,7 +38,7 @@ impl Serialize for ExchangeRecord<'_> {
             head,
             redactor: &redactor,
         };
-        let mut fields = serializer.serialize_struct("Exchange", 14)?;
+        let mut fields = serializer.serialize_struct("Exchange", 15)?;
         fields.serialize_field("connection", connection)?;
         fields.serialize_field("client", client)?;
         fields.serialize_field("server", server)?;
@@ -57,6 +58,7 @@ impl Serialize for ExchangeRecord<'_> {
         fields.serialize_field("request_ns", request_ns)?;
         fields.serialize_field("response_ns", response_ns)?;
         fields.serialize_field("quality", quality)?;
+        fields.serialize_field("pairing", pairing)?;
         fields.end()
     }
 }
@@ -117,7 +119,7 @@ struct RedactedHeader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::{Header, HttpVersion, Quality, RequestLine, StatusLine, Switched};
+    use crate::http::{Header, HttpVersion, Pairing, Quality, RequestLine, StatusLine, Switched};
     use crate::rules::testing;
 
     fn header<'a>(name: &'a str, value: &'a str) -> Header<'a> {
@@ -174,6 +176,7 @@ mod tests {
                 complete: true,
                 ..Quality::default()
             },
+            pairing: Pairing::Certain,
         }
     }
 

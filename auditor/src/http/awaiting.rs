@@ -10,7 +10,7 @@
 
 use std::collections::VecDeque;
 
-use super::exchange::{EarlyData, NotHttp, Quality, RequestHead, ResponseHead};
+use super::exchange::{EarlyData, NotHttp, Pairing, Quality, RequestHead, ResponseHead};
 use super::HttpLimits;
 
 /// Interim responses kept per exchange; more set `oversized`.
@@ -28,6 +28,10 @@ pub(super) struct Pending {
     pub early_data: Option<EarlyData>,
     pub pipelined_behind: bool,
     pub not_http_after_decline: Option<NotHttp>,
+    pub pairing: Pairing,
+    /// When its head was read, no request awaited a response and the
+    /// server was between messages.
+    pub first_in_line: bool,
 }
 
 impl Pending {
@@ -43,6 +47,8 @@ impl Pending {
             early_data: None,
             pipelined_behind: false,
             not_http_after_decline: None,
+            pairing: Pairing::Certain,
+            first_in_line: false,
         }
     }
 

@@ -43,6 +43,25 @@ pub struct Exchange {
     /// Capture time of the data that completed the final response head.
     pub response_ns: Option<u64>,
     pub quality: Quality,
+    pub pairing: Pairing,
+}
+
+/// How certain it is that the response answers the request. Only a
+/// connection picked up mid-stream leaves it in doubt: requests sent
+/// before capture started may still await their responses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pairing {
+    /// The request and the response were each read from their first byte,
+    /// and nothing was outstanding before the request.
+    #[default]
+    Certain,
+    /// The request was read from its first byte, but which response answers
+    /// it is not certain: only rules that read the request alone apply.
+    RequestOnly,
+    /// Even the request's start is not certain: it was found by searching
+    /// bytes that were not all seen from a message start.
+    Unknown,
 }
 
 /// A message head: its start line, its version and its field lines (as
@@ -253,13 +272,13 @@ pub struct NotHttp {
     pub first_bytes: Vec<u8>,
 }
 
-/// How much of an exchange was seen. Rules read an exchange only when
-/// `complete` is true.
+/// How much of an exchange was seen. Rules read an exchange only when no
+/// flag but `midstream` is set (see `rules::evaluate`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Quality {
     /// Request head and final response head (and, after a 101, the first
-    /// bytes of the new protocol) were read from contiguous bytes, and no
-    /// other flag is set.
+    /// bytes of the new protocol) were read from contiguous bytes, they
+    /// certainly belong together, and no other flag but `midstream` is set.
     pub complete: bool,
     /// Bytes of this exchange were lost, or bytes were lost earlier on the
     /// connection so its pairing is not certain.
@@ -267,7 +286,9 @@ pub struct Quality {
     /// Bytes of this exchange were left uncopied by the capture (or dropped
     /// by a limit of this layer), here or earlier on the connection.
     pub truncated: bool,
-    /// The connection was already open when capture started.
+    /// The connection was already open when capture started. Alone, it
+    /// does not keep the rules off: the exchange's [`Pairing`] says what
+    /// they may read.
     pub midstream: bool,
     /// A head was over `max_head_bytes` or `max_headers`, or more interim
     /// responses came than are kept.
@@ -280,14 +301,10 @@ pub struct Quality {
 }
 
 impl Quality {
-    /// Whether any flag says something was not seen as sent.
+    /// Whether any flag says something was not seen as sent (`midstream`
+    /// alone does not).
     pub fn impaired(&self) -> bool {
-        self.gap
-            || self.truncated
-            || self.midstream
-            || self.oversized
-            || self.conflicting_overlap
-            || self.malformed
+        self.gap || self.truncated || self.oversized || self.conflicting_overlap || self.malformed
     }
 
     /// Sets every flag that `other` has.
@@ -398,6 +415,14 @@ mod tests {
             }
         );
         assert!(quality.impaired());
+        let midstream = Quality {
+            midstream: true,
+            ..Quality::default()
+        };
+        assert!(
+            !midstream.impaired(),
+            "a mid-stream start alone impairs nothing"
+        );
     }
 
     #[test]

@@ -48,8 +48,8 @@ use std::net::SocketAddr;
 
 use connection::{Connection, Cx};
 pub use exchange::{
-    Exchange, Header, Headers, HttpVersion, MessageHead, Quality, RequestHead, RequestLine,
-    ResponseHead, StatusLine, Switched,
+    Exchange, Header, Headers, HttpVersion, MessageHead, Pairing, Quality, RequestHead,
+    RequestLine, ResponseHead, StatusLine, Switched,
 };
 use foldhash::fast::RandomState;
 pub(crate) use head::is_tchar;

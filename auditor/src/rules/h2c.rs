@@ -4,7 +4,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use super::view::{decoded_len, not_exactly_one, utf8_lossy};
 use super::view::{joined_values, switch_response};
-use super::{Context, Offer, PortRole, Rule, Scope, Severity, Violation};
+use super::{Context, Offer, PortRole, Reads, Rule, Scope, Severity, Violation};
 use crate::http::{Exchange, RequestHead, ResponseHead};
 
 pub(super) static RULES: &[&Rule] = &[
@@ -45,6 +45,7 @@ pub(super) static H2C_UPGRADE_DEPRECATED: Rule = Rule {
     remediation: "Speak cleartext HTTP/2 with prior knowledge (start with the connection preface, e.g. `curl --http2-prior-knowledge`), or HTTP/2 over TLS negotiated with ALPN `h2`, instead of `Upgrade: h2c`.",
     proxy_impact: &[],
     scope: Scope::Upgrade,
+    reads: Reads::Request,
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
         let request = h2c_offer(exchange, offer)?;
         Some(Violation::new(format!(
@@ -64,6 +65,7 @@ pub(super) static H2C_SETTINGS_COUNT: Rule = Rule {
     remediation: "Send exactly one `HTTP2-Settings` field with the h2c offer (the base64url SETTINGS payload, possibly empty), or drop the h2c offer.",
     proxy_impact: &[],
     scope: Scope::Upgrade,
+    reads: Reads::Request,
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
         let request = h2c_offer(exchange, offer)?;
         not_exactly_one(
@@ -84,6 +86,7 @@ pub(super) static H2C_SETTINGS_NOT_CONNECTION_OPTION: Rule = Rule {
     remediation: "Send `Connection: Upgrade, HTTP2-Settings` with an h2c offer, so that proxies drop `HTTP2-Settings` instead of forwarding it.",
     proxy_impact: &[],
     scope: Scope::Upgrade,
+    reads: Reads::Request,
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
         let request = h2c_offer(exchange, offer)?;
         if request.has_element("connection", "http2-settings") {
@@ -106,6 +109,7 @@ pub(super) static H2C_SETTINGS_INVALID: Rule = Rule {
     remediation: "Encode the SETTINGS payload (6 bytes per setting) with the URL-safe base64 alphabet (`-` and `_`, not `+` and `/`) and without trailing `=`.",
     proxy_impact: &[],
     scope: Scope::Upgrade,
+    reads: Reads::Request,
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
         let request = h2c_offer(exchange, offer)?;
         request
@@ -139,6 +143,7 @@ pub(super) static H2C_101_HAS_SETTINGS: Rule = Rule {
     remediation: "Remove `HTTP2-Settings` from the server's 101: the server sends its settings in the SETTINGS frame that opens its side of the HTTP/2 connection.",
     proxy_impact: &[],
     scope: Scope::Upgrade,
+    reads: Reads::Exchange,
     check: |exchange: &Exchange, _: &Offer, _: &Context| {
         let response = switch_response(exchange)?;
         response.header_values("http2-settings").next()?;
@@ -159,6 +164,7 @@ pub(super) static H2C_101_FOR_H2_TOKEN: Rule = Rule {
     remediation: "Make the server ignore `h2` in `Upgrade` (answer as HTTP/1.1); HTTP/2 over TLS is negotiated with ALPN, and a cleartext upgrade, if at all, uses `h2c`.",
     proxy_impact: &[],
     scope: Scope::Upgrade,
+    reads: Reads::Exchange,
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
         let response = switch_response(exchange).filter(|_| offer.switched_to_h2())?;
         Some(Violation::new(format!(
@@ -178,6 +184,7 @@ pub(super) static H2C_MISSING_PREFACE: Rule = Rule {
     remediation: "After the 101, make the client send `PRI * HTTP/2.0\\r\\n\\r\\nSM\\r\\n\\r\\n` and a SETTINGS frame, and the server a SETTINGS frame before any other frame; a side that goes on speaking HTTP/1.1 does not implement h2c and should not offer or accept it.",
     proxy_impact: &[],
     scope: Scope::Upgrade,
+    reads: Reads::Exchange,
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
         h2c_switch(exchange, offer)?;
         let switched = exchange.switched.as_ref()?;
@@ -214,6 +221,7 @@ pub(super) static H2C_UPGRADE_ACCEPTED: Rule = Rule {
     remediation: "Disable h2c upgrades on the server (it can still serve HTTP/2 with prior knowledge or over TLS); on the proxy, do not forward `Upgrade: h2c` (e.g. in nginx, set `proxy_set_header Upgrade` only for `websocket`).",
     proxy_impact: &[],
     scope: Scope::Upgrade,
+    reads: Reads::Exchange,
     check: |exchange: &Exchange, offer: &Offer, context: &Context| {
         let response = h2c_switch(exchange, offer)?;
         let upgrade = joined_values(response.header_values("upgrade"));

@@ -15,7 +15,7 @@ use std::sync::LazyLock;
 
 use serde::{Deserialize, Serialize};
 
-use crate::http::Exchange;
+use crate::http::{Exchange, Pairing};
 pub use port_role::PortRole;
 pub use settings::RuleSettings;
 pub(crate) use view::utf8_lossy;
@@ -118,6 +118,16 @@ pub enum Scope {
     Any,
 }
 
+/// What of an exchange a rule's check reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reads {
+    /// The request head alone: the check runs even when which response
+    /// answers the request is not certain ([`Pairing::RequestOnly`]).
+    Request,
+    /// The request with its response, or what followed them.
+    Exchange,
+}
+
 pub struct Rule {
     pub id: &'static str,
     pub severity: Severity,
@@ -131,6 +141,7 @@ pub struct Rule {
     pub remediation: &'static str,
     pub proxy_impact: &'static [ProxyImpact],
     pub scope: Scope,
+    pub reads: Reads,
     /// Runs only on exchanges whose capture is intact (see [`evaluate`]).
     pub check: fn(&Exchange, &Offer, &Context) -> Option<Violation>,
 }
@@ -165,8 +176,10 @@ pub fn find(id: &str) -> Option<&'static Rule> {
 /// Runs the rules over `exchange`: those of [`Scope::Upgrade`] only when it
 /// involves an upgrade ([`Offer::involves_upgrade`]). A rule never fires on
 /// bytes that were not captured: an exchange touched by a gap, a
-/// truncation, a mid-stream start, an oversized or malformed head, or a
-/// conflicting overlap is left alone, and its capture quality says why.
+/// truncation, an oversized or malformed head, or a conflicting overlap is
+/// left alone, and its capture quality says why. On a connection picked up
+/// mid-stream, only the rules that read the request alone run until the
+/// pairing of requests and responses is certain (see [`Pairing`]).
 pub fn evaluate(exchange: &Exchange, context: &Context) -> Vec<Finding> {
     evaluate_offer(exchange, &Offer::of(exchange), context)
 }
@@ -176,6 +189,14 @@ pub fn evaluate(exchange: &Exchange, context: &Context) -> Vec<Finding> {
 pub fn evaluate_offer(exchange: &Exchange, offer: &Offer, context: &Context) -> Vec<Finding> {
     if exchange.quality.impaired() || exchange.request.is_none() {
         return Vec::new();
+    }
+    match exchange.pairing {
+        Pairing::Certain => {}
+        Pairing::RequestOnly => {
+            let request_rules = catalogue().filter(|rule| rule.reads == Reads::Request);
+            return findings(request_rules, exchange, offer, context);
+        }
+        Pairing::Unknown => return Vec::new(),
     }
     // Most exchanges are keep-alive requests that have nothing to do with an
     // upgrade: only the few rules of every exchange are run on them.

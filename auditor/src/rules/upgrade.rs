@@ -3,7 +3,7 @@
 use super::view::{
     is_protocol_token, joined_values, not_exactly_one, offer_match, switch_response, OfferMatch,
 };
-use super::{Context, Offer, Outcome::*, ProxyImpact, Rule, Scope, Severity, Violation};
+use super::{Context, Offer, Outcome::*, ProxyImpact, Reads, Rule, Scope, Severity, Violation};
 use crate::http::{Exchange, HttpVersion};
 
 pub(super) static RULES: &[&Rule] = &[
@@ -178,6 +178,7 @@ pub(super) static UPGRADE_101_MISSING_CONNECTION_OPTION: Rule = Rule {
     remediation: "Make the server send `Connection: upgrade` with every `101 Switching Protocols` that carries `Upgrade` (for Proxmox Backup Server behind a proxy, or any custom protocol: add the header in the server, or have the proxy add it).",
     proxy_impact: MISSING_CONNECTION_OPTION_IMPACT,
     scope: Scope::Upgrade,
+    reads: Reads::Exchange,
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
         let response = exchange.response.as_ref().filter(|r| r.line.status == 101)?;
         if !offer.switch_carries_upgrade || response.has_element("connection", "upgrade")
@@ -223,6 +224,7 @@ pub(super) static UPGRADE_101_MISSING_UPGRADE: Rule = Rule {
     remediation: "Make the server send `Upgrade` with the protocol it switches to (e.g. `Upgrade: websocket`) and `Connection: upgrade` in every `101 Switching Protocols`.",
     proxy_impact: PROTOCOL_COMPARED_IMPACT,
     scope: Scope::Upgrade,
+    reads: Reads::Exchange,
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
         switch_response(exchange)?;
         if offer.switch_carries_upgrade {
@@ -249,6 +251,7 @@ pub(super) static UPGRADE_101_PROTOCOL_NOT_OFFERED: Rule = Rule {
     remediation: "Make the server answer with one of the protocols the client listed in its `Upgrade` (and its version, if it names one), or decline the upgrade with a non-101 response.",
     proxy_impact: PROTOCOL_MISMATCH_IMPACT,
     scope: Scope::Upgrade,
+    reads: Reads::Exchange,
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
         switch_response(exchange).filter(|_| offer.is_offer)?;
         let not_offered: Vec<String> = offer
@@ -278,6 +281,7 @@ pub(super) static UPGRADE_101_UNSOLICITED: Rule = Rule {
     remediation: "Make the server switch protocols only in answer to a request carrying both `Upgrade` and `Connection: upgrade`; if the client means to upgrade, make it send both.",
     proxy_impact: PROTOCOL_COMPARED_IMPACT,
     scope: Scope::Upgrade,
+    reads: Reads::Exchange,
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
         let response = switch_response(exchange).filter(|_| !offer.is_offer)?;
         let request = exchange.request.as_ref()?;
@@ -311,6 +315,7 @@ pub(super) static UPGRADE_101_TO_HTTP10: Rule = Rule {
     remediation: "Make the server ignore `Upgrade` and `Expect` in HTTP/1.0 requests and answer them with a final response; a client that means to upgrade must send HTTP/1.1.",
     proxy_impact: &[],
     scope: Scope::Any,
+    reads: Reads::Exchange,
     check: |exchange: &Exchange, _: &Offer, _: &Context| {
         let request = exchange.request.as_ref()?;
         if request.version != HttpVersion::Http10 {
@@ -354,6 +359,7 @@ pub(super) static UPGRADE_101_HAS_CONTENT_LENGTH: Rule = Rule {
     remediation: "Remove `Content-Length` from the server's `101 Switching Protocols` (frameworks often add `Content-Length: 0` to every response: exempt 1xx).",
     proxy_impact: FRAMING_ON_1XX_IMPACT,
     scope: Scope::Upgrade,
+    reads: Reads::Exchange,
     check: |exchange: &Exchange, _: &Offer, _: &Context| {
         framing_field_on_101(exchange, "content-length", "Content-Length")
     },
@@ -369,6 +375,7 @@ pub(super) static UPGRADE_101_HAS_TRANSFER_ENCODING: Rule = Rule {
     remediation: "Remove `Transfer-Encoding` from the server's `101 Switching Protocols`: the new protocol starts right after the blank line, nothing is chunked.",
     proxy_impact: FRAMING_ON_1XX_IMPACT,
     scope: Scope::Upgrade,
+    reads: Reads::Exchange,
     check: |exchange: &Exchange, _: &Offer, _: &Context| {
         framing_field_on_101(exchange, "transfer-encoding", "Transfer-Encoding")
     },
@@ -384,6 +391,7 @@ pub(super) static UPGRADE_101_BEFORE_100_CONTINUE: Rule = Rule {
     remediation: "Make the server send `100 Continue` (and read the request body) before its `101 Switching Protocols` when the offer carries `Expect: 100-continue`.",
     proxy_impact: &[],
     scope: Scope::Upgrade,
+    reads: Reads::Exchange,
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
         switch_response(exchange).filter(|_| offer.is_offer)?;
         let request = exchange.request.as_ref()?;
@@ -407,6 +415,7 @@ pub(super) static UPGRADE_426_MISSING_UPGRADE: Rule = Rule {
     remediation: "Make the server name the required protocol(s) in `Upgrade` (with `Connection: upgrade`) on every `426 Upgrade Required`.",
     proxy_impact: &[],
     scope: Scope::Any,
+    reads: Reads::Exchange,
     check: |exchange: &Exchange, _: &Offer, _: &Context| {
         let response = exchange.response.as_ref().filter(|r| r.line.status == 426)?;
         if response.header_values("upgrade").next().is_some() {
@@ -426,6 +435,7 @@ pub(super) static UPGRADE_REQUEST_MISSING_CONNECTION_OPTION: Rule = Rule {
     remediation: "Make the client send `Connection: upgrade` with `Upgrade`; behind a proxy, forward both (nginx: `proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection \"upgrade\";`).",
     proxy_impact: &[],
     scope: Scope::Upgrade,
+    reads: Reads::Request,
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
         let request = exchange.request.as_ref().filter(|_| !offer.is_offer)?;
         request.header_values("upgrade").next()?;
@@ -447,6 +457,7 @@ pub(super) static UPGRADE_REQUEST_HOST_INVALID: Rule = Rule {
     remediation: "Make the client send exactly one `Host` field with the offer (the authority of the target URI); a proxy must not add a second one.",
     proxy_impact: &[],
     scope: Scope::Upgrade,
+    reads: Reads::Request,
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
         let request = exchange
             .request
@@ -470,6 +481,7 @@ pub(super) static UPGRADE_INVALID_TOKEN: Rule = Rule {
     remediation: "Send `Upgrade` as a comma-separated list of `name` or `name/version` tokens, without spaces inside an element, empty elements or non-ASCII bytes (e.g. `Upgrade: websocket` or `Upgrade: HTTP/2.0, h2c`).",
     proxy_impact: &[],
     scope: Scope::Any,
+    reads: Reads::Exchange,
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
         // The offer has read the request's `Upgrade` and the 101's: when
         // their elements are all tokens, only the other heads are left.
@@ -523,6 +535,7 @@ pub(super) static UPGRADE_PROTOCOL_CASE_DIFFERS: Rule = Rule {
     remediation: "Make the server echo the protocol name with the case the client offered (e.g. `websocket`, not `WebSocket`), so that clients and proxies comparing exactly accept it.",
     proxy_impact: CASE_IGNORED_IMPACT,
     scope: Scope::Upgrade,
+    reads: Reads::Exchange,
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
         switch_response(exchange).filter(|_| offer.is_offer)?;
         let chosen = offer
@@ -546,6 +559,7 @@ pub(super) static UPGRADE_101_PICKS_FROM_LIST: Rule = Rule {
     remediation: "Behind Go, Traefik, Caddy or Apache, make the client offer only the protocol it needs (one `Upgrade` element), since those proxies compare the 101's `Upgrade` with the request's as a whole string.",
     proxy_impact: PROTOCOL_MISMATCH_IMPACT,
     scope: Scope::Upgrade,
+    reads: Reads::Exchange,
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
         switch_response(exchange).filter(|_| offer.protocols.len() > 1)?;
         let chosen = &offer.switched_protocols;
@@ -573,6 +587,7 @@ pub(super) static UPGRADE_REQUEST_PIPELINED: Rule = Rule {
     remediation: "Make the client wait for the offer's final response before sending another request on the connection (or send it on another connection).",
     proxy_impact: &[],
     scope: Scope::Upgrade,
+    reads: Reads::Exchange,
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
         if !offer.is_offer || !exchange.pipelined_behind {
             return None;
@@ -594,6 +609,7 @@ pub(super) static UPGRADE_EARLY_DATA: Rule = Rule {
     remediation: "Make the client wait for the `101 Switching Protocols` before sending bytes of the new protocol; a server or proxy that declines an upgrade should close the connection rather than read what follows as HTTP.",
     proxy_impact: &[],
     scope: Scope::Upgrade,
+    reads: Reads::Exchange,
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
         let early = exchange
             .early_data
@@ -624,6 +640,7 @@ pub(super) static UPGRADE_TUNNEL_WITHOUT_101: Rule = Rule {
     remediation: "Make the proxy open a tunnel only after the backend's `101 Switching Protocols` (check the status, not just the request's `Upgrade`), and the server speak HTTP/1.1 after any other answer; until then, treat the connection as compromised (requests may be smuggled past the proxy).",
     proxy_impact: &[],
     scope: Scope::Upgrade,
+    reads: Reads::Exchange,
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
         let response = exchange.response.as_ref().filter(|r| r.line.status != 101)?;
         let not_http = exchange

@@ -5,7 +5,7 @@ use sha1::{Digest, Sha1};
 
 use super::view::{decoded_len, field_lines, not_exactly_one, utf8_lossy, Occurrences};
 use super::view::{joined_values, switch_response};
-use super::{Context, Offer, Outcome::*, ProxyImpact, Rule, Scope, Severity, Violation};
+use super::{Context, Offer, Outcome::*, ProxyImpact, Reads, Rule, Scope, Severity, Violation};
 use crate::http::{Exchange, HttpVersion, RequestHead, ResponseHead};
 
 pub(super) static RULES: &[&Rule] = &[
@@ -245,6 +245,7 @@ pub(super) static WS_METHOD_NOT_GET: Rule = Rule {
         effect: "the upgrade is not proxied: only GET requests with `Upgrade: websocket` are",
     }],
     scope: Scope::Upgrade,
+    reads: Reads::Request,
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
         offer_violation(exchange, offer, OfferCheck::Method)
     },
@@ -260,6 +261,7 @@ pub(super) static WS_HTTP_VERSION_TOO_OLD: Rule = Rule {
     remediation: "Send the opening handshake as `HTTP/1.1` (check the client library, or a proxy in front of it that downgrades requests to HTTP/1.0, such as nginx without `proxy_http_version 1.1`).",
     proxy_impact: &[],
     scope: Scope::Upgrade,
+    reads: Reads::Request,
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
         offer_violation(exchange, offer, OfferCheck::HttpVersion)
     },
@@ -275,6 +277,7 @@ pub(super) static WS_KEY_MISSING: Rule = Rule {
     remediation: "Send `Sec-WebSocket-Key` with 16 random bytes, base64-encoded (24 characters), new for every connection; if a proxy removes it, make the proxy forward it.",
     proxy_impact: HAPROXY_KEY_IMPACT,
     scope: Scope::Upgrade,
+    reads: Reads::Request,
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
         offer_violation(exchange, offer, OfferCheck::KeyMissing)
     },
@@ -290,6 +293,7 @@ pub(super) static WS_KEY_INVALID: Rule = Rule {
     remediation: "Send exactly one `Sec-WebSocket-Key` holding 16 random bytes in padded standard base64 (24 characters ending in `==`); do not reuse or concatenate keys when retrying or proxying.",
     proxy_impact: HAPROXY_KEY_IMPACT,
     scope: Scope::Upgrade,
+    reads: Reads::Request,
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
         offer_violation(exchange, offer, OfferCheck::KeyInvalid)
     },
@@ -305,6 +309,7 @@ pub(super) static WS_VERSION_NOT_13: Rule = Rule {
     remediation: "Send exactly one `Sec-WebSocket-Version: 13`; clients still speaking a draft version (8 and earlier) need upgrading.",
     proxy_impact: &[],
     scope: Scope::Upgrade,
+    reads: Reads::Request,
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
         offer_violation(exchange, offer, OfferCheck::Version)
     },
@@ -320,6 +325,7 @@ pub(super) static WS_101_UPGRADE_NOT_WEBSOCKET: Rule = Rule {
     remediation: "Make the server answer a WebSocket offer with `Upgrade: websocket` in its 101 (not another protocol, and not without `Upgrade`).",
     proxy_impact: PROTOCOL_MISMATCH_IMPACT,
     scope: Scope::Upgrade,
+    reads: Reads::Exchange,
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
         let (_, response) = websocket_switch(exchange, offer)?;
         if offer.switched_to_websocket() {
@@ -348,6 +354,7 @@ pub(super) static WS_101_ACCEPT_MISSING: Rule = Rule {
         effect: "502 Bad Gateway when a 101 to `websocket` has no `Sec-WebSocket-Accept`; a 101 to another protocol is passed on (seen with HAProxy 2.6.12)",
     }],
     scope: Scope::Upgrade,
+    reads: Reads::Exchange,
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
         let (_, response) = websocket_switch(exchange, offer)?;
         not_exactly_one(
@@ -368,6 +375,7 @@ pub(super) static WS_101_ACCEPT_MISMATCH: Rule = Rule {
     remediation: "Compute `Sec-WebSocket-Accept` from the key of this very request, taken verbatim (not decoded, not trimmed of `=`, not from another connection), with the exact GUID `258EAFA5-E914-47DA-95CA-C5AB0DC85B11`, SHA-1 and padded standard base64; a proxy that rewrites the key must rewrite the accept value too.",
     proxy_impact: &[],
     scope: Scope::Upgrade,
+    reads: Reads::Exchange,
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
         let (request, response) = websocket_switch(exchange, offer)?;
         // Without exactly one of each there is nothing to compare:
@@ -403,6 +411,7 @@ pub(super) static WS_101_TO_INVALID_HANDSHAKE: Rule = Rule {
     remediation: "Make the server validate the opening handshake before switching: answer 400 to a non-GET or HTTP/1.0 offer or to a missing or malformed `Sec-WebSocket-Key`, and 426 with `Sec-WebSocket-Version: 13` to another version.",
     proxy_impact: &[],
     scope: Scope::Upgrade,
+    reads: Reads::Exchange,
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
         websocket_switch(exchange, offer)?;
         let defects: Vec<&str> = offer_defects(exchange, offer)?
@@ -429,6 +438,7 @@ pub(super) static WS_SUBPROTOCOL_NOT_OFFERED: Rule = Rule {
     remediation: "Make the server echo exactly one of the subprotocols the client listed, spelled as the client spelled it, in a single `Sec-WebSocket-Protocol`, and send no `Sec-WebSocket-Protocol` at all when it agrees to none (or none was offered).",
     proxy_impact: &[],
     scope: Scope::Upgrade,
+    reads: Reads::Exchange,
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
         let (request, response) = websocket_switch(exchange, offer)?;
         let chosen = match Occurrences::of(response.header_values("sec-websocket-protocol")) {
@@ -483,6 +493,7 @@ pub(super) static WS_EXTENSION_NOT_OFFERED: Rule = Rule {
     remediation: "Make the server accept only extensions the client listed in `Sec-WebSocket-Extensions` (e.g. no `permessage-deflate` in the 101 unless the request offered it); a proxy that strips the request's `Sec-WebSocket-Extensions` must strip the 101's too.",
     proxy_impact: &[],
     scope: Scope::Upgrade,
+    reads: Reads::Exchange,
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
         let (request, response) = websocket_switch(exchange, offer)?;
         let offered = || extension_names(request.header_elements("sec-websocket-extensions"));
@@ -509,6 +520,7 @@ pub(super) static WS_VERSION_REJECTION_MISSING_HEADER: Rule = Rule {
     remediation: "When declining a WebSocket version, answer `426 Upgrade Required` with `Sec-WebSocket-Version: 13` (every version the server speaks), so the client can retry with one.",
     proxy_impact: &[],
     scope: Scope::Upgrade,
+    reads: Reads::Exchange,
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
         let request = websocket_offer(exchange, offer)?;
         let response = exchange.response.as_ref().filter(|r| r.line.status != 101)?;
@@ -542,6 +554,7 @@ pub(super) static WS_CLIENT_FRAME_UNMASKED: Rule = Rule {
     remediation: "Make the client mask every frame it sends (set the MASK bit and a fresh 4-byte masking key per frame); a client that goes on sending HTTP after the 101 did not see the switch, which usually means a proxy between it and the server dropped the 101.",
     proxy_impact: &[],
     scope: Scope::Upgrade,
+    reads: Reads::Exchange,
     check: |exchange: &Exchange, offer: &Offer, _: &Context| {
         // Frames are only WebSocket frames if the 101 switched to WebSocket.
         websocket_switch(exchange, offer)?;

@@ -28,7 +28,7 @@ use self::end::{End, PerEnd};
 use self::reading::Reader;
 use self::switch::Switch;
 use super::awaiting::{Awaiting, Pending};
-use super::exchange::{Exchange, Quality, Switched};
+use super::exchange::{Exchange, Pairing, Quality, Switched};
 use super::head::{HeadReader, Role};
 use super::{GateUntil, HttpLimits, HttpOutput, HttpStats, PayloadGateRequest};
 use crate::addr::PackedAddr;
@@ -46,6 +46,8 @@ pub(crate) struct Connection {
     id: ConnectionId,
     interface: Option<u32>,
     midstream: bool,
+    /// None when the connection's start was seen.
+    pickup: Option<Pickup>,
     sides: PerEnd<Side>,
     /// The client's end, once known.
     client: Option<End>,
@@ -71,6 +73,23 @@ pub(crate) struct Connection {
     pub(crate) counted_bytes: usize,
 }
 
+/// Where a connection picked up mid-stream stands. Requests sent before
+/// capture started may still await their responses, so a response pairs
+/// certainly with the request it takes only once the connection is in step:
+/// a request read when nothing awaited and the server was between messages
+/// (first in line) got its final response, and the client's next request
+/// was read first in line too. Until then only a 101 pairs certainly, with
+/// a request first in line: it answers an upgrade offer, and requests sent
+/// before capture cannot be offers still waiting (the client sent more
+/// after them). A final response with no request awaiting shows that some
+/// were sent before capture: the connection is out of step again.
+#[derive(Default)]
+struct Pickup {
+    in_step: bool,
+    /// A request read first in line got its final response.
+    answered_first_in_line: bool,
+}
+
 enum Phase {
     Http,
     Switching(Box<Switch>),
@@ -88,6 +107,32 @@ struct Side {
     overlap_pending: bool,
     /// The exchange of the last request head this side completed.
     last_request: Option<u64>,
+    /// Message starts to come that are not certain: on a connection picked
+    /// up mid-stream, the first start found past the side's first byte
+    /// might lie inside a body.
+    unsure_starts: u8,
+    /// Picked up mid-stream, the side has not found a message start yet.
+    searching_first: bool,
+}
+
+impl Side {
+    /// Whether the message whose head was just read started where a
+    /// message certainly starts.
+    fn take_sure_start(&mut self) -> bool {
+        let sure = self.unsure_starts == 0;
+        self.unsure_starts = self.unsure_starts.saturating_sub(1);
+        sure
+    }
+
+    /// Between messages: at a head's start, or, picked up mid-stream, before
+    /// any byte.
+    fn idle(&self) -> bool {
+        match &self.reader {
+            Reader::Head(head) => head.bytes().is_empty(),
+            Reader::Resync(_) => self.searching_first && self.next_offset == 0,
+            _ => false,
+        }
+    }
 }
 
 fn loss_flags(kind: GapKind) -> Quality {
@@ -139,11 +184,14 @@ impl Connection {
             finished: false,
             overlap_pending: false,
             last_request: None,
+            unsure_starts: 0,
+            searching_first: midstream,
         };
         Connection {
             id,
             interface,
             midstream,
+            pickup: midstream.then(Pickup::default),
             sides: PerEnd::new(side(End::First, first), side(End::Second, second)),
             client,
             awaiting: Awaiting::default(),
@@ -371,8 +419,10 @@ impl Connection {
         let Some(client) = self.client() else { return };
         let mut quality = pending.quality;
         quality.midstream |= self.midstream;
-        quality.complete =
-            pending.request.is_some() && pending.response.is_some() && !quality.impaired();
+        quality.complete = pending.request.is_some()
+            && pending.response.is_some()
+            && !quality.impaired()
+            && pending.pairing == Pairing::Certain;
         cx.out.push(HttpOutput::Exchange(Exchange {
             connection: self.id.0,
             client: self.sides[client].addr.into(),
@@ -388,6 +438,7 @@ impl Connection {
             request_ns: pending.request_ns,
             response_ns: pending.response_ns,
             quality,
+            pairing: pending.pairing,
         }));
     }
 }

@@ -7,9 +7,9 @@ use std::mem;
 use super::declined::NextStart;
 use super::end::End;
 use super::reading::Reader;
-use super::{loss_flags, Connection, Cx, Phase, MALFORMED};
+use super::{loss_flags, Connection, Cx, Phase, Pickup, MALFORMED};
 use crate::http::awaiting::Pending;
-use crate::http::exchange::{EarlyData, Quality, RequestHead};
+use crate::http::exchange::{EarlyData, Pairing, Quality, RequestHead};
 use crate::http::framing::{request_framing, response_framing, BodyReader, Framing};
 use crate::http::head::{parse_request, parse_response, HeadError, HeadReader, Role};
 
@@ -27,7 +27,19 @@ impl Connection {
         };
         self.at_intact_start = false;
         let framing = request_framing(&request);
+        let first_in_line = self.awaiting.is_empty() && self.sides[end.peer()].idle();
+        let sure_start = self.sides[end].take_sure_start();
         let mut pending = self.new_pending(end, Some(request), Some(ts));
+        pending.first_in_line = first_in_line;
+        if let Some(pickup) = &mut self.pickup {
+            pending.pairing = match sure_start {
+                true => Pairing::RequestOnly,
+                false => Pairing::Unknown,
+            };
+            if first_in_line && mem::take(&mut pickup.answered_first_in_line) {
+                pickup.in_step = true;
+            }
+        }
         let seq = pending.seq;
         pending.quality.malformed |= framing == Framing::Invalid;
         self.sides[end].last_request = Some(seq);
@@ -61,6 +73,7 @@ impl Connection {
         };
         self.at_intact_start = false;
         let overlap = mem::take(&mut self.sides[end].overlap_pending);
+        let sure_start = self.sides[end].take_sure_start();
         let status = response.line.status;
         if (100..200).contains(&status) && status != 101 {
             if self.awaiting.is_empty() {
@@ -78,8 +91,15 @@ impl Connection {
         }
         let mut pending = match self.awaiting.pop_front() {
             Some(pending) => pending,
-            None => self.new_pending(end, None, None),
+            None => {
+                // A request sent before capture started, or lost.
+                if let Some(pickup) = &mut self.pickup {
+                    *pickup = Pickup::default();
+                }
+                self.new_pending(end, None, None)
+            }
         };
+        self.pair_after_pickup(&mut pending, sure_start, status);
         pending.quality.absorb(self.later_responses);
         pending.quality.conflicting_overlap |= overlap;
         let method = pending.request.as_ref().map(|r| r.line.method.as_str());
@@ -120,6 +140,25 @@ impl Connection {
                 Reader::resync(Some(Role::Server))
             }
             None => Reader::Head(HeadReader::default()),
+        }
+    }
+
+    /// On a connection picked up mid-stream, whether `pending`'s request
+    /// and the final response with `status` that takes it certainly belong
+    /// together (see [`Pickup`]).
+    fn pair_after_pickup(&mut self, pending: &mut Pending, sure_start: bool, status: u16) {
+        let Some(pickup) = &mut self.pickup else {
+            return;
+        };
+        let requested_first_in_line = pending.first_in_line && pending.pairing != Pairing::Unknown;
+        if requested_first_in_line && sure_start {
+            if pickup.in_step || status == 101 {
+                pending.pairing = Pairing::Certain;
+            }
+            pickup.answered_first_in_line = true;
+        }
+        if pending.request.is_none() {
+            pending.pairing = Pairing::Unknown;
         }
     }
 

@@ -145,6 +145,11 @@ impl Connection {
                     if self.client.is_none() {
                         self.assign_roles(end, found.role);
                     }
+                    let side = &mut self.sides[end];
+                    if mem::take(&mut side.searching_first) {
+                        let start = at + (found.used - found.seed.len()) as u64;
+                        side.unsure_starts = u8::from(start > 0);
+                    }
                     Step::took(
                         Reader::Head(HeadReader::starting_with(found.seed, found.role)),
                         found.used,
