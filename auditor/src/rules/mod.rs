@@ -317,6 +317,47 @@ mod tests {
         );
     }
 
+    /// A rule that says it reads the request alone finds the same with or
+    /// without what answered it: it may run when the pairing is not certain.
+    #[test]
+    fn rules_of_the_request_alone_read_nothing_else() {
+        let requests: [&[u8]; 6] = [
+            b"GET /chat HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: short\r\nSec-WebSocket-Version: 8\r\n\r\n",
+            b"POST /chat HTTP/1.0\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: a\r\nSec-WebSocket-Key: b\r\nContent-Length: 0\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: h2c\r\nConnection: Upgrade\r\nHTTP2-Settings: !!\r\nHTTP2-Settings: AAMAAABk\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a b\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n",
+            b"GET / HTTP/1.1\r\nUpgrade: foo/2\r\n\r\n",
+            b"GET /chat HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        ];
+        let responses: [&[u8]; 4] = [
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n",
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n",
+            b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n",
+            b"",
+        ];
+        let request_rules: Vec<&Rule> = catalogue()
+            .filter(|rule| rule.reads == Reads::Request)
+            .collect();
+        assert!(request_rules.len() >= 10);
+        let mut fired = std::collections::BTreeSet::new();
+        for request in requests {
+            let alone = testing::exchange(request, b"");
+            let alone_offer = Offer::of(&alone);
+            for response in responses {
+                for exchange in testing::exchanges(request, response) {
+                    let offer = Offer::of(&exchange);
+                    for rule in &request_rules {
+                        let found = (rule.check)(&exchange, &offer, &Context::default());
+                        let without = (rule.check)(&alone, &alone_offer, &Context::default());
+                        assert_eq!(found, without, "{} reads more than the request", rule.id);
+                        fired.extend(found.map(|_| rule.id));
+                    }
+                }
+            }
+        }
+        assert!(fired.len() >= 8, "the corpus exercises them: {fired:?}");
+    }
+
     #[test]
     fn severities_order_and_parse() {
         assert!(Severity::Info < Severity::Warning && Severity::Error < Severity::Critical);

@@ -272,9 +272,7 @@ fn repeated_alerts_are_rate_limited_and_counted() {
 
 #[test]
 fn no_rule_judges_bytes_that_were_not_captured() {
-    // Picked up mid-stream: the handshake was not seen.
     let packets = conversation(&[PROXMOX_REQUEST], &[PROXMOX_RESPONSE]).into_packets();
-    let midstream = TempFile::new("midstream.pcap", &pcap(Link::Ethernet, &packets[3..]));
     // The segment that carried the 101 head never reached the capture.
     let mut lost = packets.clone();
     let response = lost
@@ -283,18 +281,47 @@ fn no_rule_judges_bytes_that_were_not_captured() {
         .unwrap();
     lost.remove(response);
     let lost = TempFile::new("lost.pcap", &pcap(Link::Ethernet, &lost));
-    for (file, flag) in [(&midstream, "midstream"), (&lost, "gaps")] {
-        let run = replay(&["--fail-on", "info"], &[file.path()]);
-        assert_eq!(run.code, Some(0), "no alert: {}", run.stdout);
-        assert!(alert_rules(&run).is_empty(), "{}", run.stdout);
-        let handshake = of_type(&run, "handshake");
-        assert!(
-            handshake
-                .iter()
-                .all(|h| h["capture"][flag] == true && h["capture"]["complete"] == false),
-            "the capture quality says why: {}",
-            run.stdout
-        );
+    let run = replay(&["--fail-on", "info"], &[lost.path()]);
+    assert_eq!(run.code, Some(0), "no alert: {}", run.stdout);
+    assert!(alert_rules(&run).is_empty(), "{}", run.stdout);
+    let handshake = of_type(&run, "handshake");
+    assert!(
+        handshake
+            .iter()
+            .all(|h| h["capture"]["gaps"] == true && h["capture"]["complete"] == false),
+        "the capture quality says why: {}",
+        run.stdout
+    );
+}
+
+/// A capture cut after the handshake, or after the first exchange, starts
+/// in the middle of the connection: the offer after it is judged as in the
+/// whole capture, and its events say the start was not seen.
+#[test]
+fn a_capture_that_starts_mid_connection_judges_the_later_offer() {
+    const PLAIN: &[u8] = b"GET /api2/json/version HTTP/1.1\r\nHost: pbs.lab:8007\r\n\r\n";
+    const PLAIN_200: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}";
+    let packets = conversation(&[PLAIN, PROXMOX_REQUEST], &[PLAIN_200, PROXMOX_RESPONSE])
+        .into_packets();
+    let starting_with = |bytes: &[u8]| {
+        packets
+            .iter()
+            .position(|p| p.payload.starts_with(bytes))
+            .unwrap()
+    };
+    let whole = TempFile::new("whole.pcap", &pcap(Link::Ethernet, &packets));
+    let run = replay(&["--fail-on", "error"], &[whole.path()]);
+    assert_eq!(run.code, Some(1), "{}", run.stdout);
+    let expected = alert_rules(&run);
+    assert_eq!(expected, ["upgrade-101-missing-connection-option"]);
+    for cut_at in [starting_with(PLAIN), starting_with(PROXMOX_REQUEST)] {
+        let cut = TempFile::new("cut.pcap", &pcap(Link::Ethernet, &packets[cut_at..]));
+        let run = replay(&["--fail-on", "error"], &[cut.path()]);
+        assert_eq!(run.code, Some(1), "{}", run.stdout);
+        assert_eq!(alert_rules(&run), expected, "{}", run.stdout);
+        let alert = of_type(&run, "alert")[0];
+        assert_eq!(alert["capture"]["midstream"], true);
+        assert_eq!(alert["capture"]["complete"], true);
     }
 }
 

@@ -36,9 +36,8 @@ impl Connection {
                 true => Pairing::RequestOnly,
                 false => Pairing::Unknown,
             };
-            if first_in_line && mem::take(&mut pickup.answered_first_in_line) {
-                pickup.in_step = true;
-            }
+            let answered = mem::take(&mut pickup.answered_first_in_line);
+            pickup.in_step |= first_in_line && answered;
         }
         let seq = pending.seq;
         pending.quality.malformed |= framing == Framing::Invalid;

@@ -8,6 +8,8 @@ use super::exchange::{EarlyData, NotHttp};
 use super::*;
 use crate::stream::{CloseReason, GapKind};
 
+mod pickup;
+
 const ID: ConnectionId = ConnectionId(9);
 
 /// Drives one connection of a tracker, one event at a time; each event is

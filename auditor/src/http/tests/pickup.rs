@@ -1,0 +1,177 @@
+//! Connections picked up mid-stream: which exchanges pair certainly, and
+//! what the rules may read of the others.
+
+use super::*;
+use crate::rules::{self, Context};
+
+const PLAIN: &[u8] = b"GET /status HTTP/1.1\r\nHost: pbs\r\n\r\n";
+const PLAIN_200: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+const PROXMOX_OFFER: &[u8] = b"GET /api2/json/backup HTTP/1.1\r\nHost: pbs\r\nUpgrade: proxmox-backup-protocol-v1\r\nConnection: upgrade\r\n\r\n";
+/// Proxmox Backup Server's answer: no `Connection: upgrade`.
+const PROXMOX_101: &[u8] =
+    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: proxmox-backup-protocol-v1\r\n\r\n";
+
+/// A connection already open when capture started, its server's segment
+/// not necessarily first.
+fn picked_up() -> Drive {
+    Drive::with(HttpLimits::default(), false, true)
+}
+
+fn pairings(d: &Drive) -> Vec<Pairing> {
+    d.exchanges().iter().map(|e| e.pairing).collect()
+}
+
+/// The rules that fire on each exchange.
+fn fired(d: &Drive) -> Vec<Vec<&'static str>> {
+    d.exchanges()
+        .iter()
+        .map(|e| {
+            let findings = rules::evaluate(e, &Context::default());
+            findings.iter().map(|f| f.rule.id).collect()
+        })
+        .collect()
+}
+
+const MISSING_CONNECTION: &str = "upgrade-101-missing-connection-option";
+
+/// The case: a keep-alive connection opened before the start, a
+/// plain request after it, then an offer answered by a Proxmox-style 101.
+#[test]
+fn a_broken_101_after_a_plain_exchange_is_judged() {
+    let mut d = picked_up();
+    d.client(PLAIN).server(PLAIN_200);
+    d.client(PROXMOX_OFFER).server(PROXMOX_101);
+    d.client(b"\x01\x02").server(b"\x03").close();
+    assert_eq!(pairings(&d), [Pairing::RequestOnly, Pairing::Certain]);
+    assert_eq!(fired(&d), [vec![], vec![MISSING_CONNECTION]]);
+    let exchanges = d.exchanges();
+    assert!(exchanges.iter().all(|e| e.quality.midstream));
+    assert!(!exchanges[0].quality.complete && exchanges[1].quality.complete);
+}
+
+/// A pooled connection whose first request after the start is the offer.
+#[test]
+fn a_101_answering_the_first_request_seen_is_judged() {
+    let mut d = picked_up();
+    d.client(PROXMOX_OFFER).server(PROXMOX_101);
+    d.client(b"\x01").close();
+    assert_eq!(pairings(&d), [Pairing::Certain]);
+    assert_eq!(fired(&d), [vec![MISSING_CONNECTION]]);
+}
+
+/// Once in step, plain answers pair certainly too.
+#[test]
+fn in_step_after_one_request_first_in_line_was_answered() {
+    let mut d = picked_up();
+    for _ in 0..3 {
+        d.client(PLAIN).server(PLAIN_200);
+    }
+    d.close();
+    assert_eq!(
+        pairings(&d),
+        [Pairing::RequestOnly, Pairing::Certain, Pairing::Certain]
+    );
+}
+
+/// A request sent before capture started, still unanswered: its response
+/// takes the first request seen. Neither that pairing nor the offer's is
+/// trusted while requests are pipelined; the extra response shows it.
+#[test]
+fn a_request_pipelined_before_the_start_leaves_the_pairing_unsure() {
+    let mut d = picked_up();
+    // Unseen: a request whose answer is the first 200 below.
+    d.client(PLAIN).client(PROXMOX_OFFER);
+    d.server(PLAIN_200).server(PLAIN_200).server(PROXMOX_101);
+    d.close();
+    assert_eq!(
+        pairings(&d),
+        [Pairing::RequestOnly, Pairing::RequestOnly, Pairing::Unknown]
+    );
+    assert!(fired(&d).iter().all(Vec::is_empty));
+}
+
+/// The first bytes seen are the middle of a body that happens to hold a
+/// 101: a start found inside other bytes is not trusted.
+#[test]
+fn a_101_inside_a_body_is_not_a_switch_to_judge() {
+    let mut d = picked_up();
+    d.client(PROXMOX_OFFER);
+    let mut body = b"...the middle of a body quoting ".to_vec();
+    body.extend_from_slice(PROXMOX_101);
+    d.server(&body).close();
+    assert_eq!(pairings(&d), [Pairing::RequestOnly]);
+    assert_eq!(fired(&d), [Vec::<&str>::new()]);
+}
+
+/// A response whose request was never seen is not judged.
+#[test]
+fn a_response_to_a_request_never_seen_is_not_judged() {
+    let mut d = picked_up();
+    d.server(PROXMOX_101).client(b"\x01").close();
+    assert_eq!(pairings(&d), [Pairing::Unknown]);
+    assert_eq!(fired(&d), [Vec::<&str>::new()]);
+}
+
+/// The rules that read the request alone apply to the first whole request
+/// even when its response cannot be paired.
+#[test]
+fn request_rules_apply_before_the_pairing_is_certain() {
+    let mut d = picked_up();
+    d.client(
+        b"GET /chat HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: short\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    );
+    // The server was answering a request sent before the start.
+    d.server(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    d.server(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+    );
+    d.close();
+    assert_eq!(pairings(&d), [Pairing::RequestOnly, Pairing::Unknown]);
+    assert_eq!(fired(&d), [vec!["ws-key-invalid"], vec![]]);
+}
+
+/// Started in the middle of a large request body: the request found after
+/// it may be text inside the body; the one after that is read from its
+/// first byte.
+#[test]
+fn started_inside_a_request_body() {
+    let mut d = picked_up();
+    d.client(b"...the tail of an upload");
+    d.client(PLAIN);
+    d.server(b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n");
+    d.server(PLAIN_200);
+    d.client(PLAIN).server(PLAIN_200);
+    d.client(PROXMOX_OFFER).server(PROXMOX_101);
+    d.client(b"\x01").close();
+    assert_eq!(
+        pairings(&d),
+        [
+            Pairing::Unknown,
+            Pairing::Unknown,
+            Pairing::RequestOnly,
+            Pairing::Certain
+        ]
+    );
+    assert_eq!(fired(&d).last().unwrap(), &vec![MISSING_CONNECTION]);
+}
+
+/// A request sent while the server is still sending a response is
+/// pipelined: it does not show the connection in step.
+#[test]
+fn a_request_sent_during_a_response_does_not_put_it_in_step() {
+    let mut d = picked_up();
+    d.client(PLAIN)
+        .server(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n");
+    d.client(PLAIN).server(b"ok").server(PLAIN_200);
+    d.client(PLAIN).server(PLAIN_200);
+    d.client(PLAIN).server(PLAIN_200).close();
+    assert_eq!(
+        pairings(&d),
+        [
+            Pairing::RequestOnly,
+            Pairing::RequestOnly,
+            Pairing::RequestOnly,
+            Pairing::Certain
+        ]
+    );
+}
