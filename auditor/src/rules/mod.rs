@@ -358,6 +358,28 @@ mod tests {
         assert!(fired.len() >= 8, "the corpus exercises them: {fired:?}");
     }
 
+    /// What the rules read of an exchange whose pairing is not certain.
+    #[test]
+    fn an_unsure_pairing_leaves_only_the_rules_of_the_request() {
+        let mut exchange = testing::exchange(
+            b"GET /chat HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: short\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n",
+        );
+        let fired = |exchange: &Exchange| -> Vec<&str> {
+            let findings = evaluate(exchange, &Context::default());
+            findings.iter().map(|f| f.rule.id).collect()
+        };
+        let all = fired(&exchange);
+        assert!(
+            all.contains(&"ws-key-invalid")
+                && all.contains(&"upgrade-101-missing-connection-option")
+        );
+        exchange.pairing = Pairing::RequestOnly;
+        assert_eq!(fired(&exchange), ["ws-key-invalid"]);
+        exchange.pairing = Pairing::Unknown;
+        assert!(fired(&exchange).is_empty());
+    }
+
     #[test]
     fn severities_order_and_parse() {
         assert!(Severity::Info < Severity::Warning && Severity::Error < Severity::Critical);

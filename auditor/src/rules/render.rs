@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::{Outcome, ProxyImpact, Rule, Scope, Severity};
+use super::{Outcome, ProxyImpact, Reads, Rule, Scope, Severity};
 
 #[derive(Serialize)]
 struct RuleJson<'a> {
@@ -168,9 +168,13 @@ fn family_section(family: &Family, rules: &[&Rule]) -> Option<String> {
 }
 
 fn reference_entry(out: &mut String, rule: &Rule) {
-    let runs_on = match rule.scope {
+    let scope = match rule.scope {
         Scope::Upgrade => "exchanges that involve an upgrade",
         Scope::Any => "every exchange",
+    };
+    let runs_on = match rule.reads {
+        Reads::Request => format!("{scope}; reads the request alone"),
+        Reads::Exchange => scope.to_owned(),
     };
     let _ = writeln!(out, "### `{}`\n\n{}\n", rule.id, rule.checks);
     let _ = writeln!(out, "- **Severity:** {}", rule.severity);

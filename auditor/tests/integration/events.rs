@@ -301,8 +301,8 @@ fn no_rule_judges_bytes_that_were_not_captured() {
 fn a_capture_that_starts_mid_connection_judges_the_later_offer() {
     const PLAIN: &[u8] = b"GET /api2/json/version HTTP/1.1\r\nHost: pbs.lab:8007\r\n\r\n";
     const PLAIN_200: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}";
-    let packets = conversation(&[PLAIN, PROXMOX_REQUEST], &[PLAIN_200, PROXMOX_RESPONSE])
-        .into_packets();
+    let packets =
+        conversation(&[PLAIN, PROXMOX_REQUEST], &[PLAIN_200, PROXMOX_RESPONSE]).into_packets();
     let starting_with = |bytes: &[u8]| {
         packets
             .iter()
