@@ -268,6 +268,16 @@ fn check_config(file: &std::path::Path) -> Result<(), Failure> {
         config.rules.disabled.len(),
         config.rules.severity.len()
     );
+    let today = time::OffsetDateTime::now_utc().date();
+    let expired = config
+        .silence
+        .iter()
+        .filter(|s| s.has_expired(today))
+        .count();
+    println!(
+        "  silences: {}, {expired} of them expired",
+        config.silence.len()
+    );
     println!("  metrics: {metrics}");
     Ok(())
 }
@@ -339,6 +349,17 @@ fn replay(args: ReplayArgs) -> Result<(), Failure> {
         stdout_format(args.format.into()),
     );
     let replayed = replay::run(&config, &ports, files, &args.files, output, stdout)?;
+    if !replayed.silenced.is_empty() {
+        let by_rule: Vec<String> = replayed
+            .silenced
+            .iter()
+            .map(|(rule, count)| format!("{rule} {count}"))
+            .collect();
+        eprintln!(
+            "auditor: silenced by the configuration: {}",
+            by_rule.join(", ")
+        );
+    }
     if !replayed.broken.is_empty() {
         return Err(Failure::Runtime(anyhow::anyhow!(replayed
             .broken

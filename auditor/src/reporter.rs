@@ -2,7 +2,10 @@
 //! events, rate-limits alerts, and keeps what `loss` and `stats` events,
 //! the metrics and `--fail-on` need.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+};
 
 use crate::{
     events::{
@@ -10,7 +13,7 @@ use crate::{
         RateLimitSettings, RedactionAllowlist, StatsCounters,
     },
     http::Exchange,
-    rules::{self, Context, Offer, PortRole, RuleSettings, Severity},
+    rules::{self, Context, Offer, PortRole, RuleSettings, Severity, Silences},
 };
 
 /// What the reporter needs to know about where it runs.
@@ -26,6 +29,8 @@ pub struct ReportSettings {
     pub rate_limit: RateLimitSettings,
     /// Rules turned off, and severities changed.
     pub rules: RuleSettings,
+    /// Findings the operator accepts.
+    pub silences: Silences,
 }
 
 /// This machine's name, as events give it in `host`.
@@ -43,6 +48,8 @@ pub struct Reporter {
     worst: Option<Severity>,
     reported_loss: LossCounters,
     emitted: EmittedCounts,
+    /// Findings silenced since start, by rule.
+    silenced: BTreeMap<&'static str, u64>,
 }
 
 impl Reporter {
@@ -53,6 +60,7 @@ impl Reporter {
             worst: None,
             reported_loss: LossCounters::default(),
             emitted: EmittedCounts::default(),
+            silenced: BTreeMap::new(),
         }
     }
 
@@ -68,11 +76,16 @@ impl Reporter {
         let first = out.len();
         let role = self.settings.roles.get(&exchange.server.port()).copied();
         let offer = Offer::of(exchange);
-        let findings = self.settings.rules.configured(rules::evaluate_offer(
+        let mut findings = self.settings.rules.configured(rules::evaluate_offer(
             exchange,
             &offer,
             &Context { role },
         ));
+        if !findings.is_empty() {
+            let today = time::OffsetDateTime::now_utc().date();
+            let silences = &self.settings.silences;
+            silences.apply(&mut findings, exchange, role, today, &mut self.silenced);
+        }
         self.worst = findings.iter().map(|f| f.severity).chain(self.worst).max();
         let interface = exchange
             .interface
@@ -126,6 +139,11 @@ impl Reporter {
     /// The handshakes and alerts emitted since start.
     pub fn emitted(&self) -> &EmittedCounts {
         &self.emitted
+    }
+
+    /// The findings silenced since start, by rule.
+    pub fn silenced(&self) -> &BTreeMap<&'static str, u64> {
+        &self.silenced
     }
 
     /// The highest severity any rule raised, rate-limited or not.

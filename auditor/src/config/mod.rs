@@ -16,7 +16,7 @@ use crate::{
     output::Destination,
     reassembly::ReassemblyLimits,
     reporter::{self, ReportSettings},
-    rules::{PortRole, RuleSettings},
+    rules::{PortRole, RuleSettings, Silence, Silences},
 };
 
 /// The configuration used when no file is given.
@@ -42,6 +42,9 @@ pub struct Config {
     pub redaction: RedactionAllowlist,
     #[serde(default)]
     pub rules: RuleSettings,
+    /// Findings the operator accepts, one `[[silence]]` table each.
+    #[serde(default)]
+    pub silence: Vec<Silence>,
     #[serde(default)]
     pub output: OutputSettings,
     #[serde(default)]
@@ -270,6 +273,7 @@ impl Config {
             allowlist: self.redaction.clone(),
             rate_limit: self.rate_limit,
             rules: self.rules.clone(),
+            silences: Silences::new(self.silence.clone()),
         }
     }
 

@@ -151,7 +151,7 @@ fn syntax_and_type_errors_name_their_line_and_field() {
 fn unknown_keys_are_errors_in_every_table() {
     assert_eq!(
         problems("colour = 1\n[[ports]]\nport = 80\n"),
-        ["x.toml:1: colour: unknown field `colour`, expected one of `interfaces`, `ports`, `reassembly`, `rate_limit`, `redaction`, `rules`, `output`, `reporting`, `capture`, `metrics`"]
+        ["x.toml:1: colour: unknown field `colour`, expected one of `interfaces`, `ports`, `reassembly`, `rate_limit`, `redaction`, `rules`, `silence`, `output`, `reporting`, `capture`, `metrics`"]
     );
     assert_eq!(
         problems("[[ports]]\nport = 80\ncolour = 1\n"),
@@ -444,5 +444,56 @@ fn parses_command_line_ports() {
     assert_eq!(
         "80:sideways".parse::<WatchedPort>(),
         Err("`sideways` is not a role (frontend or backend)".to_owned())
+    );
+}
+
+#[test]
+fn silences_parse_and_each_problem_is_named() {
+    let config = Config::parse(
+        &with_port(
+            "[[silence]]\n\
+             rule = \"upgrade-101-missing-connection-option\"\n\
+             server = \"10.1.0.0/16\"\n\
+             server_port = 8007\n\
+             client = \"10.2.0.7\"\n\
+             role = \"backend\"\n\
+             host = \"*.pbs.example\"\n\
+             expires = 2027-03-31\n\
+             comment = \"vendor appliance, OPS-1234\"\n",
+        ),
+        "x.toml",
+    )
+    .unwrap();
+    assert_eq!(config.silence.len(), 1);
+    assert_eq!(config.silence[0].server_port, Some(8007));
+
+    assert_eq!(
+        problems(&with_port(
+            "[[silence]]\n\
+             comment = \" \"\n\
+             [[silence]]\n\
+             rule = \"no-such-rule\"\n\
+             server_port = 0\n\
+             host = \"*.\"\n\
+             comment = \"c\"\n"
+        )),
+        [
+            "x.toml:3: silence[0]: would silence every alert: give a rule, server, server_port, client, role or host",
+            "x.toml:4: silence[0].comment: is empty: say why the finding is accepted",
+            "x.toml:6: silence[1].rule: no rule `no-such-rule`; `auditor rules` lists them",
+            "x.toml:7: silence[1].server_port: 0 is not a TCP port (1-65535)",
+            "x.toml:8: silence[1].host: names no host",
+        ]
+    );
+    assert_eq!(
+        problems(&with_port("[[silence]]\nrule = \"ws-key-invalid\"\n")),
+        ["x.toml:3: silence[0]: missing field `comment`"]
+    );
+    let bad_network = problems(&with_port(
+        "[[silence]]\nserver = \"10.0.0.0/33\"\ncomment = \"c\"\n",
+    ));
+    assert!(
+        bad_network[0].contains("is neither an address nor a network"),
+        "{bad_network:?}"
     );
 }

@@ -27,6 +27,7 @@ pub fn problems(config: &Config) -> Vec<(FieldPath, String)> {
     problems.rate_limit(config);
     problems.redaction(config);
     problems.rules(config);
+    problems.silences(config);
     problems.output(config);
     problems.reporting(config);
     problems.capture(config);
@@ -185,6 +186,43 @@ impl Problems {
         for id in config.rules.severity.keys() {
             if rules::find(id).is_none() {
                 self.add(table.key("severity").key(id), unknown(id));
+            }
+        }
+    }
+
+    fn silences(&mut self, config: &Config) {
+        let list = FieldPath::of("silence");
+        for (i, silence) in config.silence.iter().enumerate() {
+            let table = list.index(i);
+            if silence.comment.trim().is_empty() {
+                self.add(
+                    table.key("comment"),
+                    "is empty: say why the finding is accepted",
+                );
+            }
+            if !silence.matches_something() {
+                self.add(
+                    table.clone(),
+                    "would silence every alert: give a rule, server, server_port, client, role or host",
+                );
+            }
+            if let Some(id) = &silence.rule {
+                if rules::find(id).is_none() {
+                    self.add(
+                        table.key("rule"),
+                        format!("no rule `{id}`; `auditor rules` lists them"),
+                    );
+                }
+            }
+            if silence.server_port == Some(0) {
+                self.add(table.key("server_port"), "0 is not a TCP port (1-65535)");
+            }
+            if silence
+                .host
+                .as_deref()
+                .is_some_and(|host| host.trim_start_matches("*.").is_empty())
+            {
+                self.add(table.key("host"), "names no host");
             }
         }
     }

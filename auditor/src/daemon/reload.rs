@@ -177,6 +177,7 @@ fn changed_sections<'a>(
         ("rate_limit", running.rate_limit != new.rate_limit),
         ("redaction", running.redaction != new.redaction),
         ("rules", running.rules != new.rules),
+        ("silence", running.silence != new.silence),
         (
             "reporting.loss_interval_secs",
             running.reporting.loss_interval_secs != new.reporting.loss_interval_secs,
@@ -288,11 +289,11 @@ mod tests {
     fn live_sections_are_named_when_changed() {
         let running = config("[[ports]]\nport = 80\n");
         let new = config(
-            "[[ports]]\nport = 80\n[rate_limit]\nmax_alerts = 1\n[rules]\ndisabled = [\"upgrade-101-missing-connection-option\"]\n",
+            "[[ports]]\nport = 80\n[rate_limit]\nmax_alerts = 1\n[rules]\ndisabled = [\"upgrade-101-missing-connection-option\"]\n[[silence]]\nrole = \"backend\"\ncomment = \"c\"\n",
         );
         assert_eq!(
             changed_sections(&running, &new).collect::<Vec<_>>(),
-            ["rate_limit", "rules"]
+            ["rate_limit", "rules", "silence"]
         );
     }
 }

@@ -124,7 +124,7 @@ impl LossCounters {
 }
 
 /// Totals since start, except the two gauges.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct StatsCounters {
     pub segments: u64,
     pub exchanges: u64,
@@ -138,6 +138,8 @@ pub struct StatsCounters {
     pub handshakes: u64,
     /// `alert` events emitted, summaries included.
     pub alerts: u64,
+    /// Findings a `[[silence]]` table kept from raising an alert, by rule.
+    pub silenced: BTreeMap<&'static str, u64>,
     /// The totals `loss` events report differences of.
     pub loss: LossCounters,
 }

@@ -75,6 +75,14 @@ pub fn render(kernel: &BTreeMap<Counter, u64>, pipeline: &PipelineSnapshot) -> S
             count,
         );
     }
+    text.family(
+        "auditor_alerts_silenced_total",
+        "counter",
+        "Findings a [[silence]] table of the configuration kept from raising an alert, by rule.",
+    );
+    for (&rule, &count) in &pipeline.silenced {
+        text.sample("auditor_alerts_silenced_total", &[("rule", rule)], count);
+    }
     loss(&mut text, &pipeline.loss);
     text.text
 }
@@ -360,6 +368,7 @@ mod tests {
             buffered_bytes: 120,
             http_buffered_bytes: 300,
             emitted,
+            silenced: BTreeMap::from([("ws-key-invalid", 7)]),
             loss: LossCounters {
                 kernel_drops: 6,
                 undecodable_records: 1,
@@ -397,6 +406,7 @@ mod tests {
                 "auditor_handshakes_total{outcome=\"declined\"} 4",
                 "auditor_handshakes_total{outcome=\"incomplete\"} 0",
                 "auditor_alerts_total{rule=\"upgrade-101-missing-connection-option\",severity=\"error\"} 2",
+                "auditor_alerts_silenced_total{rule=\"ws-key-invalid\"} 7",
                 "auditor_loss_kernel_drops_total 6",
                 "auditor_loss_truncated_records_total 0",
                 "auditor_loss_undecodable_records_total 1",

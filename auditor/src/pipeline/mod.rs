@@ -4,7 +4,10 @@
 
 mod gates;
 
-use std::{collections::HashMap, io};
+use std::{
+    collections::{BTreeMap, HashMap},
+    io,
+};
 
 pub use self::gates::GateCommand;
 use self::gates::PayloadGates;
@@ -45,6 +48,8 @@ pub struct PipelineSnapshot {
     pub http_buffered_bytes: u64,
     /// With `--exchanges`, nothing.
     pub emitted: EmittedCounts,
+    /// Findings silenced by configuration, by rule; with `--exchanges`, none.
+    pub silenced: BTreeMap<&'static str, u64>,
     /// Totals since start of everything lost.
     pub loss: LossCounters,
 }
@@ -60,6 +65,7 @@ impl PipelineSnapshot {
             buffered_bytes: self.buffered_bytes + self.http_buffered_bytes,
             handshakes: self.emitted.handshakes_total(),
             alerts: self.emitted.alerts_total(),
+            silenced: self.silenced.clone(),
             loss: self.loss,
         }
     }
@@ -258,6 +264,10 @@ impl<S: Sink> Pipeline<S> {
             emitted: match &self.mode {
                 Mode::Events(reporter) => reporter.emitted().clone(),
                 Mode::Exchanges => EmittedCounts::default(),
+            },
+            silenced: match &self.mode {
+                Mode::Events(reporter) => reporter.silenced().clone(),
+                Mode::Exchanges => BTreeMap::new(),
             },
             loss: self.loss_totals(source),
         }

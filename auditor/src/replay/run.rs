@@ -1,7 +1,11 @@
 //! `auditor replay`: capture files through one pipeline, as `daemon::run`
 //! feeds it from the ring buffer.
 
-use std::{collections::HashMap, io, path::PathBuf};
+use std::{
+    collections::{BTreeMap, HashMap},
+    io,
+    path::PathBuf,
+};
 
 use super::{CaptureFile, ReplayProgress};
 use crate::{
@@ -19,6 +23,9 @@ pub struct Replayed {
     pub broken: Vec<String>,
     /// The highest severity of any alert raised.
     pub worst: Option<Severity>,
+    /// Findings the configuration's silences kept from raising an alert,
+    /// by rule.
+    pub silenced: BTreeMap<&'static str, u64>,
 }
 
 /// Runs `files` (opened from `paths`) through the pipeline `config`
@@ -64,5 +71,6 @@ pub fn run<S: Sink>(
     Ok(Replayed {
         broken,
         worst: pipeline.worst_severity(),
+        silenced: pipeline.snapshot(SourceLoss::default()).silenced,
     })
 }

@@ -7,6 +7,7 @@ mod h2c;
 mod port_role;
 pub mod render;
 mod settings;
+mod silence;
 mod upgrade;
 mod view;
 mod websocket;
@@ -18,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::http::{Exchange, Pairing};
 pub use port_role::PortRole;
 pub use settings::RuleSettings;
+pub use silence::{Silence, Silences};
 pub(crate) use view::utf8_lossy;
 pub use view::Offer;
 

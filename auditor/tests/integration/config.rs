@@ -107,6 +107,8 @@ fn check_config_summarises_a_valid_file() {
           [rules]\n\
           disabled = [\"h2c-upgrade-deprecated\"]\n\
           severity = { \"upgrade-101-missing-connection-option\" = \"critical\" }\n\
+          [[silence]]\nrole = \"backend\"\ncomment = \"a vendor's backend\"\n\
+          [[silence]]\nrule = \"ws-key-invalid\"\nexpires = 2020-01-31\ncomment = \"fixed since\"\n\
           [output]\n\
           destinations = [\"stdout\", \"file:/var/log/auditor.json\"]\n\
           [metrics]\n\
@@ -121,6 +123,7 @@ fn check_config_summarises_a_valid_file() {
             "  ports: 80, 8080:backend on lo".to_owned(),
             "  outputs: stdout, file:/var/log/auditor.json".to_owned(),
             "  rules: 1 disabled, 1 with a changed severity".to_owned(),
+            "  silences: 2, 1 of them expired".to_owned(),
             "  metrics: 127.0.0.1:9700".to_owned(),
         ]
     );

@@ -204,6 +204,52 @@ fn a_severity_override_changes_the_alert_and_what_fail_on_compares() {
     assert_eq!(of_type(&run, "alert")[0]["alert"]["severity"], "info");
 }
 
+/// An operator's allowlist: the silenced alert is not emitted, does not
+/// fail the gate, and is counted; a silence that matches something else, or
+/// expired, leaves the alert.
+#[test]
+fn a_silence_keeps_an_accepted_finding_out_of_the_events_and_the_gate() {
+    let file = capture("proxmox.pcap", &[PROXMOX_REQUEST], &[PROXMOX_RESPONSE]);
+    let config = |silence: &str| {
+        TempFile::new(
+            "silence.toml",
+            format!(
+                "[[ports]]\nport = 8007\n[[silence]]\n{silence}comment = \"vendor appliance\"\n"
+            )
+            .as_bytes(),
+        )
+    };
+    let run_with = |silence: &str| {
+        let config = config(silence);
+        replay(
+            &[
+                "--config",
+                config.path().to_str().unwrap(),
+                "--fail-on",
+                "error",
+            ],
+            &[file.path()],
+        )
+    };
+    let silenced = run_with("server = \"10.20.0.0/24\"\nhost = \"PBS.lab\"\n");
+    assert_eq!(silenced.code, Some(0), "{}", silenced.stderr);
+    assert!(alert_rules(&silenced).is_empty(), "{}", silenced.stdout);
+    assert_eq!(of_type(&silenced, "handshake").len(), 1);
+    assert_eq!(
+        silenced.stderr.trim_end(),
+        "auditor: silenced by the configuration: upgrade-101-missing-connection-option 1"
+    );
+    for other in [
+        "server = \"10.21.0.0/24\"\n",
+        "rule = \"ws-key-invalid\"\n",
+        "rule = \"upgrade-101-missing-connection-option\"\nexpires = 2020-01-31\n",
+    ] {
+        let run = run_with(other);
+        assert_eq!(run.code, Some(1), "{other}: {}", run.stderr);
+        assert_eq!(alert_rules(&run), ["upgrade-101-missing-connection-option"]);
+    }
+}
+
 #[test]
 fn real_compliant_handshakes_raise_nothing_at_warning_or_above() {
     let run = replay(
