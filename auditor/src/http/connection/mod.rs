@@ -107,20 +107,46 @@ struct Side {
     overlap_pending: bool,
     /// The exchange of the last request head this side completed.
     last_request: Option<u64>,
-    /// Message starts to come that are not certain: on a connection picked
-    /// up mid-stream, the first start found past the side's first byte
-    /// might lie inside a body.
-    unsure_starts: u8,
+    starts: Starts,
     /// Picked up mid-stream, the side has not found a message start yet.
     searching_first: bool,
 }
 
+/// How far a side's message starts can be trusted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Starts {
+    /// Every one: the side's start was seen, or its first byte seen began
+    /// a message.
+    Sure,
+    /// The next was found by searching past the side's first byte (picked
+    /// up mid-stream): it might lie inside a body.
+    NextUnsure,
+    /// After an unsure start, as a body may quote several messages back to
+    /// back: a request is trusted once it is read first in line; a
+    /// response, once one follows by framing.
+    Confirming,
+}
+
 impl Side {
-    /// Whether the message whose head was just read started where a
-    /// message certainly starts.
-    fn take_sure_start(&mut self) -> bool {
-        let sure = self.unsure_starts == 0;
-        self.unsure_starts = self.unsure_starts.saturating_sub(1);
+    /// Whether the request whose head was just read started where a
+    /// request certainly starts; `first_in_line`: nothing awaited a
+    /// response and the server was between messages.
+    fn take_request_start(&mut self, first_in_line: bool) -> bool {
+        self.starts = match self.starts {
+            Starts::NextUnsure => Starts::Confirming,
+            Starts::Confirming if !first_in_line => Starts::Confirming,
+            Starts::Sure | Starts::Confirming => Starts::Sure,
+        };
+        self.starts == Starts::Sure
+    }
+
+    /// [`Self::take_request_start`] for a response.
+    fn take_response_start(&mut self) -> bool {
+        let sure = self.starts != Starts::NextUnsure;
+        self.starts = match self.starts {
+            Starts::NextUnsure => Starts::Confirming,
+            Starts::Sure | Starts::Confirming => Starts::Sure,
+        };
         sure
     }
 
@@ -184,7 +210,7 @@ impl Connection {
             finished: false,
             overlap_pending: false,
             last_request: None,
-            unsure_starts: 0,
+            starts: Starts::Sure,
             searching_first: midstream,
         };
         Connection {

@@ -28,7 +28,7 @@ impl Connection {
         self.at_intact_start = false;
         let framing = request_framing(&request);
         let first_in_line = self.awaiting.is_empty() && self.sides[end.peer()].idle();
-        let sure_start = self.sides[end].take_sure_start();
+        let sure_start = self.sides[end].take_request_start(first_in_line);
         let mut pending = self.new_pending(end, Some(request), Some(ts));
         pending.first_in_line = first_in_line;
         if let Some(pickup) = &mut self.pickup {
@@ -72,7 +72,7 @@ impl Connection {
         };
         self.at_intact_start = false;
         let overlap = mem::take(&mut self.sides[end].overlap_pending);
-        let sure_start = self.sides[end].take_sure_start();
+        let sure_start = self.sides[end].take_response_start();
         let status = response.line.status;
         if (100..200).contains(&status) && status != 101 {
             if self.awaiting.is_empty() {

@@ -6,7 +6,7 @@ use std::mem;
 
 use super::declined::NextStart;
 use super::end::End;
-use super::{loss_flags, Connection, Cx, Phase, MALFORMED};
+use super::{loss_flags, Connection, Cx, Phase, Starts, MALFORMED};
 use crate::http::awaiting::Pending;
 use crate::http::exchange::Quality;
 use crate::http::framing::{BodyHole, BodyProgress, BodyReader};
@@ -148,7 +148,9 @@ impl Connection {
                     let side = &mut self.sides[end];
                     if mem::take(&mut side.searching_first) {
                         let start = at + (found.used - found.seed.len()) as u64;
-                        side.unsure_starts = u8::from(start > 0);
+                        if start > 0 {
+                            side.starts = Starts::NextUnsure;
+                        }
                     }
                     Step::took(
                         Reader::Head(HeadReader::starting_with(found.seed, found.role)),

@@ -163,3 +163,25 @@ fn a_request_sent_during_a_response_does_not_put_it_in_step() {
         ]
     );
 }
+
+/// Started in a body that quotes requests back to back: none of them is
+/// trusted, as they never come first in line; the requests after the body
+/// are, once one is.
+#[test]
+fn requests_quoted_back_to_back_in_a_body_are_not_trusted() {
+    const QUOTED: &[u8] = b"GET /chat HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: short\r\n\r\n";
+    let mut d = picked_up();
+    d.client(b"...an upload of a log: ");
+    for _ in 0..3 {
+        d.client(QUOTED);
+    }
+    d.server(b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n");
+    d.client(PLAIN).server(PLAIN_200).close();
+    let quoted = d
+        .exchanges()
+        .iter()
+        .filter(|e| e.request.as_ref().is_some_and(|r| r.line.target == "/chat"))
+        .map(|e| e.pairing)
+        .collect::<Vec<_>>();
+    assert_eq!(quoted, [Pairing::Unknown; 3]);
+}
