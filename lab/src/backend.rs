@@ -5,10 +5,10 @@
 
 use std::{
     io::{self, Read, Write},
-    net::{TcpListener, TcpStream},
+    net::{SocketAddr, TcpListener, TcpStream},
     sync::{
         atomic::{AtomicBool, Ordering},
-        mpsc, Arc,
+        mpsc, Arc, Mutex,
     },
     thread,
     time::Duration,
@@ -24,6 +24,11 @@ pub enum Backend {
     /// Proxmox Backup Server: `101` with `Upgrade: proxmox-backup-protocol-v1`
     /// and no `Connection` field.
     ProxmoxBackup,
+    /// [`Backend::ProxmoxBackup`] that also serves plain requests, any
+    /// number per connection, so that a proxy can keep its connections to
+    /// it open between requests: `200` with [`KEEP_ALIVE_BODY`], after
+    /// reading the request's body.
+    ProxmoxKeepAlive,
     /// A WebSocket 101 whose `Sec-WebSocket-Accept` hashes the key without
     /// RFC 6455's GUID.
     WrongWebSocketAccept,
@@ -49,6 +54,12 @@ pub enum Backend {
 
 /// The body of the h2c backends' answers over HTTP/1.1.
 pub const HTTP11_BODY: &str = "http/1.1\n";
+/// The body of [`Backend::ProxmoxKeepAlive`]'s answers to plain requests.
+pub const KEEP_ALIVE_BODY: &str = "{\"data\":\"ok\"}";
+/// A request for this target waits [`SLOW_ANSWER`] for its answer from
+/// [`Backend::ProxmoxKeepAlive`], holding up the requests behind it.
+pub const SLOW_TARGET: &str = "/slow";
+pub const SLOW_ANSWER: Duration = Duration::from_secs(3);
 
 impl Backend {
     /// The response head to `request`, and what the connection carries next.
@@ -58,6 +69,16 @@ impl Backend {
         match self {
             Backend::H2c => return h2c::answer(request),
             Backend::WithoutH2c => return (h2c::plain_200(), After::Close),
+            Backend::ProxmoxKeepAlive if request.header("Upgrade").is_none() => {
+                if request.start_line.split(' ').nth(1) == Some(SLOW_TARGET) {
+                    thread::sleep(SLOW_ANSWER);
+                }
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{KEEP_ALIVE_BODY}",
+                    KEEP_ALIVE_BODY.len()
+                );
+                return (head, After::NextRequest);
+            }
             _ => {}
         }
         if request.header("Upgrade").is_none() {
@@ -65,7 +86,7 @@ impl Backend {
         }
         let key = request.header("Sec-WebSocket-Key");
         let head = match (self, key) {
-            (Backend::ProxmoxBackup, _) => {
+            (Backend::ProxmoxBackup | Backend::ProxmoxKeepAlive, _) => {
                 "HTTP/1.1 101 Switching Protocols\r\nupgrade: proxmox-backup-protocol-v1\r\n\r\n"
                     .to_owned()
             }
@@ -97,7 +118,9 @@ impl Backend {
             }
         };
         let after = match self {
-            Backend::ProxmoxBackup | Backend::UnofferedProtocol => After::EchoBytes,
+            Backend::ProxmoxBackup | Backend::ProxmoxKeepAlive | Backend::UnofferedProtocol => {
+                After::EchoBytes
+            }
             _ => After::EchoWebSocketFrames,
         };
         (head, after)
@@ -106,6 +129,8 @@ impl Backend {
 
 enum After {
     Close,
+    /// Keep-alive: the next request on the same connection.
+    NextRequest,
     Http2,
     EchoBytes,
     EchoWebSocketFrames,
@@ -115,6 +140,7 @@ enum After {
 pub struct RunningBackend {
     stop: Arc<AtomicBool>,
     acceptor: Option<thread::JoinHandle<()>>,
+    peers: Arc<Mutex<Vec<SocketAddr>>>,
 }
 
 impl RunningBackend {
@@ -122,9 +148,11 @@ impl RunningBackend {
     /// lab's backend namespace; it accepts connections once this returns.
     pub fn start(lab: &ProxyLab, backend: Backend) -> io::Result<RunningBackend> {
         let stop = Arc::new(AtomicBool::new(false));
+        let peers = Arc::new(Mutex::new(Vec::new()));
         let (bound, bind_result) = mpsc::channel();
         let acceptor = {
             let stop = stop.clone();
+            let peers = peers.clone();
             lab.backend.spawn(move || {
                 let listener = match TcpListener::bind(ProxyLab::backend_addr())
                     .and_then(|listener| listener.set_nonblocking(true).map(|()| listener))
@@ -138,7 +166,7 @@ impl RunningBackend {
                         return;
                     }
                 };
-                accept_until_stopped(&listener, &stop, backend);
+                accept_until_stopped(&listener, &stop, &peers, backend);
             })
         };
         bind_result
@@ -147,7 +175,17 @@ impl RunningBackend {
         Ok(RunningBackend {
             stop,
             acceptor: Some(acceptor),
+            peers,
         })
+    }
+
+    /// The address of every connection accepted so far, in order: the
+    /// proxy's side of each backend connection.
+    pub fn peers(&self) -> Vec<SocketAddr> {
+        self.peers
+            .lock()
+            .expect("the acceptor never panics")
+            .clone()
     }
 }
 
@@ -160,10 +198,16 @@ impl Drop for RunningBackend {
     }
 }
 
-fn accept_until_stopped(listener: &TcpListener, stop: &AtomicBool, backend: Backend) {
+fn accept_until_stopped(
+    listener: &TcpListener,
+    stop: &AtomicBool,
+    peers: &Mutex<Vec<SocketAddr>>,
+    backend: Backend,
+) {
     while !stop.load(Ordering::Relaxed) {
         match listener.accept() {
-            Ok((stream, _)) => {
+            Ok((stream, peer)) => {
+                peers.lock().expect("nothing panics holding it").push(peer);
                 thread::spawn(move || {
                     let _ = serve(stream, backend);
                 });
@@ -176,16 +220,32 @@ fn accept_until_stopped(listener: &TcpListener, stop: &AtomicBool, backend: Back
     }
 }
 
-/// One exchange per connection: a 101 turns the connection into an echo,
-/// anything else closes it.
+/// A 101 turns the connection into an echo; a keep-alive answer waits for
+/// the next request; anything else closes it.
 fn serve(mut stream: TcpStream, backend: Backend) -> io::Result<()> {
     stream.set_nonblocking(false)?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let request = Head::read(&mut stream)?;
-    let (response, after) = backend.answer(&request);
-    stream.write_all(response.as_bytes())?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    loop {
+        let request = Head::read(&mut stream)?;
+        let body_length = request
+            .header("Content-Length")
+            .and_then(|l| l.parse().ok());
+        io::copy(
+            &mut Read::by_ref(&mut stream).take(body_length.unwrap_or(0)),
+            &mut io::sink(),
+        )?;
+        let (response, after) = backend.answer(&request);
+        stream.write_all(response.as_bytes())?;
+        if !matches!(after, After::NextRequest) {
+            return serve_after(stream, after);
+        }
+    }
+}
+
+/// What the connection carries after the last answer.
+fn serve_after(mut stream: TcpStream, after: After) -> io::Result<()> {
     match after {
-        After::Close => Ok(()),
+        After::Close | After::NextRequest => Ok(()),
         After::Http2 => h2c::serve_stream_one(&mut stream),
         After::EchoBytes => {
             let mut buffer = [0u8; 4096];

@@ -81,7 +81,7 @@ impl Offer {
         fields
     }
 
-    fn request(&self) -> String {
+    pub fn request(&self) -> String {
         let mut request = format!(
             "GET {} HTTP/1.1\r\nHost: {}\r\n",
             self.target,
@@ -96,7 +96,7 @@ impl Offer {
 
     /// What the client sends after a 101, and the echo it expects back:
     /// a WebSocket frame for a WebSocket offer, raw bytes otherwise.
-    fn probe(&self) -> (Vec<u8>, Vec<u8>) {
+    pub fn probe(&self) -> (Vec<u8>, Vec<u8>) {
         if self.websocket_key.is_some() {
             (
                 websocket::masked_text_frame(PROBE, [0x1b, 0x2c, 0x3d, 0x4e]),
@@ -128,13 +128,48 @@ impl Received {
 
 /// Sends `offer` from the client namespace to the proxy's front address.
 pub fn send_offer(lab: &ProxyLab, offer: &Offer) -> io::Result<Received> {
-    let request = offer.request();
-    let probe = offer.probe();
-    lab.client.run(move || {
-        let mut stream = TcpStream::connect_timeout(&ProxyLab::proxy_front(), READ_TIMEOUT)?;
-        stream.set_read_timeout(Some(READ_TIMEOUT))?;
-        stream.write_all(request.as_bytes())?;
-        let head = Head::read(&mut stream)?;
+    let mut session = Session::open(lab)?;
+    session.offer(offer)
+}
+
+/// One connection from the client namespace to the proxy's front address,
+/// kept open for requests in turn, or written in parts.
+pub struct Session {
+    stream: TcpStream,
+}
+
+impl Session {
+    pub fn open(lab: &ProxyLab) -> io::Result<Session> {
+        let stream = lab.client.run(|| {
+            let stream = TcpStream::connect_timeout(&ProxyLab::proxy_front(), READ_TIMEOUT)?;
+            stream.set_read_timeout(Some(READ_TIMEOUT))?;
+            Ok::<_, io::Error>(stream)
+        })?;
+        Ok(Session { stream })
+    }
+
+    /// A plain GET of `target`, and its response.
+    pub fn get(&mut self, target: &str) -> io::Result<Received> {
+        self.send(plain_get(target).as_bytes())?;
+        self.response(None)
+    }
+
+    /// Writes `bytes` as they are: requests, or part of one.
+    pub fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.stream.write_all(bytes)
+    }
+
+    /// Sends `offer`; after a 101, checks that bytes flow through the tunnel.
+    pub fn offer(&mut self, offer: &Offer) -> io::Result<Received> {
+        self.send(offer.request().as_bytes())?;
+        self.response(Some(offer.probe()))
+    }
+
+    /// Reads the next response: its head, and its body or, after a 101,
+    /// whether `probe` (what to send and its echo) comes back.
+    pub fn response(&mut self, probe: Option<(Vec<u8>, Vec<u8>)>) -> io::Result<Received> {
+        let stream = &mut self.stream;
+        let head = Head::read(stream)?;
         let status = head
             .start_line
             .split(' ')
@@ -152,13 +187,20 @@ pub fn send_offer(lab: &ProxyLab, offer: &Offer) -> io::Result<Received> {
             bytes_flow: false,
             headers: head.headers,
         };
-        if status == 101 {
-            received.bytes_flow = echoes(&mut stream, probe)?;
-        } else {
-            received.body = read_body(&mut stream, received.header("Content-Length"))?;
+        match probe {
+            Some(probe) if status == 101 => received.bytes_flow = echoes(stream, probe)?,
+            _ => received.body = read_body(stream, received.header("Content-Length"))?,
         }
         Ok(received)
-    })
+    }
+}
+
+/// A GET of `target` without a body, to the proxy's front address.
+pub fn plain_get(target: &str) -> String {
+    format!(
+        "GET {target} HTTP/1.1\r\nHost: {}\r\n\r\n",
+        ProxyLab::proxy_front()
+    )
 }
 
 /// Writes `probe` and reads until `echo` came back, or the probe itself

@@ -28,6 +28,13 @@ pub enum Proxy {
     NginxWithoutUpgradeHeaders,
     /// `mode http`.
     HAProxy,
+    /// [`Proxy::Nginx`] with an `upstream` block that keeps up to 8 idle
+    /// connections to the backend (`keepalive`), sending
+    /// `Connection: upgrade` only with an offer.
+    NginxPooled,
+    /// [`Proxy::HAProxy`] with `http-reuse always`: any request may go out
+    /// on an idle backend connection that another one opened.
+    HAProxyPooled,
 }
 
 impl Proxy {
@@ -35,16 +42,16 @@ impl Proxy {
     pub fn name(self) -> &'static str {
         match self {
             Proxy::Caddy => "Caddy",
-            Proxy::Nginx | Proxy::NginxWithoutUpgradeHeaders => "nginx",
-            Proxy::HAProxy => "HAProxy",
+            Proxy::Nginx | Proxy::NginxWithoutUpgradeHeaders | Proxy::NginxPooled => "nginx",
+            Proxy::HAProxy | Proxy::HAProxyPooled => "HAProxy",
         }
     }
 
     fn binary(self) -> &'static str {
         match self {
             Proxy::Caddy => "caddy",
-            Proxy::Nginx | Proxy::NginxWithoutUpgradeHeaders => "nginx",
-            Proxy::HAProxy => "haproxy",
+            Proxy::Nginx | Proxy::NginxWithoutUpgradeHeaders | Proxy::NginxPooled => "nginx",
+            Proxy::HAProxy | Proxy::HAProxyPooled => "haproxy",
         }
     }
 
@@ -52,8 +59,8 @@ impl Proxy {
     pub fn package(self) -> &'static str {
         match self {
             Proxy::Caddy => "caddy",
-            Proxy::Nginx | Proxy::NginxWithoutUpgradeHeaders => "nginx-light",
-            Proxy::HAProxy => "haproxy",
+            Proxy::Nginx | Proxy::NginxWithoutUpgradeHeaders | Proxy::NginxPooled => "nginx-light",
+            Proxy::HAProxy | Proxy::HAProxyPooled => "haproxy",
         }
     }
 }
@@ -213,17 +220,41 @@ fn configuration(proxy: Proxy, dir: &Path) -> (PathBuf, String) {
                 ),
             )
         }
-        Proxy::HAProxy => (
-            dir.join("haproxy.cfg"),
-            format!(
-                "global\n    log stderr format raw local0 info\n\
-                 defaults\n    mode http\n    log global\n    option httplog\n\
-                 \x20   timeout connect 5s\n    timeout client 30s\n    timeout server 30s\n\
-                 \x20   timeout tunnel 30s\n\
-                 frontend lab_front\n    bind {front}:{port}\n    default_backend lab_back\n\
-                 backend lab_back\n    server lab_backend {backend}\n"
+        Proxy::NginxPooled => (
+            dir.join("nginx.conf"),
+            nginx_configuration(
+                dir,
+                &format!(
+                    "    access_log {dir_name}/access.log;\n\
+                     \x20   map $http_upgrade $connection_upgrade {{\n        default upgrade;\n        '' '';\n    }}\n\
+                     \x20   upstream lab_back {{\n        server {backend};\n        keepalive 8;\n    }}\n\
+                     \x20   server {{\n        listen {front}:{port};\n        location / {{\n\
+                     \x20           proxy_pass http://lab_back;\n\
+                     \x20           proxy_http_version 1.1;\n\
+                     \x20           proxy_set_header Upgrade $http_upgrade;\n\
+                     \x20           proxy_set_header Connection $connection_upgrade;\n\
+                     \x20       }}\n    }}\n"
+                ),
             ),
         ),
+        Proxy::HAProxy | Proxy::HAProxyPooled => {
+            let reuse = if proxy == Proxy::HAProxyPooled {
+                "    http-reuse always\n"
+            } else {
+                ""
+            };
+            (
+                dir.join("haproxy.cfg"),
+                format!(
+                    "global\n    log stderr format raw local0 info\n\
+                     defaults\n    mode http\n    log global\n    option httplog\n\
+                     \x20   timeout connect 5s\n    timeout client 30s\n    timeout server 30s\n\
+                     \x20   timeout tunnel 30s\n\
+                     frontend lab_front\n    bind {front}:{port}\n    default_backend lab_back\n\
+                     backend lab_back\n{reuse}    server lab_backend {backend}\n"
+                ),
+            )
+        }
     }
 }
 
@@ -236,8 +267,12 @@ fn arguments(proxy: Proxy, config: &Path, dir: &Path) -> Vec<std::ffi::OsString>
             "--adapter".as_ref(),
             "caddyfile".as_ref(),
         ],
-        Proxy::Nginx | Proxy::NginxWithoutUpgradeHeaders => return nginx_arguments(config, dir),
-        Proxy::HAProxy => vec!["-db".as_ref(), "-f".as_ref(), config.as_os_str()],
+        Proxy::Nginx | Proxy::NginxWithoutUpgradeHeaders | Proxy::NginxPooled => {
+            return nginx_arguments(config, dir)
+        }
+        Proxy::HAProxy | Proxy::HAProxyPooled => {
+            vec!["-db".as_ref(), "-f".as_ref(), config.as_os_str()]
+        }
     };
     args.into_iter().map(ToOwned::to_owned).collect()
 }

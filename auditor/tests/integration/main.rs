@@ -20,3 +20,4 @@ mod proxies;
 mod replay;
 mod replay_input;
 mod replay_progress;
+mod restart;

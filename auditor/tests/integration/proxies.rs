@@ -705,6 +705,9 @@ fn forwarded_h2c_offer_rules(proxy: Proxy) -> Vec<&'static str> {
         Proxy::NginxWithoutUpgradeHeaders => {
             panic!("nginx without upgrade lines forwards no offer")
         }
+        Proxy::NginxPooled | Proxy::HAProxyPooled => {
+            panic!("the h2c tests run through the proxies as the matrix configures them")
+        }
     }
 }
 

@@ -82,7 +82,9 @@ pub(crate) struct Connection {
 /// a request first in line: it answers an upgrade offer, and requests sent
 /// before capture cannot be offers still waiting (the client sent more
 /// after them). A final response with no request awaiting shows that some
-/// were sent before capture: the connection is out of step again.
+/// were sent before capture: the connection is out of step again. Out of
+/// step, a request followed by another before its answer is not trusted at
+/// all: it may be one of several quoted back to back in a body.
 #[derive(Default)]
 struct Pickup {
     in_step: bool,
@@ -445,10 +447,14 @@ impl Connection {
         let Some(client) = self.client() else { return };
         let mut quality = pending.quality;
         quality.midstream |= self.midstream;
+        let pairing = match (&self.pickup, &pending.request) {
+            (Some(_), None) => Pairing::Unknown,
+            _ => pending.pairing,
+        };
         quality.complete = pending.request.is_some()
             && pending.response.is_some()
             && !quality.impaired()
-            && pending.pairing == Pairing::Certain;
+            && pairing == Pairing::Certain;
         cx.out.push(HttpOutput::Exchange(Exchange {
             connection: self.id.0,
             client: self.sides[client].addr.into(),
@@ -464,7 +470,7 @@ impl Connection {
             request_ns: pending.request_ns,
             response_ns: pending.response_ns,
             quality,
-            pairing: pending.pairing,
+            pairing,
         }));
     }
 }

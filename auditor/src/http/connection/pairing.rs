@@ -42,8 +42,14 @@ impl Connection {
         let seq = pending.seq;
         pending.quality.malformed |= framing == Framing::Invalid;
         self.sides[end].last_request = Some(seq);
+        // Out of step, a request followed by another before its answer may
+        // be one of several quoted back to back in a body.
+        let out_of_step = self.pickup.as_ref().is_some_and(|p| !p.in_step);
         for earlier in self.awaiting.iter_mut() {
             earlier.pipelined_behind = true;
+            if out_of_step {
+                earlier.pairing = Pairing::Unknown;
+            }
         }
         self.push_awaiting(pending, cx);
         match BodyReader::new(framing, cx.limits.max_head_bytes) {
