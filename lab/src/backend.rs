@@ -24,11 +24,12 @@ pub enum Backend {
     /// Proxmox Backup Server: `101` with `Upgrade: proxmox-backup-protocol-v1`
     /// and no `Connection` field.
     ProxmoxBackup,
-    /// [`Backend::ProxmoxBackup`] that also serves plain requests, any
-    /// number per connection, so that a proxy can keep its connections to
-    /// it open between requests: `200` with [`KEEP_ALIVE_BODY`], after
-    /// reading the request's body.
-    ProxmoxKeepAlive,
+    /// A server that keeps its connections open, so that a proxy can pool
+    /// them: plain requests, any number per connection, get `200` with
+    /// [`KEEP_ALIVE_BODY`] (after their body is read); a WebSocket offer is
+    /// answered as [`Backend::WebSocket`] does; any other offer as
+    /// [`Backend::ProxmoxBackup`] does.
+    KeepAlive,
     /// A WebSocket 101 whose `Sec-WebSocket-Accept` hashes the key without
     /// RFC 6455's GUID.
     WrongWebSocketAccept,
@@ -54,10 +55,10 @@ pub enum Backend {
 
 /// The body of the h2c backends' answers over HTTP/1.1.
 pub const HTTP11_BODY: &str = "http/1.1\n";
-/// The body of [`Backend::ProxmoxKeepAlive`]'s answers to plain requests.
+/// The body of [`Backend::KeepAlive`]'s answers to plain requests.
 pub const KEEP_ALIVE_BODY: &str = "{\"data\":\"ok\"}";
 /// A request for this target waits [`SLOW_ANSWER`] for its answer from
-/// [`Backend::ProxmoxKeepAlive`], holding up the requests behind it.
+/// [`Backend::KeepAlive`], holding up the requests behind it.
 pub const SLOW_TARGET: &str = "/slow";
 pub const SLOW_ANSWER: Duration = Duration::from_secs(3);
 
@@ -69,7 +70,7 @@ impl Backend {
         match self {
             Backend::H2c => return h2c::answer(request),
             Backend::WithoutH2c => return (h2c::plain_200(), After::Close),
-            Backend::ProxmoxKeepAlive if request.header("Upgrade").is_none() => {
+            Backend::KeepAlive if request.header("Upgrade").is_none() => {
                 if request.start_line.split(' ').nth(1) == Some(SLOW_TARGET) {
                     thread::sleep(SLOW_ANSWER);
                 }
@@ -85,8 +86,13 @@ impl Backend {
             return (BAD_REQUEST.to_owned(), After::Close);
         }
         let key = request.header("Sec-WebSocket-Key");
-        let head = match (self, key) {
-            (Backend::ProxmoxBackup | Backend::ProxmoxKeepAlive, _) => {
+        let backend = match (self, key) {
+            (Backend::KeepAlive, Some(_)) => Backend::WebSocket,
+            (Backend::KeepAlive, None) => Backend::ProxmoxBackup,
+            _ => self,
+        };
+        let head = match (backend, key) {
+            (Backend::ProxmoxBackup | Backend::KeepAlive, _) => {
                 "HTTP/1.1 101 Switching Protocols\r\nupgrade: proxmox-backup-protocol-v1\r\n\r\n"
                     .to_owned()
             }
@@ -117,8 +123,8 @@ impl Backend {
                 return (BAD_REQUEST.to_owned(), After::Close)
             }
         };
-        let after = match self {
-            Backend::ProxmoxBackup | Backend::ProxmoxKeepAlive | Backend::UnofferedProtocol => {
+        let after = match backend {
+            Backend::ProxmoxBackup | Backend::KeepAlive | Backend::UnofferedProtocol => {
                 After::EchoBytes
             }
             _ => After::EchoWebSocketFrames,

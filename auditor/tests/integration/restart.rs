@@ -28,8 +28,7 @@ struct Lab {
 impl Lab {
     fn start(proxy: Proxy) -> Lab {
         let lab = ProxyLab::new();
-        let backend =
-            RunningBackend::start(&lab, Backend::ProxmoxKeepAlive).expect("start the backend");
+        let backend = RunningBackend::start(&lab, Backend::KeepAlive).expect("start the backend");
         let proxy = RunningProxy::start(&lab, proxy).unwrap_or_else(|error| panic!("{error}"));
         Lab {
             lab,

@@ -16,8 +16,10 @@ mod micro;
 mod overhead;
 mod replay;
 mod report;
+mod restart;
 mod soak;
 mod storm;
+mod tcpdump;
 
 pub use memory::hold_flows;
 
@@ -61,6 +63,7 @@ const BENCHMARKS: &[Benchmark] = &[
     kernel::BENCHMARK,
     overhead::BENCHMARK,
     storm::BENCHMARK,
+    restart::BENCHMARK,
     soak::BENCHMARK,
 ];
 

@@ -8,22 +8,17 @@
 //! Nothing there answers the packets: the namespace has no addresses.
 
 use std::{
-    io::{BufRead as _, BufReader},
     path::{Path, PathBuf},
-    process::{Child, ChildStderr, Command, Stdio},
+    process::Command,
     thread,
     time::{Duration, Instant},
 };
 
 use anyhow::{bail, Context as _, Result};
 use lab::{netns::NetNs, ProxyLab, BACKEND_PORT, PROXY_PORT};
-use nix::{
-    sys::signal::{kill, Signal},
-    unistd::Pid,
-};
 
 use super::{generate, handshakes_per_leg, DRAIN};
-use crate::bench::{live, Context};
+use crate::bench::{live, tcpdump::Tcpdump, Context};
 use crate::daemon::check_interrupt;
 
 /// Commands this needs beyond the live lab's, and their Debian packages.
@@ -256,66 +251,6 @@ fn sent_in_seconds(report: &str) -> Result<f64> {
         })
         .filter(|seconds| *seconds > 0.0)
         .with_context(|| format!("tcpreplay reported no time sending: {report}"))
-}
-
-/// tcpdump writing one interface's TCP packets to a file until stopped.
-struct Tcpdump {
-    child: Child,
-    /// Held open, so that what tcpdump says when it stops cannot fail.
-    _stderr: BufReader<ChildStderr>,
-}
-
-impl Tcpdump {
-    /// Starts tcpdump and waits until it captures.
-    fn start(
-        context: &mut Context,
-        netns: &NetNs,
-        interface: &str,
-        path: &Path,
-    ) -> Result<Tcpdump> {
-        let mut command = netns.command("tcpdump");
-        command
-            // As root, like the other files under target/bench.
-            .args(["-Z", "root", "-i", interface, "-s", "0", "-U", "-w"])
-            .arg(path)
-            .arg("tcp");
-        context.record(&command);
-        let mut child = command
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("cannot start tcpdump")?;
-        let mut stderr = BufReader::new(child.stderr.take().context("tcpdump's stderr")?);
-        let mut said = String::new();
-        stderr.read_line(&mut said)?;
-        if !said.contains("listening on") {
-            let _ = child.kill();
-            bail!("tcpdump did not start: {said}");
-        }
-        Ok(Tcpdump {
-            child,
-            _stderr: stderr,
-        })
-    }
-
-    /// Stops tcpdump, which writes out what it holds.
-    fn stop(mut self) -> Result<()> {
-        kill(Pid::from_raw(self.child.id() as i32), Signal::SIGINT)?;
-        let status = self.child.wait()?;
-        // tcpdump exits 0 on SIGINT; a signal exit means it was killed.
-        if status.code().is_none() {
-            bail!("tcpdump did not exit cleanly: {status}");
-        }
-        Ok(())
-    }
-}
-
-/// A storm that failed before `stop` leaves no tcpdump behind.
-impl Drop for Tcpdump {
-    fn drop(&mut self) {
-        // Both do nothing once `stop` has reaped it.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[cfg(test)]
