@@ -462,6 +462,46 @@ fn sighup_adds_ports_and_changes_roles_without_reloading_the_program() {
     );
 }
 
+/// SIGHUP applies a `[[silence]]` table to what comes next: the same
+/// broken 101 alerts before it and not after, and `stats` counts it.
+#[test]
+#[ignore = "needs root"]
+fn sighup_applies_silences_and_stats_count_what_they_kept_back() {
+    require_privileges();
+    let netns = NetNs::new();
+    let watched = "[[ports]]\nport = 8080\n[reporting]\nstats_interval_secs = 1\n";
+    let config = ConfigFile::new("reload-silence", watched);
+    let (mut daemon, _) = start_with_config(&netns, &config, &["--interface", "lo"]);
+    proxmox_upgrade_in(&netns, 8080, "/before");
+    config.write(&format!(
+        "{watched}[[silence]]\nrule = \"upgrade-101-missing-connection-option\"\n\
+         host = \"PBS\"\ncomment = \"a vendor's backend\"\n"
+    ));
+    daemon.signal(Signal::SIGHUP);
+    let reloaded = daemon.wait_for("configuration reloaded", STARTUP);
+    assert!(reloaded.contains("silence"), "{reloaded}");
+    proxmox_upgrade_in(&netns, 8080, "/after");
+    std::thread::sleep(Duration::from_millis(1500));
+    let (log, lines, _) = stop_and_count_copied(daemon);
+    let events = valid_events(lines.iter().map(String::as_str));
+    let alerted: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["event_type"] == "alert")
+        .map(|e| &e["http"]["request"]["target"])
+        .collect();
+    assert_eq!(alerted, [&json!("/before")], "{log}");
+    let last_stats = events
+        .iter()
+        .rev()
+        .find(|e| e["event_type"] == "stats")
+        .unwrap_or_else(|| panic!("a stats event: {lines:?}"));
+    assert_eq!(
+        last_stats["stats"]["silenced"],
+        json!({"upgrade-101-missing-connection-option": 1})
+    );
+    assert_eq!(last_stats["stats"]["handshakes"], 2);
+}
+
 #[test]
 #[ignore = "needs root"]
 fn sighup_with_an_invalid_file_keeps_the_running_configuration_and_a_valid_one_removes_ports() {
