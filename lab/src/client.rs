@@ -217,6 +217,7 @@ fn echoes(stream: &mut TcpStream, (probe, echo): (Vec<u8>, Vec<u8>)) -> io::Resu
         match stream.read(&mut buffer) {
             Ok(0) => return Ok(false),
             Ok(n) => received.extend_from_slice(&buffer[..n]),
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
             Err(error) if is_end_or_timeout(&error) => return Ok(false),
             Err(error) => return Err(error),
         }

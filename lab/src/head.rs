@@ -14,7 +14,12 @@ impl Head {
         let mut bytes = Vec::new();
         let mut byte = [0u8];
         while !bytes.ends_with(b"\r\n\r\n") {
-            if stream.read(&mut byte)? == 0 {
+            // A signal to the process (a child exiting) may interrupt a read.
+            let read = match stream.read(&mut byte) {
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                read => read?,
+            };
+            if read == 0 {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
                     format!(
