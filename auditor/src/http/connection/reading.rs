@@ -147,7 +147,9 @@ impl Connection {
                     }
                     let side = &mut self.sides[end];
                     if mem::take(&mut side.searching_first) {
-                        let start = at + (found.used - found.seed.len()) as u64;
+                        // The seed may begin in earlier input than this.
+                        let end = at.saturating_add(found.used as u64);
+                        let start = end.saturating_sub(found.seed.len() as u64);
                         if start > 0 {
                             side.starts = Starts::NextUnsure;
                         }

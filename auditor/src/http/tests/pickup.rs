@@ -196,3 +196,22 @@ fn requests_quoted_in_a_body(aligned: bool) {
         .collect::<Vec<_>>();
     assert_eq!(quoted, [Pairing::Unknown; 3]);
 }
+
+/// Found by the `rules` fuzz target: the first start found may begin in an
+/// earlier piece than the one it ends in.
+#[test]
+fn a_first_start_split_across_pieces_is_placed_where_it_begins() {
+    for (before, sure) in [(&b""[..], true), (&b"x"[..], false)] {
+        let mut d = picked_up();
+        d.client(PROXMOX_OFFER);
+        let (first, rest) = PROXMOX_101.split_at(10);
+        d.server(&[before, first].concat()).server(rest);
+        d.client(b"\x01").close();
+        let expected = if sure {
+            Pairing::Certain
+        } else {
+            Pairing::RequestOnly
+        };
+        assert_eq!(pairings(&d), [expected], "{before:?}");
+    }
+}
