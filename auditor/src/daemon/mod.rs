@@ -70,11 +70,14 @@ pub async fn run<S: Sink>(
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sighup = signal(SignalKind::hangup())?;
     let mut capture = Capture::load(options)?;
-    for port in &config.ports {
-        capture.watch_port(port.port)?;
-    }
+    // Every hook first, then the ports: each port is watched on all of
+    // them at once, so that no connection is seen in one direction only
+    // while the hooks are attached one after the other.
     for interface in interfaces {
         capture.attach(interface)?;
+    }
+    for port in &config.ports {
+        capture.watch_port(port.port)?;
     }
     let mut reader = capture
         .take_segment_reader()?
