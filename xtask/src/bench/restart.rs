@@ -244,10 +244,8 @@ fn run(context: &mut Context) -> Result<Vec<BenchResult>> {
         .note(
             "baseline: the offers the replay judged on the connections the new daemon picked \
              up mid-stream (`capture.midstream`). It leaves unjudged those answered with \
-             something else than a 101 (HAProxy's 502) before their connection was in step, \
-             whose pairing is not certain (docs/rules.md), and, in its first milliseconds, \
-             those whose 101 left before the program was attached to that direction (ingress \
-             and egress are attached one after the other)",
+             something else than a 101 (HAProxy's 502) before their connection was in step: \
+             their pairing is not certain (docs/rules.md)",
         ),
         BenchResult::new("restart.false_alerts", false_alerts as f64, "alerts")
             .target(Target::FigureAtMost(0.0))
