@@ -72,6 +72,25 @@ impl ProxyLab {
     pub fn backend_addr() -> SocketAddr {
         SocketAddr::new(BACKEND_ADDR, BACKEND_PORT)
     }
+
+    /// `auditor run` arguments that watch both of the proxy's legs: its
+    /// client-facing interface with `frontend_port` (role frontend) and its
+    /// backend-facing one with `backend_port` (role backend).
+    pub fn auditor_watching_both_legs(frontend_port: u16, backend_port: u16) -> Vec<String> {
+        [
+            "run",
+            "--interface",
+            Self::PROXY_CLIENT_IF,
+            "--interface",
+            Self::PROXY_BACKEND_IF,
+            "--port",
+            &format!("{frontend_port}:frontend"),
+            "--port",
+            &format!("{backend_port}:backend"),
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    }
 }
 
 /// A veth pair between two namespaces, each end with a /24 address; the

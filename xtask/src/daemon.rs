@@ -16,7 +16,7 @@ use std::{
 };
 
 use anyhow::{bail, Context as _, Result};
-use lab::{netns::NetNs, ProxyLab};
+use lab::netns::NetNs;
 use nix::{
     sys::signal::{self, SaFlags, SigAction, SigHandler, SigSet, Signal},
     unistd::{sysconf, Pid, SysconfVar},
@@ -27,25 +27,6 @@ use serde_json::Value;
 const STOP_WAIT: Duration = Duration::from_secs(30);
 /// How often waits look at the interrupt flag.
 const POLL: Duration = Duration::from_millis(100);
-
-/// `auditor run` arguments that watch both legs of the lab's proxy: its
-/// client-facing interface with `frontend_port` (role frontend) and its
-/// backend-facing one with `backend_port` (role backend).
-pub fn watching_proxy_legs(frontend_port: u16, backend_port: u16) -> Vec<String> {
-    [
-        "run",
-        "--interface",
-        ProxyLab::PROXY_CLIENT_IF,
-        "--interface",
-        ProxyLab::PROXY_BACKEND_IF,
-        "--port",
-        &format!("{frontend_port}:frontend"),
-        "--port",
-        &format!("{backend_port}:backend"),
-    ]
-    .map(str::to_owned)
-    .to_vec()
-}
 
 /// An event's JSON line, and the JSON.
 pub struct PrintedEvent {

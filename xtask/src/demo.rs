@@ -18,10 +18,7 @@ use lab::{
 use serde_json::Value;
 
 use crate::{
-    daemon::{
-        check_interrupt, interrupted, teardown_on_interrupt, watching_proxy_legs, PrintedEvent,
-        RunningAuditor,
-    },
+    daemon::{check_interrupt, interrupted, teardown_on_interrupt, PrintedEvent, RunningAuditor},
     setup,
 };
 
@@ -66,7 +63,7 @@ fn show(root: &Path, auditor: &Path) -> Result<()> {
 
     step(2, "the auditor, watching both of Caddy's legs");
     let events_file = EventsFile::new()?;
-    let mut args = watching_proxy_legs(PROXY_PORT, BACKEND_PORT);
+    let mut args = ProxyLab::auditor_watching_both_legs(PROXY_PORT, BACKEND_PORT);
     args.extend(
         [
             "--format",

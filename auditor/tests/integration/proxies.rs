@@ -15,7 +15,6 @@ use lab::{
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
-const STARTUP: Duration = Duration::from_secs(20);
 const MISSING_CONNECTION_OPTION: &str = "upgrade-101-missing-connection-option";
 /// curl's exit code when `--max-time` ran out: curl 7.88 waits for a body
 /// after a 101 to anything but h2c.
@@ -119,21 +118,7 @@ fn through<B, T>(
     let lab = ProxyLab::new();
     let _backend = start_backend(&lab);
     let running_proxy = RunningProxy::start(&lab, proxy).unwrap_or_else(|error| panic!("{error}"));
-    let mut daemon = Daemon::start(
-        &lab.proxy,
-        &[
-            "run",
-            "--interface",
-            ProxyLab::PROXY_CLIENT_IF,
-            "--interface",
-            ProxyLab::PROXY_BACKEND_IF,
-            "--port",
-            &format!("{PROXY_PORT}:frontend"),
-            "--port",
-            &format!("{BACKEND_PORT}:backend"),
-        ],
-    );
-    daemon.wait_for("capture started", STARTUP);
+    let daemon = Daemon::on_proxy_legs(&lab);
     let received = client(&lab);
     std::thread::sleep(Duration::from_millis(300));
     daemon.signal(Signal::SIGINT);

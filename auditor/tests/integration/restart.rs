@@ -10,12 +10,11 @@ use lab::{
     backend::{Backend, RunningBackend, SLOW_ANSWER, SLOW_TARGET},
     client::{plain_get, Offer, Session},
     proxy::{Proxy, RunningProxy},
-    ProxyLab, BACKEND_PORT, PROXY_PORT,
+    ProxyLab,
 };
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
-const STARTUP: Duration = Duration::from_secs(20);
 const MISSING_CONNECTION_OPTION: &str = "upgrade-101-missing-connection-option";
 
 /// A backend that keeps its connections open, behind `proxy`.
@@ -37,24 +36,8 @@ impl Lab {
         }
     }
 
-    /// The daemon on both of the proxy's legs, once it captures.
     fn start_daemon(&self) -> Daemon {
-        let mut daemon = Daemon::start(
-            &self.lab.proxy,
-            &[
-                "run",
-                "--interface",
-                ProxyLab::PROXY_CLIENT_IF,
-                "--interface",
-                ProxyLab::PROXY_BACKEND_IF,
-                "--port",
-                &format!("{PROXY_PORT}:frontend"),
-                "--port",
-                &format!("{BACKEND_PORT}:backend"),
-            ],
-        );
-        daemon.wait_for("capture started", STARTUP);
-        daemon
+        Daemon::on_proxy_legs(&self.lab)
     }
 
     fn session(&self) -> Session {

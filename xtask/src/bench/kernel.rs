@@ -33,7 +33,7 @@ use super::{
     empty_program::{self, EmptyProgram, EMPTY_PROGRAM},
     live, BenchResult, Benchmark, Context, Target,
 };
-use crate::daemon::{check_interrupt, teardown_on_interrupt, watching_proxy_legs};
+use crate::daemon::{check_interrupt, teardown_on_interrupt};
 
 pub const BENCHMARK: Benchmark = Benchmark {
     name: "kernel",
@@ -359,7 +359,7 @@ fn measure(
     amount: Amount,
     empty_object: Option<&Path>,
 ) -> Result<(BTreeMap<Traffic, Cost>, BTreeMap<Traffic, Cost>)> {
-    let args = watching_proxy_legs(ports.0, ports.1);
+    let args = ProxyLab::auditor_watching_both_legs(ports.0, ports.1);
     let mut daemon = live::start_daemon(context, &lab.proxy, auditor, &args)?;
     let empty = empty_object
         .map(|object| EmptyProgram::attach(lab, object))

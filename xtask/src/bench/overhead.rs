@@ -13,7 +13,7 @@ use super::{
     empty_program::{self, EmptyProgram},
     live, median, BenchResult, Benchmark, Context, Target,
 };
-use crate::daemon::{check_interrupt, teardown_on_interrupt, watching_proxy_legs};
+use crate::daemon::{check_interrupt, teardown_on_interrupt};
 
 pub const BENCHMARK: Benchmark = Benchmark {
     name: "overhead",
@@ -70,7 +70,7 @@ fn run(context: &mut Context) -> Result<Vec<BenchResult>> {
     let empty_object = empty_program::object(context)?;
     let (lab, _nginx) = live::nginx_lab(context)?;
     let _backend = RealBackend::nginx_static(&lab).context("cannot start the nginx backend")?;
-    let args = watching_proxy_legs(PROXY_PORT, BACKEND_PORT);
+    let args = ProxyLab::auditor_watching_both_legs(PROXY_PORT, BACKEND_PORT);
 
     wrk(context, &lab, WARM_UP_SECS)?;
     let (mut with, mut without, mut with_empty) = (Vec::new(), Vec::new(), Vec::new());

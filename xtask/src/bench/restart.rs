@@ -20,9 +20,7 @@ use lab::{
 use serde_json::Value;
 
 use super::{live, tcpdump::Tcpdump, BenchResult, Benchmark, Context, Target};
-use crate::daemon::{
-    check_interrupt, interrupted, teardown_on_interrupt, watching_proxy_legs, RunningAuditor,
-};
+use crate::daemon::{check_interrupt, interrupted, teardown_on_interrupt, RunningAuditor};
 
 pub const BENCHMARK: Benchmark = Benchmark {
     name: "restart",
@@ -264,7 +262,7 @@ fn start_daemon(
     check_interrupt()?;
     // The daemon appends to its output file.
     let _ = std::fs::remove_file(events);
-    let mut args = watching_proxy_legs(PROXY_PORT, BACKEND_PORT);
+    let mut args = ProxyLab::auditor_watching_both_legs(PROXY_PORT, BACKEND_PORT);
     args.push("--config".to_owned());
     args.push(config.display().to_string());
     args.push("--output".to_owned());

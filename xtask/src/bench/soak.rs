@@ -30,7 +30,7 @@ use nix::{
 use serde_json::Value;
 
 use super::{live, BenchResult, Benchmark, Context, Target};
-use crate::daemon::{check_interrupt, teardown_on_interrupt, watching_proxy_legs, RunningAuditor};
+use crate::daemon::{check_interrupt, teardown_on_interrupt, RunningAuditor};
 
 pub const BENCHMARK: Benchmark = Benchmark {
     name: "soak",
@@ -128,7 +128,7 @@ fn run(context: &mut Context) -> Result<Vec<BenchResult>> {
     remove_event_files(&events)?;
     let (lab, _nginx) = live::nginx_lab(context)?;
     let _backend = SoakBackend::start(&lab)?;
-    let mut args = watching_proxy_legs(PROXY_PORT, BACKEND_PORT);
+    let mut args = ProxyLab::auditor_watching_both_legs(PROXY_PORT, BACKEND_PORT);
     args.extend([
         "--output".to_owned(),
         format!("file:{}", events.display()),

@@ -12,9 +12,13 @@ use std::{
 
 use nix::{sys::signal::Signal, unistd::Pid};
 
+use lab::{ProxyLab, BACKEND_PORT, PROXY_PORT};
+
 use super::lab::NetNs;
 
 pub const AUDITOR: &str = env!("CARGO_BIN_EXE_auditor");
+/// How long a daemon may take to load and attach its program.
+const CAPTURE_STARTUP: Duration = Duration::from_secs(20);
 
 pub struct Daemon {
     child: Child,
@@ -53,6 +57,16 @@ impl Daemon {
             stdout_lines,
             stdout: Vec::new(),
         }
+    }
+
+    /// `auditor run` in the proxy lab's proxy namespace, on both of the
+    /// proxy's legs (the lab's ports, with their roles), once it captures.
+    pub fn on_proxy_legs(lab: &ProxyLab) -> Daemon {
+        let args = ProxyLab::auditor_watching_both_legs(PROXY_PORT, BACKEND_PORT);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut daemon = Daemon::start(&lab.proxy, &args);
+        daemon.wait_for("capture started", CAPTURE_STARTUP);
+        daemon
     }
 
     pub fn pid(&self) -> u32 {

@@ -22,7 +22,7 @@ use lab::{
 use serde_json::Value;
 
 use super::{live, BenchResult, Benchmark, Context, Target};
-use crate::daemon::{check_interrupt, interrupted, teardown_on_interrupt, watching_proxy_legs};
+use crate::daemon::{check_interrupt, interrupted, teardown_on_interrupt};
 
 pub const BENCHMARK: Benchmark = Benchmark {
     name: "storm",
@@ -281,7 +281,7 @@ fn storm(
     let events = context.out_dir.join(format!("storm-events-{index}.jsonl"));
     // The daemon appends to its output file.
     let _ = std::fs::remove_file(&events);
-    let mut args = watching_proxy_legs(PROXY_PORT, BACKEND_PORT);
+    let mut args = ProxyLab::auditor_watching_both_legs(PROXY_PORT, BACKEND_PORT);
     args.push("--output".to_owned());
     args.push(format!("file:{}", events.display()));
     let mut daemon = live::start_daemon(context, &lab.proxy, auditor, &args)?;
