@@ -19,7 +19,7 @@ use lab::{
 };
 use serde_json::Value;
 
-use super::{live, tcpdump::Tcpdump, BenchResult, Benchmark, Context, Target};
+use super::{live, tcpdump::ProxyLegs, BenchResult, Benchmark, Context, Target};
 use crate::daemon::{check_interrupt, interrupted, teardown_on_interrupt, RunningAuditor};
 
 pub const BENCHMARK: Benchmark = Benchmark {
@@ -152,11 +152,7 @@ fn run(context: &mut Context) -> Result<Vec<BenchResult>> {
     let _backend = RunningBackend::start(&lab, Backend::KeepAlive)?;
     let _haproxy =
         RunningProxy::start(&lab, Proxy::HAProxyPooled).context("cannot start HAProxy")?;
-    let mut legs = Vec::new();
-    for interface in [ProxyLab::PROXY_CLIENT_IF, ProxyLab::PROXY_BACKEND_IF] {
-        let path = context.out_dir.join(format!("restart-{interface}.pcap"));
-        legs.push((Tcpdump::start(context, &lab.proxy, interface, &path)?, path));
-    }
+    let legs = ProxyLegs::record(context, &lab, "restart")?;
 
     let config = context.out_dir.join("restart.toml");
     // The lab's ports, and a rate limit no storm here reaches: each alert
@@ -182,13 +178,7 @@ fn run(context: &mut Context) -> Result<Vec<BenchResult>> {
     thread::sleep(DRAIN);
     daemon.stop()?;
     let recording = context.out_dir.join("restart.pcap");
-    let mut mergecap = Command::new("mergecap");
-    mergecap.arg("-w").arg(&recording);
-    for (tcpdump, leg) in legs {
-        tcpdump.stop()?;
-        mergecap.arg(leg);
-    }
-    context.run(&mut mergecap)?;
+    legs.merge_into(context, &recording)?;
     let replayed = context.out_dir.join("restart-replay.jsonl");
     let mut replay = Command::new(&auditor);
     replay

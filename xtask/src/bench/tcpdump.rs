@@ -1,14 +1,15 @@
 //! tcpdump writing one interface's TCP packets to a file, for the
-//! benchmarks that record live traffic and replay it.
+//! benchmarks that record live traffic and replay it; both of the proxy
+//! lab's legs into one file.
 
 use std::{
     io::{BufRead as _, BufReader},
-    path::Path,
-    process::{Child, ChildStderr, Stdio},
+    path::{Path, PathBuf},
+    process::{Child, ChildStderr, Command, Stdio},
 };
 
 use anyhow::{bail, Context as _, Result};
-use lab::netns::NetNs;
+use lab::{netns::NetNs, ProxyLab};
 use nix::{
     sys::signal::{kill, Signal},
     unistd::Pid,
@@ -17,7 +18,7 @@ use nix::{
 use super::Context;
 
 /// tcpdump writing one interface's TCP packets to a file until stopped.
-pub struct Tcpdump {
+struct Tcpdump {
     child: Child,
     /// Held open, so that what tcpdump says when it stops cannot fail.
     _stderr: BufReader<ChildStderr>,
@@ -25,7 +26,7 @@ pub struct Tcpdump {
 
 impl Tcpdump {
     /// Starts tcpdump and waits until it captures.
-    pub fn start(
+    fn start(
         context: &mut Context,
         netns: &NetNs,
         interface: &str,
@@ -56,7 +57,7 @@ impl Tcpdump {
     }
 
     /// Stops tcpdump, which writes out what it holds.
-    pub fn stop(mut self) -> Result<()> {
+    fn stop(mut self) -> Result<()> {
         kill(Pid::from_raw(self.child.id() as i32), Signal::SIGINT)?;
         let status = self.child.wait()?;
         // tcpdump exits 0 on SIGINT; a signal exit means it was killed.
@@ -73,5 +74,36 @@ impl Drop for Tcpdump {
         // Both do nothing once `stop` has reaped it.
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// tcpdump on both of the proxy lab's legs, each into a file of its own
+/// until [`ProxyLegs::merge_into`].
+pub struct ProxyLegs {
+    legs: Vec<(Tcpdump, PathBuf)>,
+}
+
+impl ProxyLegs {
+    /// Starts recording both legs into `NAME-INTERFACE.pcap` in the output
+    /// directory.
+    pub fn record(context: &mut Context, lab: &ProxyLab, name: &str) -> Result<ProxyLegs> {
+        let mut legs = Vec::new();
+        for interface in [ProxyLab::PROXY_CLIENT_IF, ProxyLab::PROXY_BACKEND_IF] {
+            let path = context.out_dir.join(format!("{name}-{interface}.pcap"));
+            legs.push((Tcpdump::start(context, &lab.proxy, interface, &path)?, path));
+        }
+        Ok(ProxyLegs { legs })
+    }
+
+    /// Stops recording and merges both legs, by time, into `path`.
+    pub fn merge_into(self, context: &mut Context, path: &Path) -> Result<()> {
+        let mut mergecap = Command::new("mergecap");
+        mergecap.arg("-w").arg(path);
+        for (tcpdump, leg) in self.legs {
+            tcpdump.stop()?;
+            mergecap.arg(leg);
+        }
+        context.run(&mut mergecap)?;
+        Ok(())
     }
 }

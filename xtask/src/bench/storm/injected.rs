@@ -18,7 +18,7 @@ use anyhow::{bail, Context as _, Result};
 use lab::{netns::NetNs, ProxyLab, BACKEND_PORT, PROXY_PORT};
 
 use super::{generate, handshakes_per_leg, DRAIN};
-use crate::bench::{live, tcpdump::Tcpdump, Context};
+use crate::bench::{live, tcpdump::ProxyLegs, Context};
 use crate::daemon::check_interrupt;
 
 /// Commands this needs beyond the live lab's, and their Debian packages.
@@ -112,23 +112,13 @@ pub fn record(
     duration: Duration,
 ) -> Result<Recording> {
     check_interrupt()?;
-    let mut legs = Vec::new();
-    for interface in [ProxyLab::PROXY_CLIENT_IF, ProxyLab::PROXY_BACKEND_IF] {
-        let path = context.out_dir.join(format!("storm-{interface}.pcap"));
-        legs.push((Tcpdump::start(context, &lab.proxy, interface, &path)?, path));
-    }
+    let legs = ProxyLegs::record(context, lab, "storm")?;
     let started = Instant::now();
     let made = generate(lab, None, duration)?;
     let rate = made.upgrades as f64 / started.elapsed().as_secs_f64();
     thread::sleep(LAST_CLOSES);
     let path = context.out_dir.join("storm.pcap");
-    let mut mergecap = Command::new("mergecap");
-    mergecap.arg("-w").arg(&path);
-    for (tcpdump, leg) in legs {
-        tcpdump.stop()?;
-        mergecap.arg(leg);
-    }
-    context.run(&mut mergecap)?;
+    legs.merge_into(context, &path)?;
     let packets = packets_in(context, &path)?;
 
     let events = context.out_dir.join("storm-replay.jsonl");
