@@ -162,9 +162,6 @@ impl Connection {
             }
             pickup.answered_first_in_line = true;
         }
-        if pending.request.is_none() {
-            pending.pairing = Pairing::Unknown;
-        }
     }
 
     fn unreadable_head(&mut self, end: End, error: HeadError, cx: &mut Cx<'_>) -> Reader {
